@@ -1,0 +1,143 @@
+//! The ledger: the durable record of every ban, the truth the targets are rebuilt from.
+//!
+//! [`Ledger`] is the interface; [`sqlite::SqliteLedger`] is the embedded default (WAL,
+//! `synchronous=FULL`, so a write is on disk before it returns). A PostgreSQL ledger for many
+//! hosts will implement the same trait. The ledger stores three things:
+//!
+//! - **bans**: the active (prefix, source) bans, one row each;
+//! - **events**: an append-only history of every ban, extension, unban, expiry and lift, with
+//!   a monotonically increasing id. The id doubles as a change feed: a daemon that tails
+//!   `events_since(cursor)` sees writes made by other processes (the fallback client, other
+//!   hosts later);
+//! - **target entries**: per target, the entries netban created on the device and their
+//!   device handles (ExaFS rule ids and the like), so ownership survives restarts.
+//!
+//! The trait is synchronous; the daemon runs it on a dedicated thread.
+
+pub mod sqlite;
+
+use netban_core::plan::Held;
+use netban_core::{Ban, Expiry, OriginHost, Prefix, Reason, Source, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// Position in the event feed. Ids only grow.
+pub type EventId = i64;
+
+/// What happened, as kept in history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A new (prefix, source) ban.
+    Ban,
+    /// An existing (prefix, source) ban re-asserted with a later (or equal) expiry: a
+    /// fail2ban restore, prolong or re-ban. Does not count as a repeat offence.
+    Extend,
+    /// Removed on request (`netban unban`, fail2ban's actionunban).
+    Unban,
+    /// Ended because its expiry passed.
+    Expire,
+    /// Lifted because the allowlist or a protected network now covers it.
+    Lift,
+}
+
+/// One entry of history / the change feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    pub at: Timestamp,
+    pub kind: EventKind,
+    pub prefix: Prefix,
+    /// `None` on an unban or lift of every source at once.
+    pub source: Option<Source>,
+    /// The (prefix, source) expiry after the event, for Ban and Extend.
+    pub expiry: Option<Expiry>,
+    pub reason: Option<Reason>,
+    pub failures: Option<u32>,
+    pub origin_host: Option<OriginHost>,
+    /// For Ban: how many earlier bans escalated this one.
+    pub escalation_step: u32,
+}
+
+/// One write, applied with others in one transaction by [`Ledger::record`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Insert or extend a (prefix, source) ban. If the pair is active, the later expiry is
+    /// kept and the event is `Extend`; otherwise it is a new `Ban`.
+    Ban { ban: Ban, escalation_step: u32 },
+    /// Remove one source's ban, or every source's (`source: None`). Kind is Unban or Lift.
+    Unban {
+        prefix: Prefix,
+        source: Option<Source>,
+        kind: EventKind,
+        origin_host: Option<OriginHost>,
+    },
+}
+
+/// What one write did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The ban is recorded (new or extended); `expiry` is what the pair holds now.
+    Banned {
+        event: EventId,
+        kind: EventKind,
+        expiry: Expiry,
+    },
+    /// The unban removed this many (prefix, source) rows (0: nothing was banned).
+    Unbanned {
+        event: Option<EventId>,
+        removed: usize,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("ledger schema is version {found}, newer than this netban understands ({known}); upgrade netban")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("ledger query failed: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("ledger holds an unreadable row: {0}")]
+    Corrupt(String),
+}
+
+/// The durable record of bans. Every method that writes is one transaction, durable on return.
+pub trait Ledger: Send {
+    /// Applies `writes` in order in one transaction at time `now`; one outcome per write.
+    fn record(&mut self, writes: &[Write], now: Timestamp) -> Result<Vec<Outcome>, LedgerError>;
+
+    /// Removes every (prefix, source) ban whose expiry is at or before `now`, writing an
+    /// `Expire` event for each; returns the pairs removed.
+    fn expire(&mut self, now: Timestamp) -> Result<Vec<(Prefix, Source)>, LedgerError>;
+
+    /// Every active (prefix, source) ban at `now`.
+    fn active_bans(&mut self, now: Timestamp) -> Result<Vec<Ban>, LedgerError>;
+
+    /// How many `Ban` events (not `Extend`) `prefix` has at or after `since`.
+    fn prior_bans(&mut self, prefix: &Prefix, since: Timestamp) -> Result<u32, LedgerError>;
+
+    /// Events with id greater than `after`, oldest first, at most `limit`.
+    fn events_since(&mut self, after: EventId, limit: usize) -> Result<Vec<Event>, LedgerError>;
+
+    /// The id of the newest event (0 when there is none).
+    fn last_event_id(&mut self) -> Result<EventId, LedgerError>;
+
+    /// History of `prefix` and of every prefix that contains it or that it contains, newest
+    /// first, at most `limit`.
+    fn history(&mut self, prefix: &Prefix, limit: usize) -> Result<Vec<Event>, LedgerError>;
+
+    /// The entries netban recorded as created on `target`.
+    fn target_entries(&mut self, target: &str) -> Result<Vec<Held>, LedgerError>;
+
+    /// Records entries created on (`added`) and removed from (`removed`) `target`, in one
+    /// transaction. An added entry replaces a recorded one with the same prefix.
+    fn update_target_entries(
+        &mut self,
+        target: &str,
+        added: &[Held],
+        removed: &[Prefix],
+    ) -> Result<(), LedgerError>;
+}

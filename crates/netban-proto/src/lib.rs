@@ -1,0 +1,218 @@
+//! The local socket protocol between `netban` (the client) and `netban serve` (the daemon).
+//!
+//! One JSON object per line in each direction over a Unix stream socket: the client writes a
+//! [`Request`], the daemon answers with one [`Response`], and the client may send further
+//! requests on the same connection. Prefixes travel already parsed: the client refuses bad
+//! input before it connects, and the daemon parses again on receipt (serde runs the same strict
+//! parser), so nothing unparsed ever reaches a target.
+//!
+//! The daemon only acknowledges a ban after the ledger has it on disk.
+
+use netban_core::{Expiry, OriginHost, Prefix, Reason, Source, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a request or response changes shape incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The default socket path of the daemon.
+pub const DEFAULT_SOCKET: &str = "/run/netban/netban.sock";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    Ping,
+    Ban(BanArgs),
+    Unban(UnbanArgs),
+    List {
+        prefix: Option<Prefix>,
+    },
+    Status,
+    Plan {
+        target: Option<String>,
+    },
+    Sync {
+        target: Option<String>,
+    },
+    History {
+        prefix: Prefix,
+        limit: usize,
+    },
+    /// Re-read the allowlist files now (the daemon also notices changes by itself).
+    Reload,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BanArgs {
+    pub prefixes: Vec<Prefix>,
+    pub source: Source,
+    /// Seconds; -1 = permanent (fail2ban's convention).
+    pub bantime: i64,
+    pub reason: Option<Reason>,
+    pub failures: Option<u32>,
+    pub origin_host: Option<OriginHost>,
+    /// fail2ban's `<restored>`: re-asserting a ban after its restart. Never escalates.
+    #[serde(default)]
+    pub restored: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnbanArgs {
+    pub prefixes: Vec<Prefix>,
+    /// `None`: lift the ban of every source.
+    pub source: Option<Source>,
+    pub origin_host: Option<OriginHost>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Response {
+    Ok { body: Body },
+    Error { message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Body {
+    Pong {
+        version: u32,
+    },
+    /// One result per requested prefix, in request order.
+    Banned {
+        results: Vec<ItemResult>,
+    },
+    Unbanned {
+        results: Vec<ItemResult>,
+    },
+    List {
+        bans: Vec<ListedBan>,
+    },
+    Status(StatusReport),
+    Plan {
+        targets: Vec<TargetPlan>,
+    },
+    Synced {
+        targets: Vec<String>,
+    },
+    History {
+        events: Vec<HistoryEvent>,
+    },
+    Reloaded {
+        allowlist_entries: usize,
+        lifted: Vec<Prefix>,
+    },
+}
+
+/// The result of one prefix in a ban or unban request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    pub prefix: Prefix,
+    /// `None` on success; otherwise why nothing was recorded for this prefix.
+    pub error: Option<String>,
+    /// For bans: the (prefix, source) expiry now recorded, -1 = permanent.
+    pub expiry: Option<i64>,
+    /// For bans: how many earlier bans escalated this one.
+    pub escalation_step: u32,
+    /// For unbans: whether the prefix is still banned by other sources afterwards.
+    pub still_banned: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ListedBan {
+    pub prefix: Prefix,
+    /// Effective expiry (latest of all sources).
+    pub expiry: Expiry,
+    pub sources: Vec<SourceBan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceBan {
+    pub source: Source,
+    pub expiry: Expiry,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    pub ledger: String,
+    pub started_at: Timestamp,
+    pub active_bans: usize,
+    pub targets: Vec<TargetStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    pub name: String,
+    pub kind: String,
+    /// `ok`, `degraded` (some items failed), `down` (last attempt failed), `starting`.
+    pub health: String,
+    pub desired: usize,
+    pub held: usize,
+    /// Bans this target should hold but cannot (capacity), sent to its fallback.
+    pub overflow: usize,
+    pub pending: usize,
+    pub last_sync: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetPlan {
+    pub target: String,
+    pub add: Vec<Prefix>,
+    pub remove: Vec<Prefix>,
+    pub refresh: Vec<Prefix>,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub at: Timestamp,
+    pub kind: String,
+    pub prefix: Prefix,
+    pub source: Option<Source>,
+    pub expiry: Option<Expiry>,
+    pub reason: Option<Reason>,
+    pub origin_host: Option<OriginHost>,
+    pub escalation_step: u32,
+}
+
+/// Encodes one message as a line (JSON plus `\n`).
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut line = serde_json::to_vec(message).expect("protocol types always serialize");
+    line.push(b'\n');
+    line
+}
+
+/// Decodes one line (with or without its `\n`).
+pub fn decode<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(line.strip_suffix(b"\n").unwrap_or(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ban_request_round_trips() {
+        let req = Request::Ban(BanArgs {
+            prefixes: vec![Prefix::parse("203.0.113.7").unwrap()],
+            source: Source::new("sshd").unwrap(),
+            bantime: 600,
+            reason: None,
+            failures: Some(3),
+            origin_host: None,
+            restored: false,
+        });
+        let line = encode(&req);
+        assert_eq!(*line.last().unwrap(), b'\n');
+        assert_eq!(decode::<Request>(&line).unwrap(), req);
+    }
+
+    #[test]
+    fn the_daemon_reparses_prefixes_strictly() {
+        let line = br#"{"op":"ban","prefixes":["203.0.113.7;reboot"],"source":"sshd","bantime":1,"reason":null,"failures":null,"origin_host":null}"#;
+        assert!(decode::<Request>(line).is_err());
+        let line = br#"{"op":"ban","prefixes":["203.0.113.7"],"source":"ss hd","bantime":1,"reason":null,"failures":null,"origin_host":null}"#;
+        assert!(decode::<Request>(line).is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! Enforcement points ("targets"): one driver per kind of device behind one trait.
+//!
+//! A target only *observes* what its device holds and *applies* the changes it is given. It
+//! never decides policy: which bans it should hold (scope, placement under capacity, fallback)
+//! is decided by the core and the daemon's reconciler. Each driver lives in its own module
+//! folder with its configuration, its protocol client and its tests against the real peer;
+//! adding one touches that folder and one line in [`config::TargetKind`].
+//!
+//! Contract of [`Target`]:
+//! - `observe` returns every entry in the device area netban works in (its own table, ACL,
+//!   rule range, tenant…), including entries netban did not create when the area is shared;
+//!   the reconciler, not the driver, decides which of them netban owns.
+//! - `apply` carries out one [`Plan`] as one device transaction where the device has such a
+//!   thing (an `nft -f` batch, a NETCONF commit, one CLI configuration session), and reports
+//!   per item. An `Err` means nothing can be assumed about the batch: the reconciler will
+//!   observe again and re-plan before retrying.
+//! - Neither method is called concurrently on one target: each target has its own worker.
+
+pub mod config;
+pub mod nftables;
+
+use async_trait::async_trait;
+use netban_core::placement::Capacity;
+use netban_core::plan::{ExpiryTracking, Held, Plan};
+use netban_core::{Family, Prefix};
+
+/// Whether netban may remove everything it reads back, or only what it recorded creating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnershipKind {
+    /// The whole area observed is netban's (its own table, ACL, rule-number range, session).
+    Exclusive,
+    /// The area is shared with operators or other tools (ExaFS, a NETCONF tenant, a WAF IP
+    /// set): only entries recorded in the ledger as created by netban are removed.
+    Recorded,
+}
+
+/// What a target is and what its device can hold. Fixed for the life of a driver.
+#[derive(Clone, Debug)]
+pub struct TargetInfo {
+    /// The operator's name for this target (from the configuration).
+    pub name: String,
+    /// The driver kind (`nftables`, `exafs`, …).
+    pub kind: &'static str,
+    pub families: Vec<Family>,
+    /// Slots per family the device can give netban; unbounded for most.
+    pub capacity: Capacity,
+    pub ownership: OwnershipKind,
+    pub expiry: ExpiryTracking,
+    /// The shortest prefix length the device accepts per family (e.g. 0); the policy's breadth
+    /// limit applies before this.
+    pub max_batch: usize,
+}
+
+impl TargetInfo {
+    pub fn handles(&self, prefix: &Prefix) -> bool {
+        self.families.contains(&prefix.family())
+    }
+}
+
+/// Which step of a plan an item result belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Add,
+    Remove,
+    Refresh,
+}
+
+/// What happened to one item of a plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemResult {
+    /// Done. For adds and refreshes, the entry as now held (with its device handle).
+    Done { held: Option<Held> },
+    /// The device refused this item for a reason retrying will not fix (e.g. ExaFS: address
+    /// outside the organisation's ranges). Reported, not retried until the ban changes.
+    Rejected { reason: String },
+    /// Failed for a reason that may pass (timeout, 5xx); retried with backoff.
+    Failed { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemReport {
+    pub prefix: Prefix,
+    pub step: Step,
+    pub result: ItemResult,
+}
+
+/// Per-item results of one `apply`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub items: Vec<ItemReport>,
+}
+
+impl ApplyReport {
+    /// Every item of `plan` done, with no handle (for devices without per-entry ids).
+    pub fn all_done(plan: &Plan) -> ApplyReport {
+        let done = |prefix: Prefix, step| ItemReport {
+            prefix,
+            step,
+            result: ItemResult::Done { held: None },
+        };
+        let mut items = Vec::with_capacity(plan.len());
+        items.extend(plan.add.iter().map(|d| done(d.prefix, Step::Add)));
+        items.extend(plan.remove.iter().map(|h| done(h.prefix, Step::Remove)));
+        items.extend(
+            plan.refresh
+                .iter()
+                .map(|(_, d)| done(d.prefix, Step::Refresh)),
+        );
+        ApplyReport { items }
+    }
+}
+
+/// Why a whole observe or apply failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The device could not be reached or did not answer in time. Retried with backoff.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The device answered with something netban did not expect. Retried with backoff.
+    #[error("device error: {0}")]
+    Device(String),
+    /// The configuration or credentials are wrong; retrying will not help until an operator
+    /// acts. Still retried (slowly), and reported in `status`.
+    #[error("configuration error: {0}")]
+    Config(String),
+}
+
+/// One enforcement point. See the crate documentation for the contract.
+#[async_trait]
+pub trait Target: Send {
+    fn info(&self) -> &TargetInfo;
+
+    /// Prepares the device area (creates netban's table or checks the ACL exists). Called
+    /// before the first observe and after an error; must be idempotent.
+    async fn prepare(&mut self) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    /// Everything the device holds in netban's area.
+    async fn observe(&mut self) -> Result<Vec<Held>, TargetError>;
+
+    /// Carries out `plan` (already split to at most `max_batch` items).
+    async fn apply(&mut self, plan: &Plan) -> Result<ApplyReport, TargetError>;
+
+    /// Releases the device session. The default does nothing.
+    async fn shutdown(&mut self) {}
+}
