@@ -11,10 +11,12 @@
 //!   of earlier bans of the same prefix (by any source) inside the window, capped at `max`.
 //!   The operator can turn it off.
 
-use crate::ban::{BanRequest, Expiry};
+use crate::ban::{BanDuration, BanRequest, Expiry};
 use crate::prefix::{Family, Prefix};
 use crate::time::Timestamp;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Escalation settings for repeat offenders.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,39 +91,731 @@ pub struct Admitted {
     pub escalation_step: u32,
 }
 
+/// A set of prefixes that answers "does anything in the set overlap this prefix?" in
+/// O(prefix lengths present × log n), for allowlists of many thousands of entries.
+///
+/// Per family, entries are kept in a `BTreeMap` keyed by (network as an integer, length),
+/// with a count of entries per prefix length. An entry that *contains* the query has its
+/// network equal to the query's network truncated to the entry's length, so it is found by
+/// one exact lookup per length present; entries *inside* the query have their network in the
+/// query's address range, so they are found by one range lookup.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrefixSet {
+    v4: FamilySet,
+    v6: FamilySet,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct FamilySet {
+    entries: BTreeMap<(u128, u8), Prefix>,
+    /// `per_len[l]` = number of entries of length `l` (grown on demand up to 129 slots).
+    per_len: Vec<u32>,
+}
+
+/// A prefix as (family width in bits, network as an integer, length).
+fn key(prefix: &Prefix) -> (u8, u128, u8) {
+    match prefix.net() {
+        IpNet::V4(n) => (32, u128::from(u32::from(n.network())), n.prefix_len()),
+        IpNet::V6(n) => (128, u128::from(n.network()), n.prefix_len()),
+    }
+}
+
+/// The host bits of a prefix of length `len` in a `bits`-wide family.
+fn host_mask(bits: u8, len: u8) -> u128 {
+    let host_bits = u32::from(bits - len);
+    1u128.checked_shl(host_bits).map_or(u128::MAX, |b| b - 1)
+}
+
+impl FamilySet {
+    fn insert(&mut self, network: u128, len: u8, prefix: Prefix) -> bool {
+        if self.entries.insert((network, len), prefix).is_some() {
+            return false;
+        }
+        let l = usize::from(len);
+        if self.per_len.len() <= l {
+            self.per_len.resize(l + 1, 0);
+        }
+        self.per_len[l] += 1;
+        true
+    }
+
+    fn remove(&mut self, network: u128, len: u8) -> bool {
+        if self.entries.remove(&(network, len)).is_none() {
+            return false;
+        }
+        self.per_len[usize::from(len)] -= 1;
+        true
+    }
+
+    fn overlapping(&self, bits: u8, network: u128, len: u8) -> Option<Prefix> {
+        // An entry containing the query (the query itself included), broadest first.
+        for (l, count) in self.per_len.iter().enumerate().take(usize::from(len) + 1) {
+            if *count == 0 {
+                continue;
+            }
+            let l = l as u8; // at most 128
+            let truncated = network & !host_mask(bits, l);
+            if let Some(entry) = self.entries.get(&(truncated, l)) {
+                return Some(*entry);
+            }
+        }
+        // An entry inside the query: its network lies in the query's range. (An entry in that
+        // range cannot be broader than the query unless it shares its network, and then it
+        // contains the query and was found above.)
+        let last = network | host_mask(bits, len);
+        self.entries
+            .range((network, 0)..=(last, u8::MAX))
+            .next()
+            .map(|(_, entry)| *entry)
+    }
+}
+
+impl PrefixSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn family_mut(&mut self, bits: u8) -> &mut FamilySet {
+        if bits == 32 {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        }
+    }
+
+    /// Adds `prefix`; false if it was already in the set.
+    pub fn insert(&mut self, prefix: Prefix) -> bool {
+        let (bits, network, len) = key(&prefix);
+        self.family_mut(bits).insert(network, len, prefix)
+    }
+
+    /// Removes `prefix` (exactly this prefix, not what it overlaps); false if it was absent.
+    pub fn remove(&mut self, prefix: &Prefix) -> bool {
+        let (bits, network, len) = key(prefix);
+        self.family_mut(bits).remove(network, len)
+    }
+
+    /// True if exactly `prefix` is in the set.
+    pub fn contains(&self, prefix: &Prefix) -> bool {
+        let (bits, network, len) = key(prefix);
+        let family = if bits == 32 { &self.v4 } else { &self.v6 };
+        family.entries.contains_key(&(network, len))
+    }
+
+    /// An entry that overlaps `prefix` in either direction, if any: the broadest entry that
+    /// contains `prefix`, or else the lowest entry inside it.
+    pub fn overlapping(&self, prefix: &Prefix) -> Option<Prefix> {
+        let (bits, network, len) = key(prefix);
+        let family = if bits == 32 { &self.v4 } else { &self.v6 };
+        family.overlapping(bits, network, len)
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.entries.len() + self.v6.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The entries, IPv4 before IPv6, each family by network then length.
+    pub fn iter(&self) -> impl Iterator<Item = Prefix> + '_ {
+        self.v4
+            .entries
+            .values()
+            .chain(self.v6.entries.values())
+            .copied()
+    }
+}
+
+impl FromIterator<Prefix> for PrefixSet {
+    fn from_iter<I: IntoIterator<Item = Prefix>>(iter: I) -> Self {
+        let mut set = PrefixSet::new();
+        set.extend(iter);
+        set
+    }
+}
+
+impl Extend<Prefix> for PrefixSet {
+    fn extend<I: IntoIterator<Item = Prefix>>(&mut self, iter: I) {
+        for prefix in iter {
+            self.insert(prefix);
+        }
+    }
+}
+
+impl From<Vec<Prefix>> for PrefixSet {
+    fn from(prefixes: Vec<Prefix>) -> Self {
+        prefixes.into_iter().collect()
+    }
+}
+
 /// The whole policy, built from configuration (allowlist files already read by the caller).
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
-    pub allowlist: Vec<Prefix>,
-    pub protected: Vec<Prefix>,
+    pub allowlist: PrefixSet,
+    pub protected: PrefixSet,
     pub breadth: Breadth,
     pub escalation: Escalation,
 }
 
+/// Escalation exponents beyond this change nothing: even a factor barely above 1 has long
+/// reached any `max_secs` (and `f64::powi` would overflow to infinity, which is clamped too).
+const MAX_ESCALATION_EXPONENT: u32 = 4096;
+
+impl Escalation {
+    /// The duration of a ban of `base` seconds after `prior_bans` earlier bans:
+    /// `min(base × factor^n, max_secs)`, never shorter than `base`. Returns the duration and
+    /// the escalation step (`n` if the ban was lengthened, else 0).
+    pub fn escalate(&self, base: u64, prior_bans: u32) -> (u64, u32) {
+        if !self.enabled || prior_bans == 0 || base >= self.max_secs {
+            return (base, 0);
+        }
+        // A factor below 1 (or NaN) would shorten bans; treat it as 1 (no escalation).
+        let factor = if self.factor.is_nan() || self.factor < 1.0 {
+            1.0
+        } else {
+            self.factor
+        };
+        let exponent = prior_bans.min(MAX_ESCALATION_EXPONENT) as i32;
+        let scaled = base as f64 * factor.powi(exponent);
+        let secs = if scaled >= self.max_secs as f64 {
+            self.max_secs
+        } else {
+            // Finite, non-negative and below max_secs here; `as` truncates to whole seconds.
+            (scaled as u64).min(self.max_secs)
+        };
+        let secs = secs.max(base);
+        (secs, if secs > base { prior_bans } else { 0 })
+    }
+}
+
 impl Policy {
+    /// A policy from plain lists (as read from configuration and allowlist files).
+    pub fn new(
+        allowlist: Vec<Prefix>,
+        protected: Vec<Prefix>,
+        breadth: Breadth,
+        escalation: Escalation,
+    ) -> Policy {
+        Policy {
+            allowlist: allowlist.into(),
+            protected: protected.into(),
+            breadth,
+            escalation,
+        }
+    }
+
     /// Decides a request at `now`, given how many earlier bans of the same prefix started
     /// inside the escalation window (`prior_bans`, counted by the ledger).
+    ///
+    /// Refusals are checked as in [`Self::check_prefix`]. A temporary ban is then escalated
+    /// (see [`Escalation::escalate`]); a permanent ban stays permanent and is never reported
+    /// as escalated. `escalation_step` is the number of earlier bans when escalation
+    /// lengthened the ban, 0 when it did not (disabled, first offence, factor 1, or a base
+    /// duration already at or above `max_secs`).
     pub fn admit(
         &self,
         request: &BanRequest,
         prior_bans: u32,
         now: Timestamp,
     ) -> Result<Admitted, Refusal> {
-        let _ = (request, prior_bans, now);
-        todo!()
+        self.check_prefix(&request.prefix)?;
+        Ok(match request.duration {
+            BanDuration::Permanent => Admitted {
+                expiry: Expiry::Never,
+                escalation_step: 0,
+            },
+            BanDuration::Seconds(base) => {
+                let (secs, escalation_step) = self.escalation.escalate(base, prior_bans);
+                Admitted {
+                    expiry: Expiry::At(now.plus_secs(secs)),
+                    escalation_step,
+                }
+            }
+        })
     }
 
     /// Checks only allowlist, protection and breadth (used before anything is recorded, and
     /// to validate `unban`-independent inputs such as `plan`).
+    ///
+    /// In this order: protected networks, then the allowlist (each overlapping in either
+    /// direction), then breadth (a single address is never too broad).
     pub fn check_prefix(&self, prefix: &Prefix) -> Result<(), Refusal> {
-        let _ = prefix;
-        todo!()
+        if let Some(entry) = self.protected.overlapping(prefix) {
+            return Err(Refusal::Protected {
+                prefix: *prefix,
+                entry,
+            });
+        }
+        if let Some(entry) = self.allowlist.overlapping(prefix) {
+            return Err(Refusal::Allowlisted {
+                prefix: *prefix,
+                entry,
+            });
+        }
+        let family = prefix.family();
+        let min_len = self.breadth.min_len(family);
+        if !prefix.is_host() && prefix.len() < min_len {
+            return Err(Refusal::TooBroad {
+                prefix: *prefix,
+                family,
+                min_len,
+            });
+        }
+        Ok(())
     }
 
     /// The banned prefixes (from `banned`) that the allowlist or protected networks now
-    /// overlap and that must therefore be lifted everywhere.
+    /// overlap and that must therefore be lifted everywhere, in the order given.
     pub fn lifted_by_allowlist<'a>(&self, banned: impl Iterator<Item = &'a Prefix>) -> Vec<Prefix> {
-        let _ = banned;
-        todo!()
+        banned
+            .filter(|p| {
+                self.protected.overlapping(p).is_some() || self.allowlist.overlapping(p).is_some()
+            })
+            .copied()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ban::Source;
+    use ipnet::{Ipv4Net, Ipv6Net};
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn p(s: &str) -> Prefix {
+        Prefix::parse(s).unwrap()
+    }
+    fn ps(list: &[&str]) -> Vec<Prefix> {
+        list.iter().map(|s| p(s)).collect()
+    }
+
+    fn policy(allow: &[&str], protected: &[&str]) -> Policy {
+        Policy::new(
+            ps(allow),
+            ps(protected),
+            Breadth::default(),
+            Escalation::default(),
+        )
+    }
+
+    fn request(prefix: &str, duration: BanDuration) -> BanRequest {
+        BanRequest {
+            prefix: p(prefix),
+            source: Source::new("sshd").unwrap(),
+            duration,
+            reason: None,
+            failures: None,
+            origin_host: None,
+        }
+    }
+
+    #[test]
+    fn allowlist_overlap_refuses_in_both_directions() {
+        let pol = policy(&["10.0.0.0/8", "192.0.2.5", "2001:db8:1::/48"], &[]);
+        for (banned, entry) in [
+            ("10.1.2.3", "10.0.0.0/8"),
+            ("10.9.9.0/24", "10.0.0.0/8"),
+            ("192.0.2.0/24", "192.0.2.5/32"),
+            ("192.0.2.5", "192.0.2.5/32"),
+            ("2001:db8:1:2::7", "2001:db8:1::/48"),
+        ] {
+            assert_eq!(
+                pol.check_prefix(&p(banned)),
+                Err(Refusal::Allowlisted {
+                    prefix: p(banned),
+                    entry: p(entry)
+                }),
+                "{banned}"
+            );
+        }
+        for ok in [
+            "11.0.0.1",
+            "192.0.2.4",
+            "192.0.2.6",
+            "192.0.3.0/24",
+            "2001:db8:2::1",
+        ] {
+            assert_eq!(pol.check_prefix(&p(ok)), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refusals_come_in_order_protected_allowlisted_too_broad() {
+        let pol = policy(&["198.51.100.0/24", "203.0.113.0/25"], &["203.0.113.10"]);
+        // Protected wins over allowlisted.
+        assert_eq!(
+            pol.check_prefix(&p("203.0.113.10")),
+            Err(Refusal::Protected {
+                prefix: p("203.0.113.10"),
+                entry: p("203.0.113.10")
+            })
+        );
+        // Protected wins over too broad.
+        assert!(matches!(
+            pol.check_prefix(&p("203.0.0.0/16")),
+            Err(Refusal::Protected { .. })
+        ));
+        // Allowlisted wins over too broad.
+        assert_eq!(
+            pol.check_prefix(&p("198.51.0.0/16")),
+            Err(Refusal::Allowlisted {
+                prefix: p("198.51.0.0/16"),
+                entry: p("198.51.100.0/24")
+            })
+        );
+        assert_eq!(
+            pol.check_prefix(&p("192.0.0.0/16")),
+            Err(Refusal::TooBroad {
+                prefix: p("192.0.0.0/16"),
+                family: Family::V4,
+                min_len: 24
+            })
+        );
+    }
+
+    #[test]
+    fn breadth_limits_per_family_and_hosts_are_never_too_broad() {
+        let mut pol = policy(&[], &[]);
+        assert!(pol.check_prefix(&p("192.0.2.0/24")).is_ok());
+        assert!(matches!(
+            pol.check_prefix(&p("192.0.2.0/23")),
+            Err(Refusal::TooBroad {
+                min_len: 24,
+                family: Family::V4,
+                ..
+            })
+        ));
+        assert!(pol.check_prefix(&p("2001:db8:1::/48")).is_ok());
+        assert!(matches!(
+            pol.check_prefix(&p("2001:db8::/47")),
+            Err(Refusal::TooBroad {
+                min_len: 48,
+                family: Family::V6,
+                ..
+            })
+        ));
+        // An operator demanding more than a full address still can ban single addresses.
+        pol.breadth = Breadth {
+            min_len_v4: 33,
+            min_len_v6: 200,
+        };
+        assert!(pol.check_prefix(&p("192.0.2.1")).is_ok());
+        assert!(pol.check_prefix(&p("2001:db8::1")).is_ok());
+        assert!(pol.check_prefix(&p("192.0.2.0/31")).is_err());
+        pol.breadth = Breadth {
+            min_len_v4: 0,
+            min_len_v6: 0,
+        };
+        assert!(pol.check_prefix(&p("128.0.0.0/1")).is_ok());
+    }
+
+    #[test]
+    fn families_never_overlap() {
+        let pol = policy(&["2001:db8::/32"], &["10.0.0.0/8"]);
+        assert!(pol.check_prefix(&p("2001:db9::1")).is_ok());
+        let all_v6: PrefixSet = vec![Prefix::from_net("::/0".parse().unwrap())].into();
+        assert_eq!(all_v6.overlapping(&p("10.0.0.1")), None);
+        assert!(all_v6.overlapping(&p("2001:db8::1")).is_some());
+        // An IPv4-mapped address is IPv4 and meets the IPv4 protected network.
+        assert!(matches!(
+            pol.check_prefix(&p("::ffff:10.1.2.3")),
+            Err(Refusal::Protected { .. })
+        ));
+    }
+
+    #[test]
+    fn admit_refuses_before_escalating() {
+        let pol = policy(&["192.0.2.0/24"], &[]);
+        let r = request("192.0.2.9", BanDuration::Seconds(600));
+        assert!(matches!(
+            pol.admit(&r, 3, Timestamp(0)),
+            Err(Refusal::Allowlisted { .. })
+        ));
+    }
+
+    #[test]
+    fn escalation_doubles_per_prior_ban_up_to_the_cap() {
+        let pol = policy(&[], &[]);
+        let now = Timestamp(1_000_000);
+        let admit = |secs, n| {
+            pol.admit(&request("203.0.113.7", BanDuration::Seconds(secs)), n, now)
+                .unwrap()
+        };
+        let cases = [
+            (600, 0, 600, 0),
+            (600, 1, 1_200, 1),
+            (600, 3, 4_800, 3),
+            (600, 10, 604_800, 10), // 614_400 capped at a week
+            (600, u32::MAX, 604_800, u32::MAX),
+            (604_800, 2, 604_800, 0), // already at the cap: not escalated
+            (1_000_000, 2, 1_000_000, 0), // above the cap: kept, never shortened
+            (0, 5, 0, 0),
+        ];
+        for (base, n, secs, step) in cases {
+            assert_eq!(
+                admit(base, n),
+                Admitted {
+                    expiry: Expiry::At(Timestamp(now.0 + secs)),
+                    escalation_step: step
+                },
+                "base {base}, prior {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn escalation_settings() {
+        let now = Timestamp(50);
+        let r = request("203.0.113.7", BanDuration::Seconds(600));
+        let with = |escalation: Escalation| {
+            let mut pol = policy(&[], &[]);
+            pol.escalation = escalation;
+            pol.admit(&r, 2, now).unwrap()
+        };
+        let base = Escalation::default();
+        let unescalated = Admitted {
+            expiry: Expiry::At(Timestamp(650)),
+            escalation_step: 0,
+        };
+        assert_eq!(
+            with(Escalation {
+                enabled: false,
+                ..base.clone()
+            }),
+            unescalated
+        );
+        for factor in [1.0, 0.5, 0.0, -3.0, f64::NAN, f64::NEG_INFINITY] {
+            assert_eq!(
+                with(Escalation {
+                    factor,
+                    ..base.clone()
+                }),
+                unescalated,
+                "factor {factor}"
+            );
+        }
+        assert_eq!(
+            with(Escalation {
+                factor: f64::INFINITY,
+                ..base.clone()
+            }),
+            Admitted {
+                expiry: Expiry::At(Timestamp(50 + 604_800)),
+                escalation_step: 2
+            }
+        );
+        // 600 × 1.5² = 1350.
+        assert_eq!(
+            with(Escalation {
+                factor: 1.5,
+                ..base.clone()
+            }),
+            Admitted {
+                expiry: Expiry::At(Timestamp(50 + 1_350)),
+                escalation_step: 2
+            }
+        );
+        // A cap below the base duration never shortens the ban.
+        assert_eq!(
+            with(Escalation {
+                max_secs: 60,
+                ..base
+            }),
+            unescalated
+        );
+    }
+
+    #[test]
+    fn permanent_stays_permanent_and_expiry_saturates() {
+        let pol = policy(&[], &[]);
+        let r = request("203.0.113.7", BanDuration::Permanent);
+        assert_eq!(
+            pol.admit(&r, 7, Timestamp(0)).unwrap(),
+            Admitted {
+                expiry: Expiry::Never,
+                escalation_step: 0
+            }
+        );
+        let r = request("203.0.113.7", BanDuration::Seconds(u64::MAX));
+        assert_eq!(
+            pol.admit(&r, 7, Timestamp(10)).unwrap().expiry,
+            Expiry::At(Timestamp(i64::MAX))
+        );
+    }
+
+    #[test]
+    fn lifted_by_allowlist_finds_overlaps_both_ways() {
+        let pol = policy(&["10.0.0.0/24", "192.0.2.77"], &["2001:db8::1"]);
+        let banned = ps(&[
+            "10.0.0.5",
+            "10.0.1.5",
+            "192.0.2.0/24",
+            "192.0.2.78",
+            "2001:db8::/48",
+            "2001:db9::/48",
+            "10.0.0.0/24",
+        ]);
+        assert_eq!(
+            pol.lifted_by_allowlist(banned.iter()),
+            ps(&["10.0.0.5", "192.0.2.0/24", "2001:db8::/48", "10.0.0.0/24"])
+        );
+        assert!(policy(&[], &[])
+            .lifted_by_allowlist(banned.iter())
+            .is_empty());
+    }
+
+    #[test]
+    fn prefix_set_basics() {
+        let mut set = PrefixSet::new();
+        assert!(set.is_empty());
+        assert!(set.insert(p("10.0.0.0/8")));
+        assert!(!set.insert(p("10.0.0.0/8")));
+        assert!(set.insert(p("10.1.0.0/16")));
+        assert!(set.insert(p("2001:db8::/32")));
+        assert_eq!(set.len(), 3);
+        assert!(set.contains(&p("10.1.0.0/16")) && !set.contains(&p("10.2.0.0/16")));
+        // The broadest containing entry is reported.
+        assert_eq!(set.overlapping(&p("10.1.2.3")), Some(p("10.0.0.0/8")));
+        assert!(set.remove(&p("10.0.0.0/8")));
+        assert!(!set.remove(&p("10.0.0.0/8")));
+        assert_eq!(set.overlapping(&p("10.1.2.3")), Some(p("10.1.0.0/16")));
+        assert_eq!(set.overlapping(&p("10.2.2.3")), None);
+        // Else the lowest entry inside the query.
+        set.insert(p("10.2.0.128/25"));
+        set.insert(p("10.2.0.7"));
+        assert_eq!(
+            set.overlapping(&Prefix::from_net("10.0.0.0/8".parse().unwrap())),
+            Some(p("10.1.0.0/16"))
+        );
+        assert_eq!(set.overlapping(&p("10.2.0.0/24")), Some(p("10.2.0.7")));
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            ps(&["10.1.0.0/16", "10.2.0.7", "10.2.0.128/25", "2001:db8::/32"])
+        );
+    }
+
+    #[test]
+    fn prefix_set_extremes() {
+        // Trusted (configuration) input may hold prefixes a ban never could.
+        let net = |s: &str| Prefix::from_net(s.parse().unwrap());
+        let all: PrefixSet = vec![net("0.0.0.0/0"), net("::/0")].into();
+        assert_eq!(
+            all.overlapping(&p("255.255.255.254")),
+            Some(net("0.0.0.0/0"))
+        );
+        assert_eq!(all.overlapping(&net("ffff::1/128")), Some(net("::/0")));
+        let top: PrefixSet = [
+            net("255.255.255.255/32"),
+            net("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            top.overlapping(&net("0.0.0.0/0")),
+            Some(net("255.255.255.255/32"))
+        );
+        assert_eq!(
+            top.overlapping(&net("::/0")),
+            Some(net("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"))
+        );
+        assert_eq!(
+            top.overlapping(&net("255.255.255.255/32")),
+            Some(net("255.255.255.255/32"))
+        );
+        assert!(top.overlapping(&p("255.255.255.254")).is_none());
+        assert!(top
+            .overlapping(&net("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/128"))
+            .is_none());
+    }
+
+    #[test]
+    fn a_large_allowlist_is_answered_exactly() {
+        // Every even host of 10.0.0.0/16 is allowlisted (32768 entries).
+        let allow: Vec<Prefix> = (0u32..65_536)
+            .step_by(2)
+            .map(|i| Prefix::host(Ipv4Addr::from(0x0a00_0000 | i).into()))
+            .collect();
+        let pol = Policy::new(allow, vec![], Breadth::default(), Escalation::default());
+        assert_eq!(pol.allowlist.len(), 32_768);
+        let banned: Vec<Prefix> = (0u32..65_536)
+            .map(|i| Prefix::host(Ipv4Addr::from(0x0a00_0000 | i).into()))
+            .collect();
+        let lifted = pol.lifted_by_allowlist(banned.iter());
+        assert_eq!(lifted.len(), 32_768);
+        assert!(lifted.iter().all(|p| u32::from(match p.addr() {
+            std::net::IpAddr::V4(a) => a,
+            _ => unreachable!(),
+        }) % 2
+            == 0));
+        assert_eq!(
+            pol.check_prefix(&p("10.0.7.0/24")),
+            Err(Refusal::Allowlisted {
+                prefix: p("10.0.7.0/24"),
+                entry: p("10.0.7.0")
+            })
+        );
+    }
+
+    // ---- properties ---------------------------------------------------------------------
+
+    /// Prefixes packed into a small space (so that they overlap often), both families.
+    fn prefix() -> impl Strategy<Value = Prefix> {
+        prop_oneof![
+            (any::<u8>(), 20u8..=32).prop_map(|(low, len)| {
+                let a = Ipv4Addr::from(0xc000_0200 | u32::from(low));
+                Prefix::from_net(IpNet::V4(Ipv4Net::new(a, len).unwrap()))
+            }),
+            (any::<u8>(), prop_oneof![Just(0u8), 100u8..=128]).prop_map(|(low, len)| {
+                let a = Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(low));
+                Prefix::from_net(IpNet::V6(Ipv6Net::new(a, len).unwrap()))
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn prefix_set_agrees_with_a_linear_scan(
+            entries in proptest::collection::vec(prefix(), 0..20),
+            removed in proptest::collection::vec(prefix(), 0..5),
+            queries in proptest::collection::vec(prefix(), 1..20),
+        ) {
+            let mut set: PrefixSet = entries.iter().copied().collect();
+            for r in &removed {
+                set.remove(r);
+            }
+            let live: Vec<Prefix> = entries.iter().copied().filter(|e| !removed.contains(e)).collect();
+            let distinct: std::collections::BTreeSet<Prefix> = live.iter().copied().collect();
+            prop_assert_eq!(set.len(), distinct.len());
+            for q in &queries {
+                let containing = live.iter().filter(|e| e.contains(q)).min_by_key(|e| e.len());
+                let inside = live.iter().filter(|e| q.contains(e)).min();
+                let want = containing.or(inside).copied();
+                prop_assert_eq!(set.overlapping(q), want, "query {}", q);
+            }
+        }
+
+        #[test]
+        fn escalation_is_bounded_and_monotone(
+            base in 0u64..2_000_000,
+            n in 0u32..100,
+            factor in prop_oneof![0.0f64..10.0, Just(1.0), Just(2.0)],
+            max_secs in 0u64..2_000_000,
+        ) {
+            let e = Escalation { enabled: true, factor, max_secs, window_secs: 0 };
+            let (secs, step) = e.escalate(base, n);
+            let (next, _) = e.escalate(base, n + 1);
+            prop_assert!(secs >= base);
+            prop_assert!(secs <= base.max(max_secs));
+            prop_assert!(next >= secs);
+            prop_assert_eq!(step, if secs > base { n } else { 0 });
+            if factor >= 1.0 && n > 0 && base < max_secs {
+                let exact = base as f64 * factor.powi(n as i32);
+                prop_assert!((secs as f64 - exact.min(max_secs as f64)).abs() <= 1.0);
+            }
+        }
     }
 }

@@ -153,6 +153,8 @@ impl Prefix {
         self.0.addr()
     }
 
+    /// The prefix length (a prefix always holds at least one address, so no `is_empty`).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u8 {
         self.0.prefix_len()
     }
@@ -193,13 +195,13 @@ impl Prefix {
         match self.0 {
             IpNet::V4(n) => {
                 let a = n.network();
-                !(a.is_unspecified() && n.prefix_len() == 32)
-                    && !a.is_multicast()
-                    && !(a == Ipv4Addr::BROADCAST)
+                let unspecified = a.is_unspecified() && n.prefix_len() == 32;
+                !(unspecified || a.is_multicast() || a == Ipv4Addr::BROADCAST)
             }
             IpNet::V6(n) => {
                 let a = n.network();
-                !(a.is_unspecified() && n.prefix_len() == 128) && !a.is_multicast()
+                let unspecified = a.is_unspecified() && n.prefix_len() == 128;
+                !(unspecified || a.is_multicast())
             }
         }
     }
@@ -290,7 +292,8 @@ mod tests {
     #[test]
     fn refuses_with_the_right_reason() {
         use PrefixError::*;
-        let cases: &[(&str, fn(&PrefixError) -> bool)] = &[
+        type Check = fn(&PrefixError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, Empty)),
             ("example.com", |e| matches!(e, Hostname(_))),
             ("localhost", |e| matches!(e, Hostname(_))),

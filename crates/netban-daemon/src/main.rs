@@ -1,1 +1,286 @@
-fn main() {}
+//! `netban-daemon` (run as `netban serve`): loads the ledger, starts one worker per target,
+//! and serves the local socket until SIGTERM or SIGINT.
+//!
+//! Start-up: configuration → targets built (no device contacted yet) → ledger opened → active
+//! bans loaded into the engine → ledger thread → socket bound → workers started (each prepares
+//! its device, observes it and repairs the difference: after a restart with nothing changed,
+//! nothing is pushed). Shutdown: stop accepting, let each worker finish the batch in flight,
+//! close device sessions, stop the ledger thread. Bans stay on the devices: they are the
+//! ledger's, not the daemon's, and the next start finds them in place.
+
+mod clock;
+mod engine;
+mod ledger_worker;
+mod reconciler;
+mod server;
+mod targets;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use engine::Engine;
+use netban_config::Config;
+use netban_core::Prefix;
+use netban_ledger::sqlite::SqliteLedger;
+use netban_ledger::Ledger;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netban-daemon",
+    version,
+    about = "netban's daemon (usually started as `netban serve`)"
+)]
+struct Args {
+    /// Configuration file.
+    #[arg(long, short, env = "NETBAN_CONFIG", default_value = netban_config::DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Check the configuration (targets included) and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NETBAN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Err(e) = run(args) {
+        eprintln!("netban: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let config = Config::load(&args.config)?;
+    let built = targets::build(&config.targets)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("in {}", args.config.display()))?;
+    let own = own_addresses();
+    let (policy, _) = config.policy(&own)?;
+    if args.check_config {
+        println!(
+            "{}: ok ({} target{}: {}; allowlist {} entries, protected {} networks)",
+            args.config.display(),
+            built.len(),
+            if built.len() == 1 { "" } else { "s" },
+            built
+                .iter()
+                .map(|b| format!("{} ({})", b.slot.info.name, b.slot.info.kind))
+                .collect::<Vec<_>>()
+                .join(", "),
+            policy.allowlist.len(),
+            policy.protected.len(),
+        );
+        return Ok(());
+    }
+    if built.is_empty() {
+        tracing::warn!("no [[targets]] configured: bans are recorded but enforced nowhere");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(config, built, policy, own))
+}
+
+/// The addresses configured on this machine, protected from bans by default.
+fn own_addresses() -> Vec<Prefix> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.iter().map(|i| Prefix::host(i.ip())).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list this machine's addresses; they are not protected");
+            Vec::new()
+        }
+    }
+}
+
+async fn serve(
+    config: Config,
+    built: Vec<targets::Built>,
+    policy: netban_core::policy::Policy,
+    own: Vec<Prefix>,
+) -> Result<()> {
+    let started_at = clock::now();
+    let ledger_path = config.daemon.ledger.clone();
+    if let Some(dir) = ledger_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut ledger = SqliteLedger::open(&ledger_path)?;
+    let active = ledger.active_bans(started_at)?;
+    let (drivers, slots): (Vec<_>, Vec<_>) = built.into_iter().map(|b| (b.driver, b.slot)).unzip();
+    let wakes: Vec<_> = slots.iter().map(|s| s.wake.clone()).collect();
+    let mut engine = Engine::new(policy, slots);
+    engine.load(&active);
+    let lifted = {
+        let policy = engine.policy();
+        let banned: Vec<Prefix> = engine.table().iter_effective().map(|(p, _)| p).collect();
+        policy.lifted_by_allowlist(banned.iter())
+    };
+    tracing::info!(bans = engine.table().len(), ledger = %ledger_path.display(), "ledger loaded");
+    let engine = Arc::new(Mutex::new(engine));
+    let origin = config.daemon.host.clone().or_else(local_hostname);
+    let (ledger_handle, ledger_thread) =
+        ledger_worker::start(Box::new(ledger), engine.clone(), origin)?;
+    ledger_handle.send(ledger_worker::Job::Expire);
+    if !lifted.is_empty() {
+        tracing::warn!(count = lifted.len(), "lifting bans the allowlist covers");
+        ledger_handle.send(ledger_worker::Job::Lift { prefixes: lifted });
+    }
+
+    let listener = bind_socket(&config.daemon.socket)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut worker_tasks = Vec::new();
+    let mut worker_handles = Vec::new();
+    for (index, (driver, wake)) in drivers.into_iter().zip(wakes).enumerate() {
+        let (worker, handle) = reconciler::Worker::new(
+            index,
+            driver,
+            engine.clone(),
+            ledger_handle.clone(),
+            config.reconciler.clone(),
+            wake,
+        );
+        worker_handles.push(handle);
+        worker_tasks.push(tokio::spawn(worker.run(shutdown_rx.clone())));
+    }
+
+    let reload = reloader(config.clone(), own, engine.clone(), ledger_handle.clone());
+    let context = Arc::new(server::Context {
+        engine: engine.clone(),
+        ledger: ledger_handle.clone(),
+        workers: worker_handles,
+        started_at,
+        ledger_description: format!("sqlite {}", ledger_path.display()),
+        reload,
+    });
+    let poll = tokio::spawn(poll_loop(
+        config.clone(),
+        context.clone(),
+        shutdown_rx.clone(),
+    ));
+    let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
+    tracing::info!(socket = %config.daemon.socket.display(), "netban is serving");
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    let _ = poll.await;
+    for task in worker_tasks {
+        let _ = task.await;
+    }
+    let _ = std::fs::remove_file(&config.daemon.socket);
+    drop(context);
+    drop(ledger_handle);
+    let _ = tokio::task::spawn_blocking(move || ledger_thread.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Every `poll_millis`: pick up other processes' ledger writes, end expired bans, and re-read
+/// the allowlist files if they changed.
+async fn poll_loop(
+    config: Config,
+    context: Arc<server::Context>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut stamps = config.allowlist_stamps();
+    let mut tick =
+        tokio::time::interval(Duration::from_millis(config.reconciler.poll_millis.max(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        context.ledger.send(ledger_worker::Job::Poll);
+        let due = context
+            .engine
+            .lock()
+            .expect("engine lock")
+            .table()
+            .next_expiry()
+            .is_some_and(|t| t <= clock::now());
+        if due {
+            context.ledger.send(ledger_worker::Job::Expire);
+        }
+        let now_stamps = config.allowlist_stamps();
+        if now_stamps != stamps {
+            stamps = now_stamps;
+            match (context.reload)() {
+                Ok((entries, lifted)) => {
+                    tracing::info!(entries, lifted = lifted.len(), "allowlist reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "allowlist reload failed; keeping the previous one")
+                }
+            }
+        }
+    }
+}
+
+type Reload = Box<dyn Fn() -> Result<(usize, Vec<Prefix>), String> + Send + Sync>;
+
+fn reloader(
+    config: Config,
+    own: Vec<Prefix>,
+    engine: engine::SharedEngine,
+    ledger: ledger_worker::LedgerHandle,
+) -> Reload {
+    Box::new(move || {
+        let (policy, _) = config.policy(&own).map_err(|e| e.to_string())?;
+        let entries = policy.allowlist.len();
+        let lifted = engine.lock().expect("engine lock").set_policy(policy);
+        if !lifted.is_empty() {
+            ledger.send(ledger_worker::Job::Lift {
+                prefixes: lifted.clone(),
+            });
+        }
+        Ok((entries, lifted))
+    })
+}
+
+fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "another netban daemon is serving {}; stop it first",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+fn local_hostname() -> Option<netban_core::OriginHost> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    netban_core::OriginHost::new(name.trim()).ok()
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -61,6 +61,10 @@ pub struct UnbanArgs {
     /// `None`: lift the ban of every source.
     pub source: Option<Source>,
     pub origin_host: Option<OriginHost>,
+    /// With `source`: lift every ban of that source (`prefixes` must be empty). What
+    /// fail2ban's actionflush uses when bans should not outlive fail2ban.
+    #[serde(default)]
+    pub all_of_source: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,6 +118,10 @@ pub struct ItemResult {
     pub escalation_step: u32,
     /// For unbans: whether the prefix is still banned by other sources afterwards.
     pub still_banned: bool,
+    /// Whether the ledger changed (false: a ban that was already held as asked, an unban of
+    /// something not banned — both succeed, so fail2ban's retries and restores are idempotent).
+    #[serde(default)]
+    pub changed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

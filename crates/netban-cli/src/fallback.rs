@@ -1,0 +1,199 @@
+//! When the daemon is down: record bans and unbans directly in the ledger, under the same
+//! policy, so fail2ban's ban is durable now and enforced when the daemon starts (the daemon
+//! loads every active ban and picks up later writes from the ledger's change feed).
+
+use anyhow::{Context as _, Result};
+use netban_config::Config;
+use netban_core::{Ban, BanDuration, BanRequest, Prefix, Timestamp};
+use netban_ledger::sqlite::SqliteLedger;
+use netban_ledger::{EventKind, Ledger, Outcome, Write};
+use netban_proto::{BanArgs, HistoryEvent, ItemResult, ListedBan, SourceBan, UnbanArgs};
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn now() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    )
+}
+
+fn open(config: &Config) -> Result<SqliteLedger> {
+    if let Some(dir) = config.daemon.ledger.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    SqliteLedger::open(&config.daemon.ledger)
+        .with_context(|| format!("opening the ledger {}", config.daemon.ledger.display()))
+}
+
+fn own_addresses() -> Vec<Prefix> {
+    if_addrs::get_if_addrs()
+        .map(|l| l.iter().map(|i| Prefix::host(i.ip())).collect())
+        .unwrap_or_default()
+}
+
+fn result(prefix: Prefix) -> ItemResult {
+    ItemResult {
+        prefix,
+        error: None,
+        expiry: None,
+        escalation_step: 0,
+        still_banned: false,
+        changed: false,
+    }
+}
+
+pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
+    let (policy, _) = config.policy(&own_addresses())?;
+    let mut ledger = open(config)?;
+    let now = now();
+    let mut writes = Vec::new();
+    let mut results = Vec::new();
+    let mut slots = Vec::new();
+    for &prefix in &args.prefixes {
+        let request = BanRequest {
+            prefix,
+            source: args.source.clone(),
+            duration: BanDuration::from_fail2ban(args.bantime),
+            reason: args.reason.clone(),
+            failures: args.failures,
+            origin_host: args
+                .origin_host
+                .clone()
+                .or_else(|| config.daemon.host.clone()),
+        };
+        let prior = if policy.escalation.enabled && !args.restored {
+            ledger.prior_bans(
+                &prefix,
+                Timestamp(now.0 - policy.escalation.window_secs as i64),
+            )?
+        } else {
+            0
+        };
+        match policy.admit(&request, prior, now) {
+            Ok(admitted) => {
+                writes.push(Write::Ban {
+                    ban: Ban {
+                        prefix,
+                        source: request.source,
+                        created: now,
+                        expiry: admitted.expiry,
+                        reason: request.reason,
+                        failures: request.failures,
+                        origin_host: request.origin_host,
+                    },
+                    escalation_step: admitted.escalation_step,
+                });
+                slots.push(Some(writes.len() - 1));
+                let mut r = result(prefix);
+                r.escalation_step = admitted.escalation_step;
+                results.push(r);
+            }
+            Err(refusal) => {
+                slots.push(None);
+                let mut r = result(prefix);
+                r.error = Some(refusal.to_string());
+                results.push(r);
+            }
+        }
+    }
+    let outcomes = ledger.record(&writes, now)?;
+    for (r, slot) in results.iter_mut().zip(slots) {
+        if let Some(Outcome::Banned { expiry, .. }) = slot.and_then(|i| outcomes.get(i)) {
+            r.expiry = Some(expiry.to_epoch_or_minus_one());
+            r.changed = true;
+            r.still_banned = true;
+        }
+    }
+    Ok(results)
+}
+
+pub fn unban(config: &Config, args: &UnbanArgs) -> Result<Vec<ItemResult>> {
+    let mut ledger = open(config)?;
+    let now = now();
+    let prefixes: Vec<Prefix> = if args.all_of_source {
+        let source = args.source.as_ref();
+        let mut ps: Vec<Prefix> = ledger
+            .active_bans(now)?
+            .into_iter()
+            .filter(|b| Some(&b.source) == source)
+            .map(|b| b.prefix)
+            .collect();
+        ps.dedup();
+        ps
+    } else {
+        args.prefixes.clone()
+    };
+    let writes: Vec<Write> = prefixes
+        .iter()
+        .map(|&prefix| Write::Unban {
+            prefix,
+            source: args.source.clone(),
+            kind: EventKind::Unban,
+            origin_host: args
+                .origin_host
+                .clone()
+                .or_else(|| config.daemon.host.clone()),
+        })
+        .collect();
+    let outcomes = ledger.record(&writes, now)?;
+    let active = ledger.active_bans(now)?;
+    Ok(prefixes
+        .iter()
+        .zip(outcomes)
+        .map(|(&prefix, outcome)| {
+            let mut r = result(prefix);
+            r.changed = matches!(outcome, Outcome::Unbanned { removed, .. } if removed > 0);
+            r.still_banned = active.iter().any(|b| b.prefix == prefix);
+            r
+        })
+        .collect())
+}
+
+pub fn list(config: &Config, filter: Option<Prefix>) -> Result<Vec<ListedBan>> {
+    let mut ledger = open(config)?;
+    let mut by_prefix: BTreeMap<Prefix, Vec<SourceBan>> = BTreeMap::new();
+    for ban in ledger.active_bans(now())? {
+        if filter.is_none_or(|f| f.overlaps(&ban.prefix)) {
+            by_prefix.entry(ban.prefix).or_default().push(SourceBan {
+                source: ban.source,
+                expiry: ban.expiry,
+            });
+        }
+    }
+    Ok(by_prefix
+        .into_iter()
+        .map(|(prefix, sources)| {
+            let expiry = sources
+                .iter()
+                .map(|s| s.expiry)
+                .max()
+                .expect("at least one source");
+            ListedBan {
+                prefix,
+                expiry,
+                sources,
+            }
+        })
+        .collect())
+}
+
+pub fn history(config: &Config, prefix: Prefix, limit: usize) -> Result<Vec<HistoryEvent>> {
+    let mut ledger = open(config)?;
+    Ok(ledger
+        .history(&prefix, limit)?
+        .into_iter()
+        .map(|e| HistoryEvent {
+            at: e.at,
+            kind: format!("{:?}", e.kind).to_lowercase(),
+            prefix: e.prefix,
+            source: e.source,
+            expiry: e.expiry,
+            reason: e.reason,
+            origin_host: e.origin_host,
+            escalation_step: e.escalation_step,
+        })
+        .collect())
+}

@@ -1,0 +1,210 @@
+//! What the client prints: aligned text for people, `--json` for scripts.
+
+use anyhow::Result;
+use netban_core::{Expiry, Timestamp};
+use netban_proto::{HistoryEvent, ItemResult, ListedBan, StatusReport, TargetPlan};
+use serde::Serialize;
+
+fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `2026-11-21 05:14:03Z`, computed without a time zone database.
+pub fn time(t: Timestamp) -> String {
+    let days = t.0.div_euclid(86_400);
+    let secs = t.0.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn expiry(e: Expiry) -> String {
+    match e {
+        Expiry::Never => "never".into(),
+        Expiry::At(t) => time(t),
+    }
+}
+
+/// Prints per-item results of a ban or unban; refused items go to stderr and make the exit
+/// status 1.
+pub fn item_results(verb: &str, results: &[ItemResult]) -> Result<()> {
+    let mut refused = false;
+    for r in results {
+        match &r.error {
+            Some(e) => {
+                eprintln!("netban: refused {}: {e}", r.prefix);
+                refused = true;
+            }
+            None if verb == "banned" => {
+                let until = r
+                    .expiry
+                    .map(|e| expiry(Expiry::from_epoch_or_minus_one(e)))
+                    .unwrap_or_default();
+                let escalated = if r.escalation_step > 0 {
+                    format!(
+                        " (repeat offender: {} earlier ban(s), escalated)",
+                        r.escalation_step
+                    )
+                } else {
+                    String::new()
+                };
+                println!("banned {} until {until}{escalated}", r.prefix);
+            }
+            None if !r.changed => println!("{} was not banned by that source", r.prefix),
+            None if r.still_banned => {
+                println!("unbanned {} (still banned by other sources)", r.prefix)
+            }
+            None => println!("{verb} {}", r.prefix),
+        }
+    }
+    if refused {
+        return Err(crate::Refused.into());
+    }
+    Ok(())
+}
+
+pub fn list(bans: &[ListedBan], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(bans);
+    }
+    if bans.is_empty() {
+        println!("no active bans");
+        return Ok(());
+    }
+    println!("{:<44} {:<21} SOURCES", "PREFIX", "EXPIRES");
+    for ban in bans {
+        let sources: Vec<String> = ban
+            .sources
+            .iter()
+            .map(|s| format!("{} (until {})", s.source, expiry(s.expiry)))
+            .collect();
+        println!(
+            "{:<44} {:<21} {}",
+            ban.prefix.to_string(),
+            expiry(ban.expiry),
+            sources.join(", ")
+        );
+    }
+    Ok(())
+}
+
+pub fn status(report: &StatusReport, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(report);
+    }
+    println!(
+        "netban {} — {} active bans — ledger {}",
+        report.version, report.active_bans, report.ledger
+    );
+    println!("running since {}", time(report.started_at));
+    if report.targets.is_empty() {
+        println!("no targets configured");
+    }
+    for t in &report.targets {
+        let last = t.last_sync.map(time).unwrap_or_else(|| "never".into());
+        println!(
+            "target {} ({}): {} — holds {}, should hold {}, pending {}, overflow {}, last sync {}",
+            t.name, t.kind, t.health, t.held, t.desired, t.pending, t.overflow, last
+        );
+        if let Some(e) = &t.last_error {
+            println!("    last error: {e}");
+        }
+    }
+    Ok(())
+}
+
+pub fn plan(plans: &[TargetPlan], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(plans);
+    }
+    for p in plans {
+        if let Some(e) = &p.error {
+            println!("target {}: cannot plan: {e}", p.target);
+            continue;
+        }
+        if p.add.is_empty() && p.remove.is_empty() && p.refresh.is_empty() {
+            println!("target {}: in sync", p.target);
+            continue;
+        }
+        println!(
+            "target {}: +{} -{} ~{}",
+            p.target,
+            p.add.len(),
+            p.remove.len(),
+            p.refresh.len()
+        );
+        for a in &p.add {
+            println!("  + {a}");
+        }
+        for r in &p.remove {
+            println!("  - {r}");
+        }
+        for r in &p.refresh {
+            println!("  ~ {r} (expiry)");
+        }
+    }
+    Ok(())
+}
+
+pub fn history(events: &[HistoryEvent], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(events);
+    }
+    if events.is_empty() {
+        println!("no history");
+    }
+    for e in events {
+        let source = e
+            .source
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "all sources".into());
+        let until = e
+            .expiry
+            .map(|x| format!(" until {}", expiry(x)))
+            .unwrap_or_default();
+        let step = if e.escalation_step > 0 {
+            format!(" (escalated after {} earlier ban(s))", e.escalation_step)
+        } else {
+            String::new()
+        };
+        let host = e
+            .origin_host
+            .as_ref()
+            .map(|h| format!(" from {h}"))
+            .unwrap_or_default();
+        println!(
+            "{} {:<7} {} by {source}{until}{step}{host}",
+            time(e.at),
+            e.kind,
+            e.prefix
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(time(Timestamp(0)), "1970-01-01 00:00:00Z");
+        assert_eq!(time(Timestamp(1_763_702_051)), "2025-11-21 05:14:11Z");
+        assert_eq!(time(Timestamp(951_782_400)), "2000-02-29 00:00:00Z");
+    }
+}

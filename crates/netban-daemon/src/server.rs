@@ -1,0 +1,253 @@
+//! The local socket: one JSON request per line, one JSON response per line
+//! (see `netban-proto`). Each connection is its own task; bans go to the ledger thread and are
+//! answered once they are durable.
+
+use crate::engine::SharedEngine;
+use crate::ledger_worker::{Job, LedgerHandle};
+use crate::reconciler::{Command, WorkerHandle};
+use netban_core::Prefix;
+use netban_proto::{
+    Body, HistoryEvent, ListedBan, Request, Response, SourceBan, StatusReport, TargetPlan,
+    PROTOCOL_VERSION,
+};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{oneshot, watch};
+
+/// Everything a connection needs to answer requests.
+pub struct Context {
+    pub engine: SharedEngine,
+    pub ledger: LedgerHandle,
+    pub workers: Vec<WorkerHandle>,
+    pub started_at: netban_core::Timestamp,
+    pub ledger_description: String,
+    /// Re-reads the allowlist files; returns (entries, lifted prefixes).
+    pub reload: Box<dyn Fn() -> Result<(usize, Vec<Prefix>), String> + Send + Sync>,
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true.
+pub async fn run(
+    listener: UnixListener,
+    context: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let context = context.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_connection(stream, context).await {
+                            tracing::debug!(error = %e, "client connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: UnixStream, context: Arc<Context>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if lines.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        let response = match netban_proto::decode::<Request>(&line) {
+            Ok(request) => handle(request, &context).await,
+            Err(e) => Response::Error {
+                message: format!("malformed request: {e}"),
+            },
+        };
+        write.write_all(&netban_proto::encode(&response)).await?;
+    }
+}
+
+fn ok(body: Body) -> Response {
+    Response::Ok { body }
+}
+
+fn error(message: impl Into<String>) -> Response {
+    Response::Error {
+        message: message.into(),
+    }
+}
+
+async fn handle(request: Request, context: &Context) -> Response {
+    match request {
+        Request::Ping => ok(Body::Pong {
+            version: PROTOCOL_VERSION,
+        }),
+        Request::Ban(args) => {
+            let policy = context.engine.lock().expect("engine lock").policy();
+            let (reply, wait) = oneshot::channel();
+            context.ledger.send(Job::Ban {
+                args,
+                policy,
+                reply,
+            });
+            match wait.await {
+                Ok(Ok(results)) => ok(Body::Banned { results }),
+                Ok(Err(e)) => error(e),
+                Err(_) => error("the daemon is shutting down"),
+            }
+        }
+        Request::Unban(args) => {
+            if args.all_of_source && (args.source.is_none() || !args.prefixes.is_empty()) {
+                return error("unbanning all of a source needs a source and no addresses");
+            }
+            let (reply, wait) = oneshot::channel();
+            context.ledger.send(Job::Unban { args, reply });
+            match wait.await {
+                Ok(Ok(results)) => ok(Body::Unbanned { results }),
+                Ok(Err(e)) => error(e),
+                Err(_) => error("the daemon is shutting down"),
+            }
+        }
+        Request::List { prefix } => {
+            let engine = context.engine.lock().expect("engine lock");
+            let table = engine.table();
+            let bans = table
+                .iter_effective()
+                .filter(|(p, _)| prefix.is_none_or(|q| q.overlaps(p)))
+                .map(|(p, expiry)| ListedBan {
+                    prefix: p,
+                    expiry,
+                    sources: table
+                        .sources(&p)
+                        .into_iter()
+                        .map(|(source, expiry)| SourceBan { source, expiry })
+                        .collect(),
+                })
+                .collect();
+            ok(Body::List { bans })
+        }
+        Request::Status => {
+            let active_bans = context.engine.lock().expect("engine lock").table().len();
+            let targets = context
+                .workers
+                .iter()
+                .map(|w| w.status.lock().expect("status lock").clone())
+                .collect();
+            ok(Body::Status(StatusReport {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                ledger: context.ledger_description.clone(),
+                started_at: context.started_at,
+                active_bans,
+                targets,
+            }))
+        }
+        Request::Plan { target } => {
+            let workers = match select_workers(&context.workers, target.as_deref()) {
+                Ok(w) => w,
+                Err(e) => return error(e),
+            };
+            let mut plans = Vec::new();
+            for worker in workers {
+                let (reply, wait) = oneshot::channel();
+                let result = match worker.commands.send(Command::Plan(reply)).await {
+                    Ok(()) => wait.await.unwrap_or_else(|_| Err("worker stopped".into())),
+                    Err(_) => Err("worker stopped".into()),
+                };
+                plans.push(match result {
+                    Ok(plan) => TargetPlan {
+                        target: worker.name.clone(),
+                        add: plan.add.iter().map(|d| d.prefix).collect(),
+                        remove: plan.remove.iter().map(|h| h.prefix).collect(),
+                        refresh: plan.refresh.iter().map(|(_, d)| d.prefix).collect(),
+                        error: None,
+                    },
+                    Err(e) => TargetPlan {
+                        target: worker.name.clone(),
+                        add: vec![],
+                        remove: vec![],
+                        refresh: vec![],
+                        error: Some(e),
+                    },
+                });
+            }
+            ok(Body::Plan { targets: plans })
+        }
+        Request::Sync { target } => {
+            let workers = match select_workers(&context.workers, target.as_deref()) {
+                Ok(w) => w,
+                Err(e) => return error(e),
+            };
+            let mut synced = Vec::new();
+            let mut failures = Vec::new();
+            for worker in workers {
+                let (reply, wait) = oneshot::channel();
+                let result = match worker.commands.send(Command::Sync(reply)).await {
+                    Ok(()) => wait.await.unwrap_or_else(|_| Err("worker stopped".into())),
+                    Err(_) => Err("worker stopped".into()),
+                };
+                match result {
+                    Ok(()) => synced.push(worker.name.clone()),
+                    Err(e) => failures.push(format!("{}: {e}", worker.name)),
+                }
+            }
+            if failures.is_empty() {
+                ok(Body::Synced { targets: synced })
+            } else {
+                error(format!("sync failed on {}", failures.join("; ")))
+            }
+        }
+        Request::History { prefix, limit } => {
+            match context
+                .ledger
+                .read(move |l| l.history(&prefix, limit.clamp(1, 10_000)))
+                .await
+            {
+                Ok(events) => ok(Body::History {
+                    events: events
+                        .into_iter()
+                        .map(|e| HistoryEvent {
+                            at: e.at,
+                            kind: format!("{:?}", e.kind).to_lowercase(),
+                            prefix: e.prefix,
+                            source: e.source,
+                            expiry: e.expiry,
+                            reason: e.reason,
+                            origin_host: e.origin_host,
+                            escalation_step: e.escalation_step,
+                        })
+                        .collect(),
+                }),
+                Err(e) => error(e),
+            }
+        }
+        Request::Reload => match (context.reload)() {
+            Ok((allowlist_entries, lifted)) => ok(Body::Reloaded {
+                allowlist_entries,
+                lifted,
+            }),
+            Err(e) => error(e),
+        },
+    }
+}
+
+fn select_workers<'a>(
+    workers: &'a [WorkerHandle],
+    name: Option<&str>,
+) -> Result<Vec<&'a WorkerHandle>, String> {
+    match name {
+        None => Ok(workers.iter().collect()),
+        Some(n) => match workers.iter().find(|w| w.name == n) {
+            Some(w) => Ok(vec![w]),
+            None => Err(format!(
+                "no target named {n:?}; configured: {}",
+                workers
+                    .iter()
+                    .map(|w| w.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        },
+    }
+}

@@ -1,0 +1,139 @@
+//! Turning `[[targets]]` tables into drivers and engine slots.
+//!
+//! Each table has common keys, read here, and driver keys, checked strictly by the driver's
+//! own config type (`netban_targets::config::TargetKind`):
+//!
+//! - `name` (required, unique), `type` (the driver);
+//! - `sources`: only bans from these jails/sources (default: all);
+//! - `fallback`: the name of a target that takes the bans this one cannot hold;
+//! - `capacity_v4`, `capacity_v6`: hold at most this many bans (the placement rule in
+//!   `netban_core::placement` decides which), on top of any limit the device itself has.
+
+use crate::engine::{Scope, TargetSlot};
+use netban_core::placement::Capacity;
+use netban_core::Source;
+use netban_targets::config::TargetKind;
+use netban_targets::Target;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Common {
+    name: String,
+    #[serde(default)]
+    sources: Option<Vec<Source>>,
+    #[serde(default)]
+    fallback: Option<String>,
+    #[serde(default)]
+    capacity_v4: Option<usize>,
+    #[serde(default)]
+    capacity_v6: Option<usize>,
+}
+
+const COMMON_KEYS: [&str; 5] = ["name", "sources", "fallback", "capacity_v4", "capacity_v6"];
+
+/// A built target: the driver and its slot in the engine.
+pub struct Built {
+    pub driver: Box<dyn Target>,
+    pub slot: TargetSlot,
+}
+
+/// Builds every target; errors name the target and say what to fix.
+pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, String> {
+    let mut commons = Vec::new();
+    let mut built = Vec::new();
+    let mut names = BTreeMap::new();
+    for (position, table) in tables.iter().enumerate() {
+        let label = table
+            .get("name")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let label = label.unwrap_or_else(|| format!("#{}", position + 1));
+        let mut common_table = toml::Table::new();
+        let mut driver_table = toml::Table::new();
+        for (key, value) in table {
+            if COMMON_KEYS.contains(&key.as_str()) {
+                common_table.insert(key.clone(), value.clone());
+            } else {
+                driver_table.insert(key.clone(), value.clone());
+            }
+        }
+        let common: Common = common_table
+            .try_into()
+            .map_err(|e| format!("target {label}: {}", e.to_string().trim()))?;
+        if !valid_name(&common.name) {
+            return Err(format!(
+                "target name {:?}: use letters, digits, '-' and '_' (at most 32)",
+                common.name
+            ));
+        }
+        if names.insert(common.name.clone(), position).is_some() {
+            return Err(format!("target name {:?} is used twice", common.name));
+        }
+        let kind: TargetKind = driver_table
+            .try_into()
+            .map_err(|e| format!("target {label}: {}", e.to_string().trim()))?;
+        let driver = kind
+            .build(&common.name)
+            .map_err(|e| format!("target {label}: {e}"))?;
+        let info = driver.info().clone();
+        let capacity = Capacity {
+            v4: min_some(info.capacity.v4, common.capacity_v4),
+            v6: min_some(info.capacity.v6, common.capacity_v6),
+        };
+        let scope = Scope {
+            sources: common
+                .sources
+                .clone()
+                .map(|s| s.into_iter().collect::<BTreeSet<_>>()),
+        };
+        let slot = TargetSlot {
+            info,
+            scope,
+            fallback: None,
+            capacity,
+            placed: BTreeSet::new(),
+            overflow: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            wake: Arc::new(Notify::new()),
+        };
+        commons.push(common);
+        built.push(Built { driver, slot });
+    }
+    for (index, common) in commons.iter().enumerate() {
+        if let Some(fallback) = &common.fallback {
+            let Some(&f) = names.get(fallback) else {
+                return Err(format!(
+                    "target {}: fallback {fallback:?} is not a configured target",
+                    common.name
+                ));
+            };
+            if f == index {
+                return Err(format!(
+                    "target {}: a target cannot be its own fallback",
+                    common.name
+                ));
+            }
+            built[index].slot.fallback = Some(f);
+        }
+    }
+    Ok(built)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn min_some(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

@@ -1,0 +1,209 @@
+//! Running the real netban binaries in tests and in the lab: a daemon with its own config,
+//! ledger and socket in a scratch directory, and the client pointed at it.
+
+use crate::wait_until;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// Where the built `netban` and `netban-daemon` are.
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    pub client: PathBuf,
+    pub daemon: PathBuf,
+}
+
+impl Binaries {
+    /// `$NETBAN_BIN_DIR`, or the cargo profile directory the running test binary was built in
+    /// (`target/debug/deps/..`). Run `cargo build --workspace --bins` first.
+    pub fn locate() -> Binaries {
+        let dir = std::env::var_os("NETBAN_BIN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let exe = std::env::current_exe().expect("current_exe");
+                let mut dir = exe.parent().expect("exe dir").to_path_buf();
+                if dir.ends_with("deps") {
+                    dir.pop();
+                }
+                dir
+            });
+        Binaries::in_dir(&dir)
+    }
+
+    pub fn in_dir(dir: &Path) -> Binaries {
+        let b = Binaries {
+            client: dir.join("netban"),
+            daemon: dir.join("netban-daemon"),
+        };
+        assert!(
+            b.client.exists() && b.daemon.exists(),
+            "netban binaries not found in {} — run `cargo build --workspace --bins` first",
+            dir.display()
+        );
+        b
+    }
+}
+
+/// A running `netban-daemon` with its own directory.
+pub struct Daemon {
+    pub bins: Binaries,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub ledger: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Writes `netban.toml` into `dir` from `body` (the `[policy]`, `[reconciler]` and
+    /// `[[targets]]` sections; the `[daemon]` section with socket and ledger in `dir` is added
+    /// here), starts the daemon and waits until it answers.
+    pub fn start(bins: &Binaries, dir: &Path, body: &str) -> io::Result<Daemon> {
+        std::fs::create_dir_all(dir)?;
+        let socket = dir.join("netban.sock");
+        let ledger = dir.join("ledger.db");
+        let config = dir.join("netban.toml");
+        let text = format!(
+            "[daemon]\nsocket = \"{}\"\nledger = \"{}\"\nhost = \"lab\"\n\n{body}\n",
+            socket.display(),
+            ledger.display()
+        );
+        std::fs::write(&config, text)?;
+        let mut daemon = Daemon {
+            bins: bins.clone(),
+            dir: dir.into(),
+            config,
+            socket,
+            ledger,
+            child: None,
+        };
+        daemon.spawn()?;
+        Ok(daemon)
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))?;
+        let child = Command::new(&self.bins.daemon)
+            .arg("--config")
+            .arg(&self.config)
+            .env("NETBAN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let socket = self.socket.clone();
+        let ready = wait_until(Duration::from_secs(20), Duration::from_millis(10), || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        });
+        if !ready {
+            let log = std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+            return Err(io::Error::other(format!(
+                "netban-daemon did not start; its log:\n{log}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the client against this daemon.
+    pub fn client(&self, args: &[&str]) -> Output {
+        self.client_with_stdin(args, None)
+    }
+
+    pub fn client_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(&self.bins.client)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running netban");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("writing stdin");
+        }
+        child.wait_with_output().expect("netban output")
+    }
+
+    /// `netban list --json`, parsed: the banned prefixes.
+    pub fn listed(&self) -> Vec<String> {
+        let out = self.client(&["list", "--json"]);
+        assert!(
+            out.status.success(),
+            "netban list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let value: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("list --json is JSON");
+        value
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|b| b["prefix"].as_str().expect("prefix").to_string())
+            .collect()
+    }
+
+    /// `netban status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.client(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "netban status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        child.wait().ok()
+    }
+
+    /// Starts the daemon again with the same configuration and ledger.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
