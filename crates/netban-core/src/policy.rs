@@ -339,9 +339,20 @@ impl Policy {
     /// Checks only allowlist, protection and breadth (used before anything is recorded, and
     /// to validate `unban`-independent inputs such as `plan`).
     ///
-    /// In this order: protected networks, then the allowlist (each overlapping in either
-    /// direction), then breadth (a single address is never too broad).
+    /// In this order: breadth first (a single address is never too broad; a prefix that is
+    /// too broad is refused as such even if it also overlaps a protected network, since that
+    /// is the more useful message), then protected networks, then the allowlist (each
+    /// overlapping in either direction).
     pub fn check_prefix(&self, prefix: &Prefix) -> Result<(), Refusal> {
+        let family = prefix.family();
+        let min_len = self.breadth.min_len(family);
+        if !prefix.is_host() && prefix.len() < min_len {
+            return Err(Refusal::TooBroad {
+                prefix: *prefix,
+                family,
+                min_len,
+            });
+        }
         if let Some(entry) = self.protected.overlapping(prefix) {
             return Err(Refusal::Protected {
                 prefix: *prefix,
@@ -352,15 +363,6 @@ impl Policy {
             return Err(Refusal::Allowlisted {
                 prefix: *prefix,
                 entry,
-            });
-        }
-        let family = prefix.family();
-        let min_len = self.breadth.min_len(family);
-        if !prefix.is_host() && prefix.len() < min_len {
-            return Err(Refusal::TooBroad {
-                prefix: *prefix,
-                family,
-                min_len,
             });
         }
         Ok(())
@@ -444,7 +446,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_come_in_order_protected_allowlisted_too_broad() {
+    fn refusals_come_in_order_too_broad_protected_allowlisted() {
         let pol = policy(&["198.51.100.0/24", "203.0.113.0/25"], &["203.0.113.10"]);
         // Protected wins over allowlisted.
         assert_eq!(
@@ -454,16 +456,20 @@ mod tests {
                 entry: p("203.0.113.10")
             })
         );
-        // Protected wins over too broad.
+        // Too broad wins over protected and allowlisted.
         assert!(matches!(
             pol.check_prefix(&p("203.0.0.0/16")),
-            Err(Refusal::Protected { .. })
+            Err(Refusal::TooBroad { .. })
         ));
-        // Allowlisted wins over too broad.
-        assert_eq!(
+        assert!(matches!(
             pol.check_prefix(&p("198.51.0.0/16")),
+            Err(Refusal::TooBroad { .. })
+        ));
+        // Allowlisted applies to prefixes within the breadth limit too.
+        assert_eq!(
+            pol.check_prefix(&p("198.51.100.128/25")),
             Err(Refusal::Allowlisted {
-                prefix: p("198.51.0.0/16"),
+                prefix: p("198.51.100.128/25"),
                 entry: p("198.51.100.0/24")
             })
         );

@@ -28,6 +28,9 @@ pub type SharedEngine = Arc<Mutex<Engine>>;
 pub struct Scope {
     /// Only bans from these sources (jails); `None` = every source.
     pub sources: Option<BTreeSet<Source>>,
+    /// Hold nothing of its own: only what targets that name it as `fallback` cannot hold
+    /// (the seed's "iptables when the NACL is full").
+    pub fallback_only: bool,
 }
 
 impl Scope {
@@ -219,11 +222,12 @@ impl Engine {
         if !slot.info.handles(prefix) {
             return None;
         }
-        let own = if slot.is_limited() && !slot.placed.contains(prefix) {
-            None
-        } else {
-            self.table.effective(prefix, |s| slot.scope.accepts(s))
-        };
+        let own =
+            if slot.scope.fallback_only || (slot.is_limited() && !slot.placed.contains(prefix)) {
+                None
+            } else {
+                self.table.effective(prefix, |s| slot.scope.accepts(s))
+            };
         let fed = self
             .targets
             .iter()

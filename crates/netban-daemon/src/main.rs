@@ -228,14 +228,12 @@ async fn poll_loop(
     }
 }
 
-type Reload = Box<dyn Fn() -> Result<(usize, Vec<Prefix>), String> + Send + Sync>;
-
 fn reloader(
     config: Config,
     own: Vec<Prefix>,
     engine: engine::SharedEngine,
     ledger: ledger_worker::LedgerHandle,
-) -> Reload {
+) -> server::Reload {
     Box::new(move || {
         let (policy, _) = config.policy(&own).map_err(|e| e.to_string())?;
         let entries = policy.allowlist.len();

@@ -22,9 +22,11 @@ pub struct Context {
     pub workers: Vec<WorkerHandle>,
     pub started_at: netban_core::Timestamp,
     pub ledger_description: String,
-    /// Re-reads the allowlist files; returns (entries, lifted prefixes).
-    pub reload: Box<dyn Fn() -> Result<(usize, Vec<Prefix>), String> + Send + Sync>,
+    pub reload: Reload,
 }
+
+/// Re-reads the allowlist files; returns (entries, lifted prefixes).
+pub type Reload = Box<dyn Fn() -> Result<(usize, Vec<Prefix>), String> + Send + Sync>;
 
 /// Accepts connections on `listener` until `shutdown` turns true.
 pub async fn run(

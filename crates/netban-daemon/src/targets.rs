@@ -7,7 +7,10 @@
 //! - `sources`: only bans from these jails/sources (default: all);
 //! - `fallback`: the name of a target that takes the bans this one cannot hold;
 //! - `capacity_v4`, `capacity_v6`: hold at most this many bans (the placement rule in
-//!   `netban_core::placement` decides which), on top of any limit the device itself has.
+//!   `netban_core::placement` decides which), on top of any limit the device itself has;
+//! - `fallback_only`: hold only what other targets overflow to this one (it must be named as
+//!   some target's `fallback`). Without it, a fallback target holds every ban in its scope
+//!   as well as the overflow.
 
 use crate::engine::{Scope, TargetSlot};
 use netban_core::placement::Capacity;
@@ -31,9 +34,18 @@ struct Common {
     capacity_v4: Option<usize>,
     #[serde(default)]
     capacity_v6: Option<usize>,
+    #[serde(default)]
+    fallback_only: bool,
 }
 
-const COMMON_KEYS: [&str; 5] = ["name", "sources", "fallback", "capacity_v4", "capacity_v6"];
+const COMMON_KEYS: [&str; 6] = [
+    "name",
+    "sources",
+    "fallback",
+    "capacity_v4",
+    "capacity_v6",
+    "fallback_only",
+];
 
 /// A built target: the driver and its slot in the engine.
 pub struct Built {
@@ -89,6 +101,7 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, String> {
                 .sources
                 .clone()
                 .map(|s| s.into_iter().collect::<BTreeSet<_>>()),
+            fallback_only: common.fallback_only,
         };
         let slot = TargetSlot {
             info,
@@ -118,6 +131,14 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, String> {
                 ));
             }
             built[index].slot.fallback = Some(f);
+        }
+    }
+    for (index, common) in commons.iter().enumerate() {
+        if common.fallback_only && !built.iter().any(|b| b.slot.fallback == Some(index)) {
+            return Err(format!(
+                "target {}: fallback_only, but no target names it as its fallback (it would hold nothing)",
+                common.name
+            ));
         }
     }
     Ok(built)

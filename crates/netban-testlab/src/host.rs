@@ -6,6 +6,7 @@ use crate::wait_until;
 use std::ffi::OsStr;
 use std::io;
 use std::net::IpAddr;
+use std::ops::{Deref, DerefMut};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,7 +76,7 @@ impl Host {
 
     /// Starts a program in the namespace (stdio to /dev/null) and tracks its PID so the lab
     /// kills it at cleanup.
-    pub fn spawn<I, S>(&self, program: &str, args: I) -> io::Result<Child>
+    pub fn spawn<I, S>(&self, program: &str, args: I) -> io::Result<Process>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -90,10 +91,10 @@ impl Host {
 
     /// Starts a command made by [`Host::command`] (with whatever stdio it was given) and tracks
     /// its PID for cleanup.
-    pub fn spawn_command(&self, mut cmd: Command) -> io::Result<Child> {
+    pub fn spawn_command(&self, mut cmd: Command) -> io::Result<Process> {
         let child = cmd.spawn()?;
         self.shared.track_pid(child.id());
-        Ok(child)
+        Ok(Process { child: Some(child) })
     }
 
     /// `ip -n NAME ARGS`, failing with stderr.
@@ -201,7 +202,7 @@ impl Host {
 
     /// Starts a TCP listener on port `port` of every address (IPv4 and IPv6) that accepts and
     /// closes connections, and returns once it accepts one (bounded wait).
-    pub fn spawn_tcp_listener(&self, port: u16) -> io::Result<Child> {
+    pub fn spawn_tcp_listener(&self, port: u16) -> io::Result<Process> {
         let mut child = self.spawn(python(), ["-c", probe::TCP_LISTENER, &port.to_string()])?;
         let ready = wait_until(LISTENER_READY, Duration::from_millis(20), || {
             matches!(child.try_wait(), Ok(None))
@@ -219,6 +220,51 @@ impl Host {
                 self.netns
             ),
         ))
+    }
+}
+
+/// A process started in a lab host: a [`Child`] (through `Deref`) that is killed, if still
+/// running, and reaped when dropped, so tests leave neither processes nor zombies. The lab
+/// kills it at cleanup too, whichever comes first.
+#[derive(Debug)]
+pub struct Process {
+    child: Option<Child>,
+}
+
+impl Process {
+    /// The `Child` itself, no longer killed on drop (the lab's cleanup still kills it).
+    pub fn into_child(mut self) -> Child {
+        self.child
+            .take()
+            .expect("a Process always holds its child until dropped")
+    }
+}
+
+impl Deref for Process {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.child
+            .as_ref()
+            .expect("a Process always holds its child until dropped")
+    }
+}
+
+impl DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.child
+            .as_mut()
+            .expect("a Process always holds its child until dropped")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
     }
 }
 

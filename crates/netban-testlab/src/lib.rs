@@ -31,7 +31,7 @@ pub mod netban;
 mod probe;
 
 pub use edge::Edge;
-pub use host::Host;
+pub use host::{Host, Process};
 pub use lab::{Lab, Link};
 
 use std::sync::OnceLock;

@@ -207,3 +207,60 @@ impl Drop for Daemon {
         self.kill9();
     }
 }
+
+/// Sends one ban request per prefix over one socket connection, as a fail2ban host would,
+/// and returns the prefixes the daemon acknowledged before the connection broke (or all).
+pub fn ban_over_socket(
+    socket: &Path,
+    prefixes: &[String],
+    source: &str,
+    bantime: i64,
+) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut acked = Vec::with_capacity(prefixes.len());
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return acked;
+    };
+    let Ok(mut writer) = stream.try_clone() else {
+        return acked;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    for p in prefixes {
+        let request = serde_json::json!({
+            "op": "ban", "prefixes": [p], "source": source, "bantime": bantime,
+            "reason": null, "failures": null, "origin_host": null,
+        });
+        let mut bytes = serde_json::to_vec(&request).expect("json");
+        bytes.push(b'\n');
+        if writer.write_all(&bytes).is_err() {
+            return acked;
+        }
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                let answer: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                let ok =
+                    answer["status"] == "ok" && answer["body"]["results"][0]["error"].is_null();
+                if !ok {
+                    return acked;
+                }
+                acked.push(p.clone());
+            }
+            _ => return acked,
+        }
+    }
+    acked
+}
+
+/// One request over the socket, without starting the client; `None` if the daemon does not answer.
+pub fn request(socket: &Path, request: &serde_json::Value) -> Option<serde_json::Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    let mut bytes = serde_json::to_vec(request).ok()?;
+    bytes.push(b'\n');
+    stream.write_all(&bytes).ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    serde_json::from_str(&line).ok()
+}

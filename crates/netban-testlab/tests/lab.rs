@@ -118,7 +118,8 @@ fn cleanup_kills_processes_and_deletes_namespaces() {
         "{names:?} still exist"
     );
     assert!(!process_alive(tracked.id()));
-    assert!(untracked.try_wait().unwrap().is_some() || !process_alive(untracked.id()));
+    let status = untracked.wait().unwrap();
+    assert!(!status.success(), "killed, not finished: {status}");
     lab.cleanup().unwrap(); // idempotent
     assert!(
         a.run_ok("true", [] as [&str; 0]).is_err(),
@@ -133,14 +134,20 @@ fn drop_cleans_up_after_a_panicking_test() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let lab = Lab::new("panic").unwrap();
         let host = lab.host("victim").unwrap();
-        let child = host.spawn("sleep", ["600"]).unwrap();
-        seen = Some((host.name().to_string(), child.id()));
+        // Taken out of its `Process` (and out of this closure) so that only the lab kills it.
+        let child = host.spawn("sleep", ["600"]).unwrap().into_child();
+        seen = Some((host.name().to_string(), child));
         panic!("test failure inside a lab");
     }));
     assert!(result.is_err());
-    let (name, pid) = seen.unwrap();
+    let (name, mut child) = seen.unwrap();
     assert!(!netns_exists(&name), "{name} left behind");
-    assert!(!process_alive(pid), "process {pid} left running");
+    assert!(
+        !process_alive(child.id()),
+        "process {} left running",
+        child.id()
+    );
+    assert!(!child.wait().unwrap().success());
 }
 
 #[test]

@@ -1,0 +1,486 @@
+//! `netban-bench`: netban's benchmarks, run beside the references in one run, printing ratios.
+//!
+//! Every number comes from this run on this machine. The references:
+//! - **fail2ban's nftables action path**: what fail2ban runs per ban with `banaction = nftables`
+//!   (`sh -c 'nft add element … { IP }'`), one after another (fail2ban runs actions under one
+//!   global lock), on the same router namespace;
+//! - **seed-style script**: a Python process per ban that records in SQLite and calls `nft`
+//!   (`bench/reference/seed_style_ban.py`), the shape of the seed scripts.
+//!
+//! Targets for this machine (issue 2): ban acknowledged ≤ 3 ms median; a 10,000-ban burst
+//! enforced ≤ 1 s; restart with 100,000 bans ≤ 3 s with nothing re-pushed; ≤ 200 MB resident
+//! with 1,000,000 bans in the ledger.
+
+use netban_testlab::netban::{self, Binaries, Daemon};
+use netban_testlab::{netns_available, wait_until, Host, Lab};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+struct Options {
+    bins: Binaries,
+    reference: PathBuf,
+    quick: bool,
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let (mut bin_dir, mut reference, mut quick) = (None, PathBuf::from("bench/reference"), false);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--bin-dir" => bin_dir = args.next().map(PathBuf::from),
+            "--reference-dir" => reference = args.next().map(PathBuf::from).unwrap_or(reference),
+            "--quick" => quick = true,
+            other => {
+                eprintln!("usage: netban-bench [--bin-dir DIR] [--reference-dir DIR] [--quick] (got {other:?})");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Err(e) = netns_available() {
+        eprintln!("netban-bench: network namespaces are needed (run as root): {e}");
+        return ExitCode::FAILURE;
+    }
+    let bins = match bin_dir {
+        Some(d) => Binaries::in_dir(&d),
+        None => Binaries::locate(),
+    };
+    let options = Options {
+        bins,
+        reference,
+        quick,
+    };
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netban-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn p95(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[(samples.len() * 95 / 100).min(samples.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn row(what: &str, value: String, note: &str) {
+    println!("  {what:<58} {value:>14}  {note}");
+}
+
+fn v4(i: usize) -> String {
+    format!("198.19.{}.{}", i / 250 % 256, 1 + i % 250)
+}
+
+/// Addresses only ever placed in sets (no traffic): 198.18.0.0/15 is the benchmarking range.
+fn addresses(count: usize, offset: usize) -> Vec<String> {
+    (offset..offset + count)
+        .map(|i| {
+            if i < 64_000 {
+                v4(i)
+            } else {
+                format!("2001:db8:ff::{:x}", i + 1)
+            }
+        })
+        .collect()
+}
+
+fn run(o: &Options) -> Result<(), String> {
+    let work = std::env::temp_dir().join(format!("netban-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let result = benchmarks(o, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn nft_target(router: &Host, extra: &str) -> String {
+    format!("[policy.escalation]\nenabled = false\n\n[[targets]]\nname = \"edge\"\ntype = \"nftables\"\nnetns = \"{}\"\n{extra}", router.name())
+}
+
+fn held(daemon: &Daemon) -> Option<u64> {
+    let status = netban::request(&daemon.socket, &json!({"op": "status"}))?;
+    status["body"]["targets"][0]["held"].as_u64()
+}
+
+fn count_elements(host: &Host, set: &str) -> usize {
+    let Ok(out) = host.run("nft", ["-j", "list", "set", "inet", "netban", set]) else {
+        return 0;
+    };
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    value["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["set"]["elem"].as_array())
+        .map(|a| a.len())
+        .sum()
+}
+
+fn benchmarks(o: &Options, work: &Path) -> Result<(), String> {
+    let lab = Lab::new("bench").map_err(|e| e.to_string())?;
+    let router = lab.host("router").map_err(|e| e.to_string())?;
+    println!(
+        "netban benchmarks — {} cores, release build, nftables in namespace {}",
+        cores(),
+        router.name()
+    );
+
+    // 1. Per-ban cost.
+    println!("\n1. Per-ban cost (one process per ban, sequential)");
+    let n = if o.quick { 100 } else { 300 };
+    let daemon = Daemon::start(&o.bins, &work.join("perban"), &nft_target(&router, ""))
+        .map_err(|e| e.to_string())?;
+    let mut netban_times = Vec::new();
+    for (i, ip) in addresses(n, 0).iter().enumerate() {
+        let start = Instant::now();
+        let out = daemon.client(&[
+            "ban",
+            ip,
+            "--source",
+            "sshd",
+            "--bantime",
+            "600",
+            "--failures",
+            "3",
+        ]);
+        netban_times.push(start.elapsed());
+        if !out.status.success() {
+            return Err(format!(
+                "netban ban #{i} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    let enforced = wait_until(Duration::from_secs(10), Duration::from_millis(5), || {
+        held(&daemon) == Some(n as u64)
+    });
+    if !enforced {
+        return Err("the per-ban run was not enforced".into());
+    }
+    drop(daemon);
+
+    router
+        .run_ok("nft", ["add table inet f2bref; add set inet f2bref addr-set-sshd { type ipv4_addr; }; add table inet seedref; add set inet seedref banned4 { type ipv4_addr; }"])
+        .map_err(|e| e.to_string())?;
+    let mut f2b_times = Vec::new();
+    for ip in addresses(n, 0) {
+        let script = format!("nft add element inet f2bref addr-set-sshd {{ {ip} }}");
+        let start = Instant::now();
+        let ok = in_netns(&router, Command::new("sh").arg("-c").arg(&script))?;
+        f2b_times.push(start.elapsed());
+        if !ok {
+            return Err(format!("reference nft add element failed for {ip}"));
+        }
+    }
+    let seed = o.reference.join("seed_style_ban.py");
+    let seed_db = work.join("seed.db");
+    let mut seed_times = Vec::new();
+    for ip in addresses(n / 3, 0) {
+        let mut cmd = Command::new("python3");
+        cmd.arg(&seed).arg("--db").arg(&seed_db).arg(&ip);
+        let start = Instant::now();
+        let ok = in_netns(&router, &mut cmd)?;
+        seed_times.push(start.elapsed());
+        if !ok {
+            return Err(format!("seed-style reference failed for {ip}"));
+        }
+    }
+    let (nb, f2b, seed_m) = (
+        median(netban_times.clone()),
+        median(f2b_times),
+        median(seed_times),
+    );
+    row(
+        "netban ban (acknowledged, durable)",
+        ms(nb),
+        &format!("p95 {}", ms(p95(netban_times))),
+    );
+    row(
+        "fail2ban nftables action (sh -c 'nft add element')",
+        ms(f2b),
+        &format!("netban is {:.1}× faster", ratio(f2b, nb)),
+    );
+    row(
+        "seed-style Python script per ban",
+        ms(seed_m),
+        &format!("netban is {:.1}× faster", ratio(seed_m, nb)),
+    );
+    row(
+        "target: ban acknowledged ≤ 3 ms median",
+        verdict(nb <= Duration::from_millis(3)),
+        "",
+    );
+
+    // 2. Burst of 10,000 bans until all are in the nft set.
+    println!("\n2. Burst of 10,000 bans until every one is in the router's nft set");
+    let burst = 10_000;
+    let daemon = Daemon::start(&o.bins, &work.join("burst"), &nft_target(&router, ""))
+        .map_err(|e| e.to_string())?;
+    let all = addresses(burst, 1000);
+    let start = Instant::now();
+    let threads: Vec<_> = all
+        .chunks(burst / 8)
+        .map(|chunk| {
+            let (socket, chunk) = (daemon.socket.clone(), chunk.to_vec());
+            std::thread::spawn(move || netban::ban_over_socket(&socket, &chunk, "sshd", 600).len())
+        })
+        .collect();
+    let acked: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    let acked_at = start.elapsed();
+    let done = wait_until(Duration::from_secs(60), Duration::from_millis(2), || {
+        held(&daemon) == Some(burst as u64)
+    });
+    let burst_time = start.elapsed();
+    let in_set = count_elements(&router, "ban4");
+    if !done || acked != burst || in_set != burst {
+        return Err(format!(
+            "burst incomplete: acked {acked}, held {:?}, in set {in_set}",
+            held(&daemon)
+        ));
+    }
+    drop(daemon);
+    let f2b_burst = f2b * burst as u32;
+    row(
+        "netban: 8 clients × 1,250 single-ban requests, all acked",
+        ms(acked_at),
+        "",
+    );
+    row(
+        "netban: … and all 10,000 in the nft set (verified by nft)",
+        ms(burst_time),
+        "",
+    );
+    row(
+        "fail2ban nftables action × 10,000 (sequential, from 1.)",
+        format!("{:.1} s", f2b_burst.as_secs_f64()),
+        &format!("netban is {:.0}× faster", ratio(f2b_burst, burst_time)),
+    );
+    row(
+        "seed-style script × 10,000 (from 1.)",
+        format!("{:.1} s", (seed_m * burst as u32).as_secs_f64()),
+        &format!(
+            "netban is {:.0}× faster",
+            ratio(seed_m * burst as u32, burst_time)
+        ),
+    );
+    row(
+        "target: 10,000-ban burst enforced ≤ 1 s",
+        verdict(burst_time <= Duration::from_secs(1)),
+        "",
+    );
+
+    // 3. Restart with 100,000 active bans.
+    let big = if o.quick { 20_000 } else { 100_000 };
+    println!("\n3. Daemon restart with {big} active bans until steady state");
+    let mut daemon = Daemon::start(&o.bins, &work.join("restart"), &nft_target(&router, ""))
+        .map_err(|e| e.to_string())?;
+    let many = addresses(big, 20_000);
+    for chunk in many.chunks(10_000) {
+        let out = daemon.client_with_stdin(
+            &["ban", "--stdin", "--source", "sshd", "--bantime", "86400"],
+            Some(&chunk.join("\n")),
+        );
+        if !out.status.success() {
+            return Err(format!(
+                "loading bans failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    let loaded = wait_until(Duration::from_secs(120), Duration::from_millis(20), || {
+        held(&daemon) == Some(big as u64)
+    });
+    if !loaded {
+        return Err(format!(
+            "{big} bans were not enforced before the restart: held {:?}",
+            held(&daemon)
+        ));
+    }
+    daemon.stop();
+    let log_before = daemon.log().len();
+    let start = Instant::now();
+    daemon.restart().map_err(|e| e.to_string())?;
+    let steady = wait_until(Duration::from_secs(60), Duration::from_millis(5), || {
+        let Some(s) = netban::request(&daemon.socket, &json!({"op": "status"})) else {
+            return false;
+        };
+        let t = &s["body"]["targets"][0];
+        t["held"].as_u64() == Some(big as u64) && t["health"] == "ok" && !t["last_sync"].is_null()
+    });
+    let restart_time = start.elapsed();
+    let repushed = daemon.log()[log_before..].contains("resync repairs");
+    if !steady {
+        return Err("the restarted daemon did not reach steady state".into());
+    }
+    let rss_restart = rss_mib(daemon.pid());
+    drop(daemon);
+    row(
+        &format!("netban: restart to steady state, {big} bans"),
+        ms(restart_time),
+        if repushed {
+            "RE-PUSHED (bad)"
+        } else {
+            "nothing re-pushed"
+        },
+    );
+    let f2b_restore = f2b * big as u32;
+    row(
+        &format!("fail2ban restore: actionban × {big} (from 1.)"),
+        format!("{:.0} s", f2b_restore.as_secs_f64()),
+        &format!("netban is {:.0}× faster", ratio(f2b_restore, restart_time)),
+    );
+    row(
+        "netban resident memory with them",
+        format!("{rss_restart:.0} MiB"),
+        "",
+    );
+    row(
+        "target: restart with 100,000 bans ≤ 3 s",
+        verdict(!o.quick && restart_time <= Duration::from_secs(3) && !repushed),
+        if o.quick {
+            "(quick run: not measured at 100,000)"
+        } else {
+            ""
+        },
+    );
+
+    // 4. Memory at 1,000,000 bans in the ledger.
+    let million = if o.quick { 100_000 } else { 1_000_000 };
+    println!("\n4. Memory with {million} bans in the ledger");
+    let dir = work.join("million");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    fill_ledger(&dir.join("ledger.db"), million)?;
+    row(
+        &format!("ledger filled with {million} bans (direct, batches of 10,000)"),
+        ms(start.elapsed()),
+        "",
+    );
+    let start = Instant::now();
+    let daemon = Daemon::start(&o.bins, &dir, "").map_err(|e| e.to_string())?;
+    let up = start.elapsed();
+    let listed = netban::request(&daemon.socket, &json!({"op": "status"}))
+        .and_then(|s| s["body"]["active_bans"].as_u64())
+        .unwrap_or(0);
+    let rss = rss_mib(daemon.pid());
+    drop(daemon);
+    row(
+        "netban daemon start (load ledger, serve)",
+        ms(up),
+        &format!("{listed} active bans"),
+    );
+    row("netban daemon resident memory", format!("{rss:.0} MiB"), "");
+    row(
+        "target: ≤ 200 MB with 1,000,000 bans",
+        verdict(!o.quick && rss <= 200.0 * 1e6 / 1048576.0),
+        if o.quick { "(quick run)" } else { "" },
+    );
+    drop(router);
+    drop(lab);
+    Ok(())
+}
+
+fn ratio(reference: Duration, ours: Duration) -> f64 {
+    reference.as_secs_f64() / ours.as_secs_f64().max(1e-9)
+}
+
+fn verdict(ok: bool) -> String {
+    if ok {
+        "met".into()
+    } else {
+        "NOT met".into()
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Resident memory of `pid` in MiB (0 if unknown).
+fn rss_mib(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Writes `count` bans into a fresh ledger through the ledger's own code.
+fn fill_ledger(path: &Path, count: usize) -> Result<(), String> {
+    use netban_core::{Ban, Expiry, Prefix, Source, Timestamp};
+    use netban_ledger::{Ledger, Write};
+    let mut ledger = netban_ledger::sqlite::SqliteLedger::open(path).map_err(|e| e.to_string())?;
+    let now = Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    );
+    let source = Source::new("sshd").unwrap();
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..count {
+        // 2001:db8:1::/48 (documentation range): ledger entries only, no traffic.
+        let addr =
+            std::net::Ipv6Addr::from(0x2001_0db8_0001_0000_0000_0000_0000_0000u128 + i as u128);
+        batch.push(Write::Ban {
+            ban: Ban {
+                prefix: Prefix::host(addr.into()),
+                source: source.clone(),
+                created: now,
+                expiry: Expiry::At(Timestamp(now.0 + 86_400)),
+                reason: None,
+                failures: Some(3),
+                origin_host: None,
+            },
+            escalation_step: 0,
+        });
+        if batch.len() == 10_000 || i + 1 == count {
+            ledger.record(&batch, now).map_err(|e| e.to_string())?;
+            batch.clear();
+        }
+    }
+    Ok(())
+}
+
+/// Runs `command` inside `host`'s network namespace without `ip netns exec` (which would add
+/// its own cost to the reference): a thread enters the namespace and spawns from there.
+fn in_netns(host: &Host, command: &mut Command) -> Result<bool, String> {
+    let path = format!("/var/run/netns/{}", host.name());
+    let program = format!("{command:?}");
+    let command = std::mem::replace(command, Command::new("true"));
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let mut command = command;
+                let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+                use std::os::fd::AsRawFd;
+                // SAFETY: setns on a valid namespace fd affects only this thread.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+                }
+                let status = command
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .map_err(|e| format!("{program}: {e}"))?;
+                Ok(status.success())
+            })
+            .join()
+            .map_err(|_| "thread panicked".to_string())?
+    })
+}
