@@ -25,6 +25,13 @@ fi
 # The Debian package may start a system fail2ban; the lab and tests run their own instances
 # with their own sockets, so a system one is left alone but must not hold our paths.
 
+# Each target's real test peer installs itself from scripts/setup.d/NAME.sh (apt packages,
+# a Python venv under .venv-NAME): idempotent, and quiet when everything is in place.
+for part in "$(dirname "$0")"/setup.d/*.sh; do
+  [ -e "$part" ] || continue
+  bash "$part"
+done
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "netban setup: cargo not found; install a Rust toolchain (rustup) first" >&2
   exit 1

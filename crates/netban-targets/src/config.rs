@@ -1,7 +1,8 @@
 //! Target configuration: a closed, tagged set of driver configs. Each `[[targets]]` table in
 //! netban.toml has the common keys (read by the daemon: `name`, `sources`, `fallback`,
-//! `resync_secs`) and a `type` that selects one variant here; the variant's own keys are
-//! checked strictly (`deny_unknown_fields`).
+//! `fallback_only`, `capacity_v4`, `capacity_v6`) and a `type` that selects one variant here;
+//! the variant's own keys are checked strictly (`deny_unknown_fields`). Adding a driver adds
+//! one variant and one arm in each match below.
 
 use crate::{nftables, Target, TargetError};
 use serde::Deserialize;
@@ -10,6 +11,12 @@ use serde::Deserialize;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TargetKind {
     Nftables(nftables::NftablesConfig),
+    #[cfg(feature = "exafs")]
+    Exafs(crate::exafs::ExafsConfig),
+    #[cfg(feature = "bgp")]
+    Bgp(crate::bgp::BgpConfig),
+    #[cfg(feature = "cisco-ios")]
+    CiscoIos(crate::cisco_ios::CiscoIosConfig),
 }
 
 impl TargetKind {
@@ -17,12 +24,24 @@ impl TargetKind {
     pub fn build(&self, name: &str) -> Result<Box<dyn Target>, TargetError> {
         match self {
             TargetKind::Nftables(c) => Ok(Box::new(nftables::Nftables::new(name, c.clone())?)),
+            #[cfg(feature = "exafs")]
+            TargetKind::Exafs(c) => Ok(Box::new(crate::exafs::Exafs::new(name, c.clone())?)),
+            #[cfg(feature = "bgp")]
+            TargetKind::Bgp(c) => Ok(Box::new(crate::bgp::Bgp::new(name, c.clone())?)),
+            #[cfg(feature = "cisco-ios")]
+            TargetKind::CiscoIos(c) => Ok(Box::new(crate::cisco_ios::CiscoIos::new(name, c.clone())?)),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             TargetKind::Nftables(_) => "nftables",
+            #[cfg(feature = "exafs")]
+            TargetKind::Exafs(_) => "exafs",
+            #[cfg(feature = "bgp")]
+            TargetKind::Bgp(_) => "bgp",
+            #[cfg(feature = "cisco-ios")]
+            TargetKind::CiscoIos(_) => "cisco_ios",
         }
     }
 }

@@ -16,7 +16,13 @@
 //!   observe again and re-plan before retrying.
 //! - Neither method is called concurrently on one target: each target has its own worker.
 
+#[cfg(feature = "bgp")]
+pub mod bgp;
+#[cfg(feature = "cisco-ios")]
+pub mod cisco_ios;
 pub mod config;
+#[cfg(feature = "exafs")]
+pub mod exafs;
 pub mod nftables;
 
 use async_trait::async_trait;
@@ -46,8 +52,7 @@ pub struct TargetInfo {
     pub capacity: Capacity,
     pub ownership: OwnershipKind,
     pub expiry: ExpiryTracking,
-    /// The shortest prefix length the device accepts per family (e.g. 0); the policy's breadth
-    /// limit applies before this.
+    /// The most plan items one `apply` receives; the reconciler splits larger plans.
     pub max_batch: usize,
 }
 
