@@ -58,8 +58,10 @@ pub enum PrefixError {
     Hostname(String),
     #[error("{0:?} has an IPv6 zone id ('%'); zone ids are link-local only and cannot be banned")]
     ZoneId(String),
-    #[error("{0:?} is not a valid IPv4 or IPv6 address (octets must be decimal 0-255 without leading zeros)")]
+    #[error("{0:?} is not a valid IPv4 address (four decimal octets 0-255, without leading zeros) or IPv6 address")]
     Malformed(String),
+    #[error("{0:?} is not a valid IPv6 address (at most 8 groups of 1-4 hex digits, one '::')")]
+    MalformedV6(String),
     #[error("{0:?} has an invalid prefix length (IPv4 takes /0-/32, IPv6 /0-/128, decimal without leading zeros)")]
     BadLength(String),
     #[error("{input:?} has host bits set under its mask; did you mean {network}?")]
@@ -99,6 +101,8 @@ impl Prefix {
             Err(_) => {
                 return Err(if looks_like_hostname(addr_text) {
                     PrefixError::Hostname(input.to_string())
+                } else if addr_text.contains(':') && !addr_text.contains('[') {
+                    PrefixError::MalformedV6(input.to_string())
                 } else {
                     PrefixError::Malformed(input.to_string())
                 })
@@ -318,6 +322,8 @@ mod tests {
             ("255.255.255.255", |e| matches!(e, NotUnicast(_))),
             ("ff02::1", |e| matches!(e, NotUnicast(_))),
             ("[2001:db8::1]", |e| matches!(e, Malformed(_))),
+            ("2001:db8::1::2", |e| matches!(e, MalformedV6(_))),
+            ("2001:db8:ff::1114b", |e| matches!(e, MalformedV6(_))),
         ];
         for (input, check) in cases {
             let err = Prefix::parse(input).expect_err(input);

@@ -76,14 +76,32 @@ impl Engine {
         }
     }
 
-    /// Loads the active bans read from the ledger at start-up.
-    pub fn load(&mut self, bans: &[netban_core::Ban]) {
-        let mut touched = BTreeSet::new();
-        for ban in bans {
-            self.table.set(ban.prefix, &ban.source, ban.expiry);
-            touched.insert(ban.prefix);
+    /// Loads one active ban read from the ledger at start-up. Nothing is marked dirty: every
+    /// worker starts with a full sync. Call [`Self::placed_after_load`] when done.
+    pub fn load(&mut self, ban: &netban_core::Ban) {
+        self.table.set(ban.prefix, &ban.source, ban.expiry);
+    }
+
+    /// Runs placement for capacity-limited targets once the table is loaded.
+    pub fn placed_after_load(&mut self) {
+        for index in 0..self.targets.len() {
+            if self.targets[index].is_limited() {
+                self.replace(index);
+            }
         }
-        self.touch(touched);
+    }
+
+    /// The banned prefixes the current policy's allowlist or protected networks overlap.
+    pub fn covered_by_policy(&self) -> Vec<Prefix> {
+        let policy = &self.policy;
+        self.table
+            .iter_effective()
+            .map(|(p, _)| p)
+            .filter(|p| {
+                policy.allowlist.overlapping(p).is_some()
+                    || policy.protected.overlapping(p).is_some()
+            })
+            .collect()
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -93,10 +111,8 @@ impl Engine {
     /// Installs a new policy (allowlist reload); returns the banned prefixes it now covers,
     /// which the caller lifts through the ledger.
     pub fn set_policy(&mut self, policy: Policy) -> Vec<Prefix> {
-        let banned: Vec<Prefix> = self.table.iter_effective().map(|(p, _)| p).collect();
-        let lifted = policy.lifted_by_allowlist(banned.iter());
         self.policy = Arc::new(policy);
-        lifted
+        self.covered_by_policy()
     }
 
     pub fn table(&self) -> &BanTable {

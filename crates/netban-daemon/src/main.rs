@@ -115,16 +115,12 @@ async fn serve(
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut ledger = SqliteLedger::open(&ledger_path)?;
-    let active = ledger.active_bans(started_at)?;
     let (drivers, slots): (Vec<_>, Vec<_>) = built.into_iter().map(|b| (b.driver, b.slot)).unzip();
     let wakes: Vec<_> = slots.iter().map(|s| s.wake.clone()).collect();
     let mut engine = Engine::new(policy, slots);
-    engine.load(&active);
-    let lifted = {
-        let policy = engine.policy();
-        let banned: Vec<Prefix> = engine.table().iter_effective().map(|(p, _)| p).collect();
-        policy.lifted_by_allowlist(banned.iter())
-    };
+    ledger.for_each_active(started_at, &mut |ban| engine.load(&ban))?;
+    engine.placed_after_load();
+    let lifted = engine.covered_by_policy();
     tracing::info!(bans = engine.table().len(), ledger = %ledger_path.display(), "ledger loaded");
     let engine = Arc::new(Mutex::new(engine));
     let origin = config.daemon.host.clone().or_else(local_hostname);

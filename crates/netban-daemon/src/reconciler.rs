@@ -296,6 +296,11 @@ impl Worker {
                 self.target.info().expiry,
             )
         };
+        // What the target should hold moves by what this plan adds and removes; a full sync
+        // recounts it exactly.
+        if let Ok(mut s) = self.status.lock() {
+            s.desired = (s.desired + plan.add.len()).saturating_sub(plan.remove.len());
+        }
         self.apply(plan).await
     }
 

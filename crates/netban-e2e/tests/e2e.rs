@@ -654,3 +654,65 @@ fn ban_round_trip_is_cheap() {
     // A debug build on a loaded CI machine: the release benchmark measures the real figure.
     assert!(median < Duration::from_millis(50), "median {median:?}");
 }
+
+#[test]
+fn fail2ban_restart_keeps_bans_and_its_restore_is_a_no_op() {
+    require_netns!();
+    let bins = Binaries::locate();
+    let edge = Lab::edge_topology("rst").expect("lab");
+    let _listener = edge.server.spawn_tcp_listener(PORT).expect("listener");
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        &bins,
+        &dir.path().join("netban"),
+        &nftables_target(&edge.router),
+    )
+    .expect("daemon");
+    let f2b_dir = dir.path().join("f2b");
+    let mut f2b =
+        Fail2ban::start(&f2b_dir, &bins.client, &daemon.config, SSHD_JAIL).expect("fail2ban");
+    f2b.fail_ssh(Edge::ATTACKER_V4, 3).unwrap();
+    assert!(wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || { nft_elements(&edge.router).contains(Edge::ATTACKER_V4) }
+    ));
+    let events_before = netban_ledger::sqlite::SqliteLedger::open(&daemon.ledger)
+        .unwrap()
+        .last_event_id()
+        .unwrap();
+
+    // fail2ban stops: with keep_on_stop (the default) its flush leaves the ban in place.
+    f2b.stop();
+    assert!(
+        daemon.listed().contains(&"203.0.113.7/32".to_string()),
+        "the ban outlives fail2ban"
+    );
+    assert!(
+        blocked(&edge.attacker, Edge::SERVER_V4),
+        "and stays enforced"
+    );
+
+    // fail2ban starts again on the same database and restores its ban (<restored>=1).
+    let f2b =
+        Fail2ban::start(&f2b_dir, &bins.client, &daemon.config, SSHD_JAIL).expect("fail2ban again");
+    let restored = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        f2b.banned("sshd").iter().any(|ip| ip == Edge::ATTACKER_V4)
+    });
+    assert!(restored, "fail2ban restored its ban; log:\n{}", f2b.log());
+    assert!(wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || f2b.log().contains("Restore Ban")
+    ));
+    let events_after = netban_ledger::sqlite::SqliteLedger::open(&daemon.ledger)
+        .unwrap()
+        .last_event_id()
+        .unwrap();
+    assert_eq!(
+        events_before, events_after,
+        "the restore wrote nothing: it is answered from memory"
+    );
+    assert!(blocked(&edge.attacker, Edge::SERVER_V4));
+    assert!(edge.client.tcp_connects(Edge::SERVER_V4, PORT, SHORT));
+}

@@ -113,8 +113,20 @@ pub trait Ledger: Send {
     /// `Expire` event for each; returns the pairs removed.
     fn expire(&mut self, now: Timestamp) -> Result<Vec<(Prefix, Source)>, LedgerError>;
 
+    /// Calls `visit` with every active (prefix, source) ban at `now`, one at a time (the
+    /// daemon loads a million bans this way without holding them all twice); returns how many.
+    fn for_each_active(
+        &mut self,
+        now: Timestamp,
+        visit: &mut dyn FnMut(Ban),
+    ) -> Result<usize, LedgerError>;
+
     /// Every active (prefix, source) ban at `now`.
-    fn active_bans(&mut self, now: Timestamp) -> Result<Vec<Ban>, LedgerError>;
+    fn active_bans(&mut self, now: Timestamp) -> Result<Vec<Ban>, LedgerError> {
+        let mut bans = Vec::new();
+        self.for_each_active(now, &mut |ban| bans.push(ban))?;
+        Ok(bans)
+    }
 
     /// How many `Ban` events (not `Extend`) `prefix` has at or after `since`.
     fn prior_bans(&mut self, prefix: &Prefix, since: Timestamp) -> Result<u32, LedgerError>;

@@ -645,12 +645,17 @@ impl Ledger for SqliteLedger {
         Ok(pairs)
     }
 
-    fn active_bans(&mut self, now: Timestamp) -> Result<Vec<Ban>, LedgerError> {
+    fn for_each_active(
+        &mut self,
+        now: Timestamp,
+        visit: &mut dyn FnMut(Ban),
+    ) -> Result<usize, LedgerError> {
         let mut stmt = self.conn.prepare_cached(ACTIVE_SQL)?;
         let mut rows = stmt.query(params![now.0])?;
-        let mut bans = Vec::new();
+        let mut count = 0;
         while let Some(r) = rows.next()? {
-            bans.push(Ban {
+            count += 1;
+            visit(Ban {
                 prefix: prefix_from_sql(text_column(r, 0)?)?,
                 source: source_from_sql(text_column(r, 1)?)?,
                 created: Timestamp(r.get(2)?),
@@ -660,7 +665,7 @@ impl Ledger for SqliteLedger {
                 origin_host: origin_from_sql(r.get(6)?)?,
             });
         }
-        Ok(bans)
+        Ok(count)
     }
 
     fn prior_bans(&mut self, prefix: &Prefix, since: Timestamp) -> Result<u32, LedgerError> {

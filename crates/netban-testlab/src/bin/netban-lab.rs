@@ -171,7 +171,7 @@ fn run(bins: &Binaries, work: &std::path::Path) -> Result<(), String> {
         let (c_tcp, c_icmp) = probe(&edge.client, "client", addr);
         ok &= !a_tcp && !a_icmp && c_tcp && c_icmp;
     }
-    step("What the router holds (nft list table inet netban, sets only)");
+    step("What the router holds ($ nft list set inet netban ban4, in the router namespace)");
     if let Ok(out) = edge
         .router
         .run("nft", ["list", "set", "inet", "netban", "ban4"])
