@@ -34,15 +34,15 @@ pub const DEFAULT_CONFIG: &str = "/etc/netban/netban.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Parse {
         path: PathBuf,
-        source: Box<toml::de::Error>,
+        error: Box<toml::de::Error>,
     },
     #[error("{path}:{line}: {message}")]
     AllowlistEntry {
@@ -140,18 +140,18 @@ impl Default for ReconcilerSection {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.into(),
-            source,
+            error,
         })?;
         Config::parse(&text, path)
     }
 
     /// Parses `text`; `path` only names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
             path: path.into(),
-            source: Box::new(source),
+            error: Box::new(error),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let anchor = |p: &mut PathBuf| {
@@ -213,9 +213,9 @@ impl Config {
 /// Reads one allowlist file: one address or CIDR per line; blank lines and `#` comments
 /// ignored. A missing file is an error (a typo must not silently empty the allowlist).
 pub fn read_allowlist_file(path: &Path) -> Result<(Vec<Prefix>, Option<SystemTime>), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.into(),
-        source,
+        error,
     })?;
     let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let mut entries = Vec::new();

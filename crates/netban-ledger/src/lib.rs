@@ -91,10 +91,10 @@ pub enum Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("ledger database {path}: {source}")]
+    #[error("ledger database {path}: {error}")]
     Open {
         path: String,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error("ledger schema is version {found}, newer than this netban understands ({known}); upgrade netban")]
     SchemaTooNew { found: i64, known: i64 },

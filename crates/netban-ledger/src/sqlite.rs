@@ -165,9 +165,9 @@ impl SqliteLedger {
     /// Opens (creating if needed) the ledger at `path` and brings its schema up to date.
     /// The directory must exist.
     pub fn open(path: &Path) -> Result<SqliteLedger, LedgerError> {
-        let open_err = |source| LedgerError::Open {
+        let open_err = |error| LedgerError::Open {
             path: path.display().to_string(),
-            source,
+            error,
         };
         let conn = Connection::open(path).map_err(open_err)?;
         SqliteLedger::setup(conn, path.to_path_buf(), true)
@@ -175,9 +175,9 @@ impl SqliteLedger {
 
     /// A private in-memory ledger (tests, dry runs). Nothing survives it.
     pub fn open_in_memory() -> Result<SqliteLedger, LedgerError> {
-        let conn = Connection::open_in_memory().map_err(|source| LedgerError::Open {
+        let conn = Connection::open_in_memory().map_err(|error| LedgerError::Open {
             path: ":memory:".to_string(),
-            source,
+            error,
         })?;
         SqliteLedger::setup(conn, PathBuf::from(":memory:"), false)
     }
@@ -195,9 +195,9 @@ impl SqliteLedger {
     }
 
     fn setup(conn: Connection, path: PathBuf, wal: bool) -> Result<SqliteLedger, LedgerError> {
-        let open_err = |source| LedgerError::Open {
+        let open_err = |error| LedgerError::Open {
             path: path.display().to_string(),
-            source,
+            error,
         };
         // The busy timeout first, so that every later step waits for other processes.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
@@ -206,7 +206,7 @@ impl SqliteLedger {
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(LedgerError::Open {
                     path: path.display().to_string(),
-                    source: rusqlite::Error::SqliteFailure(
+                    error: rusqlite::Error::SqliteFailure(
                         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
                         Some(format!(
                             "could not switch to WAL journal mode (still {mode})"
