@@ -4,7 +4,7 @@
 
 use anyhow::{Context as _, Result};
 use netban_config::Config;
-use netban_core::{Ban, BanDuration, BanRequest, Prefix, Timestamp};
+use netban_core::{Prefix, Timestamp};
 use netban_ledger::sqlite::SqliteLedger;
 use netban_ledger::{EventKind, Ledger, Outcome, Write};
 use netban_proto::{BanArgs, HistoryEvent, ItemResult, ListedBan, SourceBan, UnbanArgs};
@@ -53,43 +53,19 @@ pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
     let mut results = Vec::new();
     let mut slots = Vec::new();
     for &prefix in &args.prefixes {
-        let request = BanRequest {
-            prefix,
-            source: args.source.clone(),
-            duration: BanDuration::from_fail2ban(args.bantime),
-            reason: args.reason.clone(),
-            failures: args.failures,
-            origin_host: args
-                .origin_host
-                .clone()
-                .or_else(|| config.daemon.host.clone()),
-        };
-        let prior = if policy.escalation.enabled && !args.restored {
-            ledger.prior_bans(
-                &prefix,
-                Timestamp(now.0 - policy.escalation.window_secs as i64),
-            )?
-        } else {
-            0
-        };
-        match policy.admit(&request, prior, now) {
-            Ok(admitted) => {
-                writes.push(Write::Ban {
-                    ban: Ban {
-                        prefix,
-                        source: request.source,
-                        created: now,
-                        expiry: admitted.expiry,
-                        reason: request.reason,
-                        failures: request.failures,
-                        origin_host: request.origin_host,
-                    },
-                    escalation_step: admitted.escalation_step,
-                });
+        let request = args.request(prefix, config.daemon.host.as_ref());
+        match netban_ledger::admit(&mut ledger, &policy, request, args.restored, now)? {
+            Ok(write) => {
+                if let Write::Ban {
+                    escalation_step, ..
+                } = &write
+                {
+                    let mut r = result(prefix);
+                    r.escalation_step = *escalation_step;
+                    results.push(r);
+                }
+                writes.push(write);
                 slots.push(Some(writes.len() - 1));
-                let mut r = result(prefix);
-                r.escalation_step = admitted.escalation_step;
-                results.push(r);
             }
             Err(refusal) => {
                 slots.push(None);

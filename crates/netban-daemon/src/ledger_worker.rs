@@ -13,7 +13,7 @@
 
 use crate::engine::SharedEngine;
 use netban_core::policy::Policy;
-use netban_core::{Ban, BanDuration, BanRequest, Prefix, Timestamp};
+use netban_core::{Prefix, Timestamp};
 use netban_ledger::{EventId, EventKind, Ledger, LedgerError, Outcome, Write};
 use netban_proto::{BanArgs, ItemResult, UnbanArgs};
 use std::sync::Arc;
@@ -235,69 +235,43 @@ fn plan_bans(
     now: Timestamp,
     writes: &mut Vec<Write>,
 ) -> Vec<Slot> {
-    let origin_host = args.origin_host.clone().or_else(|| origin.cloned());
     let mut items = Vec::with_capacity(args.prefixes.len());
     for &prefix in &args.prefixes {
-        let request = BanRequest {
-            prefix,
-            source: args.source.clone(),
-            duration: BanDuration::from_fail2ban(args.bantime),
-            reason: args.reason.clone(),
-            failures: args.failures,
-            origin_host: origin_host.clone(),
-        };
         if args.restored {
             // fail2ban re-asserting after its own restart: if we hold the ban, nothing to do.
-            if let Some(expiry) =
+            let held =
                 engine
                     .lock()
                     .expect("engine lock")
-                    .source_expiry(&prefix, &args.source, now)
-            {
-                let result = ItemResult {
+                    .source_expiry(&prefix, &args.source, now);
+            if let Some(expiry) = held {
+                items.push(Slot::Skipped(ItemResult {
                     prefix,
                     error: None,
                     expiry: Some(expiry.to_epoch_or_minus_one()),
                     escalation_step: 0,
                     still_banned: true,
                     changed: false,
-                };
-                items.push(Slot::Skipped(result));
+                }));
                 continue;
             }
         }
-        let prior = if policy.escalation.enabled && !args.restored {
-            let since = Timestamp(now.0.saturating_sub(policy.escalation.window_secs as i64));
-            match ledger.prior_bans(&prefix, since) {
-                Ok(n) => n,
-                Err(e) => {
-                    items.push(Slot::Refused(
-                        prefix,
-                        format!("the ledger could not count earlier bans: {e}"),
-                    ));
-                    continue;
-                }
-            }
-        } else {
-            0
-        };
-        match policy.admit(&request, prior, now) {
-            Ok(admitted) => {
-                writes.push(Write::Ban {
-                    ban: Ban {
-                        prefix,
-                        source: request.source,
-                        created: now,
-                        expiry: admitted.expiry,
-                        reason: request.reason,
-                        failures: request.failures,
-                        origin_host: request.origin_host,
-                    },
-                    escalation_step: admitted.escalation_step,
-                });
+        match netban_ledger::admit(
+            ledger,
+            policy,
+            args.request(prefix, origin),
+            args.restored,
+            now,
+        ) {
+            Ok(Ok(write)) => {
+                writes.push(write);
                 items.push(Slot::Written(prefix, writes.len() - 1));
             }
-            Err(refusal) => items.push(Slot::Refused(prefix, refusal.to_string())),
+            Ok(Err(refusal)) => items.push(Slot::Refused(prefix, refusal.to_string())),
+            Err(e) => items.push(Slot::Refused(
+                prefix,
+                format!("the ledger could not decide: {e}"),
+            )),
         }
     }
     items

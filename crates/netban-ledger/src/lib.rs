@@ -153,3 +153,39 @@ pub trait Ledger: Send {
         removed: &[Prefix],
     ) -> Result<(), LedgerError>;
 }
+
+/// Decides a ban request against policy and the ledger's memory of earlier bans, and returns
+/// the write that records it (or policy's refusal). Shared by the daemon and by the client's
+/// fallback, so the two can never decide differently.
+///
+/// Earlier bans inside the escalation window are counted only when escalation is on and the
+/// request is not a restore (fail2ban re-asserting a ban after its own restart never
+/// escalates).
+pub fn admit(
+    ledger: &mut dyn Ledger,
+    policy: &netban_core::policy::Policy,
+    request: netban_core::BanRequest,
+    restored: bool,
+    now: Timestamp,
+) -> Result<Result<Write, netban_core::policy::Refusal>, LedgerError> {
+    let prior = if policy.escalation.enabled && !restored {
+        let window = i64::try_from(policy.escalation.window_secs).unwrap_or(i64::MAX);
+        ledger.prior_bans(&request.prefix, Timestamp(now.0.saturating_sub(window)))?
+    } else {
+        0
+    };
+    Ok(policy
+        .admit(&request, prior, now)
+        .map(|admitted| Write::Ban {
+            ban: Ban {
+                prefix: request.prefix,
+                source: request.source,
+                created: now,
+                expiry: admitted.expiry,
+                reason: request.reason,
+                failures: request.failures,
+                origin_host: request.origin_host,
+            },
+            escalation_step: admitted.escalation_step,
+        }))
+}

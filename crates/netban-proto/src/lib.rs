@@ -8,7 +8,7 @@
 //!
 //! The daemon only acknowledges a ban after the ledger has it on disk.
 
-use netban_core::{Expiry, OriginHost, Prefix, Reason, Source, Timestamp};
+use netban_core::{BanDuration, BanRequest, Expiry, OriginHost, Prefix, Reason, Source, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a request or response changes shape incompatibly.
@@ -53,6 +53,21 @@ pub struct BanArgs {
     /// fail2ban's `<restored>`: re-asserting a ban after its restart. Never escalates.
     #[serde(default)]
     pub restored: bool,
+}
+
+impl BanArgs {
+    /// The domain request for one of the prefixes; `default_origin` names the reporting host
+    /// when the request does not.
+    pub fn request(&self, prefix: Prefix, default_origin: Option<&OriginHost>) -> BanRequest {
+        BanRequest {
+            prefix,
+            source: self.source.clone(),
+            duration: BanDuration::from_fail2ban(self.bantime),
+            reason: self.reason.clone(),
+            failures: self.failures,
+            origin_host: self.origin_host.clone().or_else(|| default_origin.cloned()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
