@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --workspace --bins
+# One build of binaries and tests together, so both share one feature set (the AWS SDK is
+# compiled once, not once per invocation).
+cargo build --workspace --bins --tests
 cargo test --workspace --no-fail-fast -- --test-threads 2

@@ -17,6 +17,12 @@ pub enum TargetKind {
     Bgp(crate::bgp::BgpConfig),
     #[cfg(feature = "cisco-ios")]
     CiscoIos(crate::cisco_ios::CiscoIosConfig),
+    #[cfg(feature = "netconf")]
+    Netconf(crate::netconf::NetconfConfig),
+    #[cfg(feature = "aws")]
+    AwsNacl(crate::aws_nacl::AwsNaclConfig),
+    #[cfg(feature = "aws")]
+    AwsWaf(crate::aws_waf::AwsWafConfig),
 }
 
 impl TargetKind {
@@ -29,7 +35,15 @@ impl TargetKind {
             #[cfg(feature = "bgp")]
             TargetKind::Bgp(c) => Ok(Box::new(crate::bgp::Bgp::new(name, c.clone())?)),
             #[cfg(feature = "cisco-ios")]
-            TargetKind::CiscoIos(c) => Ok(Box::new(crate::cisco_ios::CiscoIos::new(name, c.clone())?)),
+            TargetKind::CiscoIos(c) => {
+                Ok(Box::new(crate::cisco_ios::CiscoIos::new(name, c.clone())?))
+            }
+            #[cfg(feature = "netconf")]
+            TargetKind::Netconf(c) => Ok(Box::new(crate::netconf::Netconf::new(name, c.clone())?)),
+            #[cfg(feature = "aws")]
+            TargetKind::AwsNacl(c) => Ok(Box::new(crate::aws_nacl::AwsNacl::new(name, c.clone())?)),
+            #[cfg(feature = "aws")]
+            TargetKind::AwsWaf(c) => Ok(Box::new(crate::aws_waf::AwsWaf::new(name, c.clone())?)),
         }
     }
 
@@ -42,6 +56,12 @@ impl TargetKind {
             TargetKind::Bgp(_) => "bgp",
             #[cfg(feature = "cisco-ios")]
             TargetKind::CiscoIos(_) => "cisco_ios",
+            #[cfg(feature = "netconf")]
+            TargetKind::Netconf(_) => "netconf",
+            #[cfg(feature = "aws")]
+            TargetKind::AwsNacl(_) => "aws_nacl",
+            #[cfg(feature = "aws")]
+            TargetKind::AwsWaf(_) => "aws_waf",
         }
     }
 }

@@ -16,6 +16,12 @@
 //!   observe again and re-plan before retrying.
 //! - Neither method is called concurrently on one target: each target has its own worker.
 
+#[cfg(feature = "aws")]
+mod aws_access;
+#[cfg(feature = "aws")]
+pub mod aws_nacl;
+#[cfg(feature = "aws")]
+pub mod aws_waf;
 #[cfg(feature = "bgp")]
 pub mod bgp;
 #[cfg(feature = "cisco-ios")]
@@ -23,6 +29,8 @@ pub mod cisco_ios;
 pub mod config;
 #[cfg(feature = "exafs")]
 pub mod exafs;
+#[cfg(feature = "netconf")]
+pub mod netconf;
 pub mod nftables;
 
 use async_trait::async_trait;

@@ -1,0 +1,349 @@
+//! The `[[targets]]` keys of a BGP blackhole target, and their validation.
+//!
+//! ```toml
+//! [[targets]]
+//! name = "edge-rtbh"
+//! type = "bgp"
+//! local_as = 65001
+//! router_id = "198.18.0.2"
+//! peers = [{ address = "198.18.0.1", remote_as = 65000 }]
+//! # communities = ["65535:666", "no-export"]   # the default: RFC 7999 BLACKHOLE + NO_EXPORT
+//! # next_hop_v4 = "198.18.0.2"                  # default: the session's own IPv4 address
+//! # next_hop_v6 = "2001:db8:ff::2"              # default: the session's own IPv6 address
+//! # hold_time_secs = 90
+//! # netns = "mgmt"                              # open the sessions from this network namespace
+//! ```
+
+use crate::TargetError;
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// RFC 7999 BLACKHOLE.
+pub const BLACKHOLE: u32 = 0xffff_029a;
+/// RFC 1997 NO_EXPORT.
+pub const NO_EXPORT: u32 = 0xffff_ff01;
+/// RFC 1997 NO_ADVERTISE.
+pub const NO_ADVERTISE: u32 = 0xffff_ff02;
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BgpConfig {
+    /// netban's AS number (4-octet ASNs welcome). Equal to a peer's `remote_as` makes that
+    /// session iBGP.
+    pub local_as: u32,
+    /// netban's BGP identifier (an IPv4 address, unique among the router's neighbours).
+    pub router_id: Ipv4Addr,
+    /// The routers netban announces its blackhole routes to; each gets the same routes.
+    pub peers: Vec<PeerConfig>,
+    /// Communities on every route: `"ASN:VALUE"` or the names `blackhole` (65535:666),
+    /// `no-export`, `no-advertise`.
+    #[serde(default = "default_communities")]
+    pub communities: Vec<String>,
+    /// NEXT_HOP of IPv4 routes; default: the session's own IPv4 address.
+    #[serde(default)]
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Next hop of IPv6 routes; default: the session's own IPv6 address. Required when a
+    /// peer is reached over IPv4.
+    #[serde(default)]
+    pub next_hop_v6: Option<Ipv6Addr>,
+    /// Hold time proposed in OPEN (0, or 3 and more); the session uses the smaller of this
+    /// and the peer's. Keepalives go every third of it.
+    #[serde(default = "default_hold_time")]
+    pub hold_time_secs: u16,
+    /// LOCAL_PREF of routes on iBGP sessions.
+    #[serde(default = "default_local_pref")]
+    pub local_pref: u32,
+    /// A network namespace (`/run/netns/NAME`) to open the sessions from, when the routers
+    /// are reached through one; default: the daemon's own.
+    #[serde(default)]
+    pub netns: Option<String>,
+    /// How long one TCP connect may take.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// Longest wait between connection attempts (the wait starts at 1 s and doubles).
+    #[serde(default = "default_connect_retry_max")]
+    pub connect_retry_max_secs: u64,
+    /// How long `apply` waits for established sessions to send a change before calling the
+    /// target unreachable.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub address: IpAddr,
+    pub remote_as: u32,
+    /// The router's BGP port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The address to connect from (the one configured as neighbour on the router); default:
+    /// chosen by the kernel's routing.
+    #[serde(default)]
+    pub local_address: Option<IpAddr>,
+}
+
+fn default_communities() -> Vec<String> {
+    vec!["blackhole".into(), "no-export".into()]
+}
+fn default_hold_time() -> u16 {
+    90
+}
+fn default_local_pref() -> u32 {
+    100
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_connect_retry_max() -> u64 {
+    30
+}
+fn default_send_timeout() -> u64 {
+    10
+}
+fn default_port() -> u16 {
+    179
+}
+
+impl BgpConfig {
+    /// A configuration with the defaults for everything optional.
+    pub fn new(local_as: u32, router_id: Ipv4Addr, peers: Vec<PeerConfig>) -> BgpConfig {
+        BgpConfig {
+            local_as,
+            router_id,
+            peers,
+            communities: default_communities(),
+            next_hop_v4: None,
+            next_hop_v6: None,
+            hold_time_secs: default_hold_time(),
+            local_pref: default_local_pref(),
+            netns: None,
+            connect_timeout_secs: default_connect_timeout(),
+            connect_retry_max_secs: default_connect_retry_max(),
+            send_timeout_secs: default_send_timeout(),
+        }
+    }
+
+    /// The communities as 32-bit values, or a configuration error naming the bad one.
+    pub fn community_values(&self) -> Result<Vec<u32>, TargetError> {
+        self.communities
+            .iter()
+            .map(|c| parse_community(c))
+            .collect()
+    }
+
+    /// Checks everything that can be checked without a router.
+    pub fn validate(&self) -> Result<(), TargetError> {
+        let err = |m: String| Err(TargetError::Config(format!("bgp target: {m}")));
+        if self.local_as == 0 {
+            return err("local_as must not be 0".into());
+        }
+        if self.router_id.is_unspecified() || self.router_id.is_broadcast() {
+            return err(format!("router_id {} is not usable", self.router_id));
+        }
+        if self.peers.is_empty() {
+            return err("no peers: add at least one `peers = [{ address, remote_as }]`".into());
+        }
+        if matches!(self.hold_time_secs, 1 | 2) {
+            return err("hold_time_secs must be 0 or at least 3 (RFC 4271)".into());
+        }
+        if self.connect_timeout_secs == 0 || self.send_timeout_secs == 0 {
+            return err("connect_timeout_secs and send_timeout_secs must be positive".into());
+        }
+        if self.connect_retry_max_secs == 0 {
+            return err("connect_retry_max_secs must be positive".into());
+        }
+        if let Some(ns) = &self.netns {
+            if ns.is_empty() || ns.contains('/') || ns == "." || ns == ".." {
+                return err(format!("netns {ns:?} is not a namespace name"));
+            }
+        }
+        self.community_values()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for peer in &self.peers {
+            if !seen.insert((peer.address, peer.port)) {
+                return err(format!("peer {} is listed twice", peer.address));
+            }
+            if peer.remote_as == 0 {
+                return err(format!("peer {}: remote_as must not be 0", peer.address));
+            }
+            if peer.port == 0 {
+                return err(format!("peer {}: port must not be 0", peer.address));
+            }
+            if let Some(local) = peer.local_address {
+                if local.is_ipv4() != peer.address.is_ipv4() {
+                    return err(format!(
+                        "peer {}: local_address {local} is of the other address family",
+                        peer.address
+                    ));
+                }
+            }
+            if peer.address.is_ipv4() && self.next_hop_v6.is_none() {
+                return err(format!(
+                    "peer {} is reached over IPv4, so IPv6 routes need an explicit next hop: \
+                     set next_hop_v6 (an IPv6 address of this host on the link, or one the \
+                     router blackholes)",
+                    peer.address
+                ));
+            }
+            if peer.address.is_ipv6() && self.next_hop_v4.is_none() {
+                return err(format!(
+                    "peer {} is reached over IPv6, so IPv4 routes need an explicit next hop: \
+                     set next_hop_v4",
+                    peer.address
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `"65535:666"`, `"blackhole"`, `"no-export"` or `"no-advertise"` as a 32-bit community.
+pub fn parse_community(text: &str) -> Result<u32, TargetError> {
+    match text {
+        "blackhole" => return Ok(BLACKHOLE),
+        "no-export" => return Ok(NO_EXPORT),
+        "no-advertise" => return Ok(NO_ADVERTISE),
+        _ => {}
+    }
+    let bad = || {
+        TargetError::Config(format!(
+            "bgp target: community {text:?} is not ASN:VALUE (two numbers 0-65535) nor one of \
+             blackhole, no-export, no-advertise"
+        ))
+    };
+    let (high, low) = text.split_once(':').ok_or_else(bad)?;
+    let number = |s: &str| {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse::<u16>().ok()
+    };
+    let (high, low) = (number(high).ok_or_else(bad)?, number(low).ok_or_else(bad)?);
+    Ok(u32::from(high) << 16 | u32::from(low))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(address: &str) -> PeerConfig {
+        PeerConfig {
+            address: address.parse().unwrap(),
+            remote_as: 65000,
+            port: 179,
+            local_address: None,
+        }
+    }
+
+    #[test]
+    fn defaults_from_toml_and_unknown_keys_refused() {
+        let c: BgpConfig = serde_json::from_value(serde_json::json!({
+            "local_as": 65001,
+            "router_id": "198.18.0.2",
+            "next_hop_v6": "2001:db8:ff::2",
+            "peers": [{ "address": "198.18.0.1", "remote_as": 65000 }],
+        }))
+        .unwrap();
+        assert_eq!(c.community_values().unwrap(), vec![BLACKHOLE, NO_EXPORT]);
+        assert_eq!(c.hold_time_secs, 90);
+        assert_eq!(c.peers[0].port, 179);
+        c.validate().unwrap();
+        let unknown = serde_json::from_value::<BgpConfig>(serde_json::json!({
+            "local_as": 65001, "router_id": "198.18.0.2", "peers": [], "communitys": []
+        }));
+        assert!(unknown.is_err());
+        let unknown_peer_key = serde_json::from_value::<BgpConfig>(serde_json::json!({
+            "local_as": 65001, "router_id": "198.18.0.2",
+            "peers": [{ "address": "198.18.0.1", "remote_as": 1, "password": "x" }]
+        }));
+        assert!(unknown_peer_key.is_err());
+    }
+
+    #[test]
+    fn communities_parse_strictly() {
+        assert_eq!(parse_community("65535:666").unwrap(), BLACKHOLE);
+        assert_eq!(parse_community("no-export").unwrap(), NO_EXPORT);
+        assert_eq!(parse_community("64512:0").unwrap(), 0xfc00_0000);
+        for bad in ["", "666", "65536:1", "1:-1", "a:b", " 1:1", "1:1:1", "+1:1"] {
+            assert!(parse_community(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn validation_says_what_to_fix() {
+        let ok = || BgpConfig {
+            next_hop_v6: Some("2001:db8:ff::2".parse().unwrap()),
+            ..BgpConfig::new(
+                65001,
+                Ipv4Addr::new(198, 18, 0, 2),
+                vec![peer("198.18.0.1")],
+            )
+        };
+        ok().validate().unwrap();
+        let cases: Vec<(BgpConfig, &str)> = vec![
+            (
+                BgpConfig {
+                    peers: vec![],
+                    ..ok()
+                },
+                "no peers",
+            ),
+            (
+                BgpConfig {
+                    next_hop_v6: None,
+                    ..ok()
+                },
+                "next_hop_v6",
+            ),
+            (
+                BgpConfig {
+                    hold_time_secs: 2,
+                    ..ok()
+                },
+                "hold_time_secs",
+            ),
+            (
+                BgpConfig {
+                    local_as: 0,
+                    ..ok()
+                },
+                "local_as",
+            ),
+            (
+                BgpConfig {
+                    communities: vec!["x".into()],
+                    ..ok()
+                },
+                "\"x\"",
+            ),
+            (
+                BgpConfig {
+                    peers: vec![peer("198.18.0.1"), peer("198.18.0.1")],
+                    ..ok()
+                },
+                "twice",
+            ),
+            (
+                BgpConfig {
+                    peers: vec![peer("2001:db8:ff::1")],
+                    ..ok()
+                },
+                "next_hop_v4",
+            ),
+            (
+                BgpConfig {
+                    netns: Some("../x".into()),
+                    ..ok()
+                },
+                "netns",
+            ),
+        ];
+        for (config, needle) in cases {
+            match config.validate() {
+                Err(TargetError::Config(m)) => assert!(m.contains(needle), "{m} lacks {needle}"),
+                other => panic!("{needle}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! BGP blackhole target (remotely triggered blackholing, RFC 5635 / RFC 7999): netban speaks
+//! BGP itself and announces every ban as a route tagged BLACKHOLE (65535:666) and NO_EXPORT
+//! to one or more routers, which turn it into a discard route; an unban withdraws the route.
+//!
+//! ```text
+//!  Bgp (driver) ── desired set + version ──▶ one session task per peer ── UPDATEs ──▶ router
+//!        ▲                                        │ (connect, OPEN, keepalives, retry)
+//!        └──────────── PeerStatus (established, synced version, last error) ◀──┘
+//! ```
+//!
+//! The driver keeps the set of prefixes that should be announced. `apply` changes that set and
+//! waits (up to `send_timeout_secs`) until every established session has written the
+//! resulting UPDATEs; `observe` returns the set once every session has sent it. A session that
+//! comes back after any interruption starts from an empty view on both sides and announces the
+//! whole set again by itself, without waiting for the reconciler. netban owns its sessions, so
+//! the target is `Exclusive`; routes carry no expiry (`ExpiryTracking::None`).
+//!
+//! When a peer's session is down, `observe` and `apply` fail with `Unreachable` (or `Config`,
+//! when the router refused the OPEN) so `netban status` shows it; changes made meanwhile are
+//! kept and announced when the session is back. A target with several peers is therefore as
+//! healthy as its worst peer: give routers that fail independently one target each.
+//!
+//! What this is not: a router. It never installs routes, never accepts the peer's routes
+//! (they are read and dropped), and only connects actively (configure the router side as
+//! passive). The codec is in [`message`], the packing in [`update`], the session in
+//! [`session`], the namespace-aware connect in [`socket`].
+
+mod config;
+pub mod message;
+mod session;
+mod socket;
+pub mod update;
+
+pub use config::{parse_community, BgpConfig, PeerConfig, BLACKHOLE, NO_ADVERTISE, NO_EXPORT};
+
+use crate::{ApplyReport, OwnershipKind, Target, TargetError, TargetInfo};
+use async_trait::async_trait;
+use netban_core::placement::Capacity;
+use netban_core::plan::{ExpiryTracking, Held, Plan};
+use netban_core::Family;
+use session::{Desired, PeerStatus, SessionError, Settings};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Items per apply: about 60 full UPDATEs of /32s; written in a few milliseconds.
+pub const MAX_BATCH: usize = 50_000;
+
+/// How long `shutdown` waits for the sessions to send their Cease.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// The BGP driver. Built from configuration without opening a connection; `prepare` starts
+/// one session task per peer.
+pub struct Bgp {
+    info: TargetInfo,
+    settings: Arc<Settings>,
+    desired: watch::Sender<Arc<Desired>>,
+    peers: Vec<Peer>,
+    shutdown: watch::Sender<bool>,
+}
+
+struct Peer {
+    config: PeerConfig,
+    addr: SocketAddr,
+    status: watch::Receiver<PeerStatus>,
+    /// Until `prepare` starts the task: the sending side of `status`.
+    pending: Option<watch::Sender<PeerStatus>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Bgp {
+    pub fn new(name: &str, config: BgpConfig) -> Result<Self, TargetError> {
+        config.validate()?;
+        let communities = config.community_values()?;
+        let peers = config
+            .peers
+            .iter()
+            .map(|p| {
+                let (tx, rx) = watch::channel(PeerStatus::default());
+                Peer {
+                    config: p.clone(),
+                    addr: SocketAddr::new(p.address, p.port),
+                    status: rx,
+                    pending: Some(tx),
+                    task: None,
+                }
+            })
+            .collect();
+        let info = TargetInfo {
+            name: name.to_string(),
+            kind: "bgp",
+            families: vec![Family::V4, Family::V6],
+            capacity: Capacity::UNBOUNDED,
+            ownership: OwnershipKind::Exclusive,
+            expiry: ExpiryTracking::None,
+            max_batch: MAX_BATCH,
+        };
+        Ok(Bgp {
+            info,
+            settings: Arc::new(Settings {
+                config,
+                communities,
+            }),
+            desired: watch::channel(Arc::new(Desired::default())).0,
+            peers,
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    pub fn config(&self) -> &BgpConfig {
+        &self.settings.config
+    }
+
+    /// Whether every peer's session is established now.
+    pub fn all_established(&self) -> bool {
+        self.peers.iter().all(|p| p.status.borrow().established)
+    }
+
+    fn start_sessions(&mut self) {
+        for peer in &mut self.peers {
+            let Some(status) = peer.pending.take() else {
+                continue;
+            };
+            peer.task = Some(tokio::spawn(session::run(
+                Arc::clone(&self.settings),
+                peer.config.clone(),
+                self.desired.subscribe(),
+                status,
+                self.shutdown.subscribe(),
+            )));
+        }
+    }
+
+    /// Waits until every established session has sent `version` (or is no longer
+    /// established), at most `send_timeout_secs`; then the first peer that is not in sync,
+    /// as an error.
+    async fn wait_synced(&self, version: u64) -> Result<(), TargetError> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.config().send_timeout_secs);
+        for peer in &self.peers {
+            let mut status = peer.status.clone();
+            let _ = tokio::time::timeout_at(
+                deadline,
+                status.wait_for(|s| !s.established || s.synced_version >= version),
+            )
+            .await;
+        }
+        for peer in &self.peers {
+            let s = peer.status.borrow();
+            if !s.established {
+                return Err(self.down_error(peer, s.last_error.as_ref()));
+            }
+            if s.synced_version < version {
+                return Err(TargetError::Unreachable(format!(
+                    "BGP session to {} did not take the UPDATEs within {} s (send_timeout_secs)",
+                    peer.addr,
+                    self.config().send_timeout_secs
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn down_error(&self, peer: &Peer, last: Option<&SessionError>) -> TargetError {
+        let why = last.map_or("not connected yet".to_string(), |e| e.to_string());
+        let message = format!(
+            "BGP session to {} is not established ({why}); it keeps retrying and announces \
+             every ban again when it is back",
+            peer.addr
+        );
+        if last.is_some_and(SessionError::is_config) {
+            TargetError::Config(message)
+        } else {
+            TargetError::Unreachable(message)
+        }
+    }
+}
+
+#[async_trait]
+impl Target for Bgp {
+    fn info(&self) -> &TargetInfo {
+        &self.info
+    }
+
+    /// Starts the sessions (once) and gives them up to `connect_timeout_secs` to come up.
+    async fn prepare(&mut self) -> Result<(), TargetError> {
+        self.start_sessions();
+        let wait = Duration::from_secs(self.config().connect_timeout_secs);
+        let deadline = tokio::time::Instant::now() + wait;
+        for peer in &self.peers {
+            let mut status = peer.status.clone();
+            let _ = tokio::time::timeout_at(
+                deadline,
+                status.wait_for(|s| s.established || s.last_error.is_some()),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn observe(&mut self) -> Result<Vec<Held>, TargetError> {
+        self.start_sessions();
+        let desired = Arc::clone(&self.desired.borrow());
+        self.wait_synced(desired.version).await?;
+        Ok(desired
+            .prefixes
+            .iter()
+            .map(|&prefix| Held {
+                prefix,
+                expiry: None,
+                handle: None,
+            })
+            .collect())
+    }
+
+    async fn apply(&mut self, plan: &Plan) -> Result<ApplyReport, TargetError> {
+        self.start_sessions();
+        let mut version = 0;
+        self.desired.send_modify(|d| {
+            let d = Arc::make_mut(d);
+            for h in &plan.remove {
+                d.prefixes.remove(&h.prefix);
+            }
+            for a in &plan.add {
+                d.prefixes.insert(a.prefix);
+            }
+            d.version += 1;
+            version = d.version;
+        });
+        self.wait_synced(version).await?;
+        Ok(ApplyReport::all_done(plan))
+    }
+
+    /// Closes every session with a Cease NOTIFICATION. The routers then drop the routes.
+    async fn shutdown(&mut self) {
+        let _ = self.shutdown.send(true);
+        for peer in &mut self.peers {
+            if let Some(task) = peer.task.take() {
+                let _ = tokio::time::timeout(SHUTDOWN_WAIT, task).await;
+            }
+        }
+    }
+}
+
+impl Drop for Bgp {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for peer in &mut self.peers {
+            if let Some(task) = peer.task.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn config() -> BgpConfig {
+        BgpConfig {
+            next_hop_v6: Some("2001:db8:ff::2".parse().unwrap()),
+            ..BgpConfig::new(
+                65001,
+                Ipv4Addr::new(198, 18, 0, 2),
+                vec![PeerConfig {
+                    address: "198.18.0.1".parse().unwrap(),
+                    remote_as: 65000,
+                    port: 179,
+                    local_address: None,
+                }],
+            )
+        }
+    }
+
+    #[test]
+    fn target_info() {
+        let t = Bgp::new("rtbh", config()).unwrap();
+        let info = t.info();
+        assert_eq!((info.name.as_str(), info.kind), ("rtbh", "bgp"));
+        assert_eq!(info.families, vec![Family::V4, Family::V6]);
+        assert_eq!(info.ownership, OwnershipKind::Exclusive);
+        assert_eq!(info.expiry, ExpiryTracking::None);
+        assert!(!t.all_established());
+    }
+
+    #[test]
+    fn bad_config_is_refused_at_build() {
+        let c = BgpConfig {
+            peers: vec![],
+            ..config()
+        };
+        assert!(matches!(Bgp::new("t", c), Err(TargetError::Config(_))));
+    }
+
+    #[test]
+    fn the_target_kind_reads_from_toml_shaped_json() {
+        let kind: crate::config::TargetKind = serde_json::from_value(serde_json::json!({
+            "type": "bgp",
+            "local_as": 65001,
+            "router_id": "198.18.0.2",
+            "next_hop_v6": "2001:db8:ff::2",
+            "peers": [{ "address": "198.18.0.1", "remote_as": 65000 }],
+        }))
+        .unwrap();
+        assert_eq!(kind.kind(), "bgp");
+    }
+}

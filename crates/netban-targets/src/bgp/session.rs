@@ -1,0 +1,520 @@
+//! One BGP session to one peer, run as a background task for the life of the driver.
+//!
+//! The task connects (active open only), exchanges OPENs, and once established announces the
+//! driver's whole desired set, then follows every change of it with the withdrawals and
+//! announcements that make the peer's view match, packed into as few UPDATEs as fit. It sends
+//! keepalives every third of the negotiated hold time and closes the session when the peer's
+//! hold timer runs out, when the peer sends a NOTIFICATION, or when it sends bytes that are
+//! not BGP (each answered with the NOTIFICATION RFC 4271 asks for). After any close it waits
+//! (1 s, doubling up to `connect_retry_max_secs`) and connects again; a new session starts
+//! from nothing on both sides, so everything is announced again.
+//!
+//! Routes the peer sends are read (to keep the hold timer) and ignored. What the task is doing
+//! is published in a [`PeerStatus`] that the driver reads for `observe` and `apply`.
+
+use super::message::{
+    self, code, Capability, DecodeError, Message, Notification, Open, AFI_IPV4, AFI_IPV6, AS_TRANS,
+    HEADER_LEN, SAFI_UNICAST,
+};
+use super::socket;
+use super::update::{self, RouteAttributes};
+use super::BgpConfig;
+use super::PeerConfig;
+use netban_core::Prefix;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// How long the OPEN and KEEPALIVE exchange may take (RFC 4271 suggests a large hold time
+/// while waiting for OPEN).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The first wait after a failed or closed session.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+
+/// What every session should announce: the driver's desired prefixes and a version that
+/// grows with each change.
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub version: u64,
+    pub prefixes: BTreeSet<Prefix>,
+}
+
+/// What a session is doing, published for the driver.
+#[derive(Clone, Debug, Default)]
+pub struct PeerStatus {
+    pub established: bool,
+    /// The [`Desired::version`] whose prefixes this session has sent (while established).
+    pub synced_version: u64,
+    /// Why the last session ended or the last connection attempt failed.
+    pub last_error: Option<SessionError>,
+}
+
+/// Why a session ended or could not start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("connection lost: {0}")]
+    Io(String),
+    #[error("the router closed the connection")]
+    Closed,
+    #[error("the router sent NOTIFICATION {0}")]
+    Notification(Notification),
+    #[error("the router sent a malformed message: {0}")]
+    Malformed(DecodeError),
+    /// The peer is not configured the way netban's configuration says.
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("unexpected {0} message")]
+    Unexpected(&'static str),
+    #[error("hold timer expired: nothing heard from the router for {0} s")]
+    HoldTimerExpired(u16),
+    #[error("no OPEN/KEEPALIVE from the router within {HANDSHAKE_TIMEOUT:?}")]
+    HandshakeTimeout,
+}
+
+impl SessionError {
+    /// True when retrying will not help until someone changes a configuration.
+    pub fn is_config(&self) -> bool {
+        match self {
+            SessionError::Mismatch(_) => true,
+            SessionError::Notification(n) => n.code == code::OPEN,
+            _ => false,
+        }
+    }
+}
+
+/// Everything a session task needs that does not change.
+pub struct Settings {
+    pub config: BgpConfig,
+    pub communities: Vec<u32>,
+}
+
+/// Runs the session to `peer` until `shutdown` turns true.
+pub async fn run(
+    settings: Arc<Settings>,
+    peer: PeerConfig,
+    mut desired: watch::Receiver<Arc<Desired>>,
+    status: watch::Sender<PeerStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let addr = SocketAddr::new(peer.address, peer.port);
+    let retry_max = Duration::from_secs(settings.config.connect_retry_max_secs);
+    let mut wait = RETRY_MIN;
+    loop {
+        let mut session = Session {
+            settings: &settings,
+            peer: &peer,
+            addr,
+            status: &status,
+            established: false,
+        };
+        let result = session.connect_and_serve(&mut desired, &mut shutdown).await;
+        let was_established = session.established;
+        match result {
+            Ok(()) => {
+                status.send_modify(|s| s.established = false);
+                return;
+            }
+            Err(error) => {
+                if was_established || error.is_config() {
+                    tracing::warn!(peer = %addr, %error, "BGP session down");
+                } else {
+                    tracing::debug!(peer = %addr, %error, "BGP connection attempt failed");
+                }
+                status.send_modify(|s| {
+                    s.established = false;
+                    s.last_error = Some(error);
+                });
+            }
+        }
+        if was_established {
+            wait = RETRY_MIN;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        wait = (wait * 2).min(retry_max);
+    }
+}
+
+struct Session<'a> {
+    settings: &'a Settings,
+    peer: &'a PeerConfig,
+    addr: SocketAddr,
+    status: &'a watch::Sender<PeerStatus>,
+    established: bool,
+}
+
+/// The writing half, buffered; every send is flushed by the caller when a batch is done.
+struct Writer(BufWriter<OwnedWriteHalf>);
+
+impl Writer {
+    async fn send(&mut self, message: &Message) -> Result<(), SessionError> {
+        let bytes = message.encode();
+        self.0.write_all(&bytes).await.map_err(io_error)
+    }
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        self.0.flush().await.map_err(io_error)
+    }
+    /// Sends a NOTIFICATION and flushes, ignoring errors (the session is closing anyway).
+    async fn notify(&mut self, n: Notification) {
+        let _ = self.send(&Message::Notification(n)).await;
+        let _ = self.flush().await;
+    }
+}
+
+fn io_error(e: std::io::Error) -> SessionError {
+    SessionError::Io(e.to_string())
+}
+
+/// Aborts the reader task when the session ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads messages until the connection ends or a message does not decode; each goes to `tx`.
+/// Cancel safety lives here: the session selects on the channel, never on a half-read socket.
+async fn read_messages(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<Message, SessionError>>) {
+    loop {
+        let mut header = [0u8; HEADER_LEN];
+        match read.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+            Err(e) => {
+                let _ = tx.send(Err(io_error(e))).await;
+                return;
+            }
+        }
+        let result = match message::decode_header(&header) {
+            Ok((len, kind)) => {
+                let mut body = vec![0u8; len - HEADER_LEN];
+                match read.read_exact(&mut body).await {
+                    Ok(_) => message::decode_body(kind, &body).map_err(SessionError::Malformed),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
+                    Err(e) => Err(io_error(e)),
+                }
+            }
+            Err(e) => Err(SessionError::Malformed(e)),
+        };
+        let failed = result.is_err();
+        if tx.send(result).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+impl<'a> Session<'a> {
+    fn config(&self) -> &'a BgpConfig {
+        &self.settings.config
+    }
+
+    fn is_ibgp(&self) -> bool {
+        self.peer.remote_as == self.config().local_as
+    }
+
+    fn our_open(&self) -> Open {
+        let local_as = self.config().local_as;
+        Open {
+            version: 4,
+            my_as: u16::try_from(local_as).unwrap_or(AS_TRANS),
+            hold_time: self.config().hold_time_secs,
+            bgp_id: self.config().router_id,
+            capabilities: vec![
+                Capability::Multiprotocol {
+                    afi: AFI_IPV4,
+                    safi: SAFI_UNICAST,
+                },
+                Capability::Multiprotocol {
+                    afi: AFI_IPV6,
+                    safi: SAFI_UNICAST,
+                },
+                Capability::FourOctetAs(local_as),
+            ],
+        }
+    }
+
+    /// Checks the peer's OPEN against the configuration; `Err` carries the NOTIFICATION to
+    /// send and the error to report.
+    fn check_open(&self, open: &Open) -> Result<(), (Notification, SessionError)> {
+        let refuse = |subcode: u8, why: String| {
+            Err((
+                Notification {
+                    code: code::OPEN,
+                    subcode,
+                    data: Vec::new(),
+                },
+                SessionError::Mismatch(why),
+            ))
+        };
+        if open.four_octet_as().is_none() {
+            return refuse(
+                7,
+                "the router does not announce the 4-octet AS capability (RFC 6793), which \
+                 netban requires"
+                    .into(),
+            );
+        }
+        if open.asn() != self.peer.remote_as {
+            return refuse(
+                2,
+                format!(
+                    "the router says it is AS {} but remote_as is {}: fix remote_as or the \
+                     router's AS",
+                    open.asn(),
+                    self.peer.remote_as
+                ),
+            );
+        }
+        if matches!(open.hold_time, 1 | 2) {
+            return refuse(
+                6,
+                format!("the router proposes hold time {}", open.hold_time),
+            );
+        }
+        if open.bgp_id == self.config().router_id {
+            return refuse(
+                3,
+                format!(
+                    "the router's BGP identifier is netban's router_id {}: give netban another",
+                    open.bgp_id
+                ),
+            );
+        }
+        for (afi, name, how) in [
+            (AFI_IPV4, "IPv4", "BIRD: an `ipv4` channel; FRR: `address-family ipv4 unicast`"),
+            (AFI_IPV6, "IPv6", "BIRD: an `ipv6` channel; FRR: `address-family ipv6 unicast` + `neighbor … activate`"),
+        ] {
+            if !open.supports(afi) {
+                return refuse(
+                    7,
+                    format!("the router did not enable {name} unicast on this session ({how})"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The attributes of this session's routes; next hops default to the session's own
+    /// addresses.
+    fn route_attributes(&self, local: IpAddr) -> Result<RouteAttributes, SessionError> {
+        let c = self.config();
+        let next_hop_v4 = match (c.next_hop_v4, local) {
+            (Some(a), _) => a,
+            (None, IpAddr::V4(a)) => a,
+            (None, IpAddr::V6(_)) => {
+                return Err(SessionError::Mismatch("set next_hop_v4".into()));
+            }
+        };
+        let next_hop_v6 = match (c.next_hop_v6, local) {
+            (Some(a), _) => a,
+            (None, IpAddr::V6(a)) => a,
+            (None, IpAddr::V4(_)) => {
+                return Err(SessionError::Mismatch("set next_hop_v6".into()));
+            }
+        };
+        Ok(RouteAttributes {
+            as_path: if self.is_ibgp() {
+                Vec::new()
+            } else {
+                vec![c.local_as]
+            },
+            local_pref: self.is_ibgp().then_some(c.local_pref),
+            communities: self.settings.communities.clone(),
+            next_hop_v4,
+            next_hop_v6,
+        })
+    }
+
+    /// One connection: `Ok` when shut down on request, `Err` when it failed or ended.
+    async fn connect_and_serve(
+        &mut self,
+        desired: &mut watch::Receiver<Arc<Desired>>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), SessionError> {
+        let c = self.config();
+        let connect = socket::connect(
+            c.netns.as_deref(),
+            self.addr,
+            self.peer.local_address,
+            Duration::from_secs(c.connect_timeout_secs),
+        );
+        let stream = tokio::select! {
+            r = connect => r.map_err(|e| SessionError::Connect(e.to_string()))?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let local = stream.local_addr().map_err(io_error)?.ip();
+        let attrs = self.route_attributes(local)?;
+        let (read, write) = stream.into_split();
+        let (tx, mut rx) = mpsc::channel(64);
+        let _reader = AbortOnDrop(tokio::spawn(read_messages(read, tx)));
+        let mut w = Writer(BufWriter::with_capacity(64 * 1024, write));
+
+        w.send(&Message::Open(self.our_open())).await?;
+        w.flush().await?;
+        let handshake_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let open = match self.receive(&mut rx, &mut w, handshake_deadline).await? {
+            Message::Open(open) => open,
+            other => return Err(self.unexpected(&mut w, &other).await),
+        };
+        if let Err((notification, error)) = self.check_open(&open) {
+            w.notify(notification).await;
+            return Err(error);
+        }
+        let hold = open.hold_time.min(c.hold_time_secs);
+        w.send(&Message::Keepalive).await?;
+        w.flush().await?;
+        match self.receive(&mut rx, &mut w, handshake_deadline).await? {
+            Message::Keepalive => {}
+            other => return Err(self.unexpected(&mut w, &other).await),
+        }
+
+        self.established = true;
+        self.status.send_modify(|s| {
+            s.established = true;
+            s.synced_version = 0;
+        });
+        tracing::info!(peer = %self.addr, local = %local, hold, ibgp = self.is_ibgp(), "BGP session established");
+
+        let hold_time = Duration::from_secs(u64::from(hold));
+        let mut hold_deadline = Instant::now() + hold_time;
+        let keepalive_every = (hold_time / 3).max(Duration::from_secs(1));
+        let mut keepalive =
+            tokio::time::interval_at(Instant::now() + keepalive_every, keepalive_every);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut advertised = BTreeSet::new();
+        desired.mark_changed();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    w.notify(Notification { code: code::CEASE, subcode: 2, data: Vec::new() }).await;
+                    return Ok(());
+                }
+                message = rx.recv() => match message {
+                    None => return Err(SessionError::Closed),
+                    Some(Err(error)) => {
+                        if let SessionError::Malformed(e) = &error {
+                            w.notify(e.notification()).await;
+                        }
+                        return Err(error);
+                    }
+                    Some(Ok(Message::Keepalive | Message::Update(_))) => {
+                        hold_deadline = Instant::now() + hold_time;
+                    }
+                    Some(Ok(Message::Notification(n))) => return Err(SessionError::Notification(n)),
+                    Some(Ok(other @ Message::Open(_))) => return Err(self.unexpected(&mut w, &other).await),
+                },
+                _ = tokio::time::sleep_until(hold_deadline), if hold > 0 => {
+                    w.notify(Notification { code: code::HOLD_TIMER_EXPIRED, subcode: 0, data: Vec::new() }).await;
+                    return Err(SessionError::HoldTimerExpired(hold));
+                }
+                _ = keepalive.tick(), if hold > 0 => {
+                    w.send(&Message::Keepalive).await?;
+                    w.flush().await?;
+                }
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        // The driver is gone.
+                        w.notify(Notification { code: code::CEASE, subcode: 2, data: Vec::new() }).await;
+                        return Ok(());
+                    }
+                    let snapshot = Arc::clone(&desired.borrow_and_update());
+                    self.send_changes(&mut w, &mut advertised, &snapshot, &attrs).await?;
+                    let version = snapshot.version;
+                    self.status.send_modify(|s| s.synced_version = version);
+                }
+            }
+        }
+    }
+
+    /// Sends what makes the peer's view (`advertised`) equal to `desired`: withdrawals first,
+    /// then announcements, all flushed at once.
+    async fn send_changes(
+        &self,
+        w: &mut Writer,
+        advertised: &mut BTreeSet<Prefix>,
+        desired: &Desired,
+        attrs: &RouteAttributes,
+    ) -> Result<(), SessionError> {
+        let gone: Vec<Prefix> = advertised.difference(&desired.prefixes).copied().collect();
+        let new: Vec<Prefix> = desired.prefixes.difference(advertised).copied().collect();
+        if gone.is_empty() && new.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut updates = 0;
+        for m in update::withdraw(&gone)
+            .iter()
+            .chain(update::announce(&new, attrs).iter())
+        {
+            w.send(m).await?;
+            updates += 1;
+        }
+        w.flush().await?;
+        for p in &gone {
+            advertised.remove(p);
+        }
+        advertised.extend(new.iter().copied());
+        tracing::debug!(
+            peer = %self.addr,
+            withdrawn = gone.len(),
+            announced = new.len(),
+            updates,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "BGP UPDATEs sent"
+        );
+        Ok(())
+    }
+
+    /// The next message before `deadline`; a NOTIFICATION or a read error ends the session.
+    async fn receive(
+        &self,
+        rx: &mut mpsc::Receiver<Result<Message, SessionError>>,
+        w: &mut Writer,
+        deadline: Instant,
+    ) -> Result<Message, SessionError> {
+        let message = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .map_err(|_| SessionError::HandshakeTimeout)?;
+        match message {
+            None => Err(SessionError::Closed),
+            Some(Err(error)) => {
+                if let SessionError::Malformed(e) = &error {
+                    w.notify(e.notification()).await;
+                }
+                Err(error)
+            }
+            Some(Ok(Message::Notification(n))) => Err(SessionError::Notification(n)),
+            Some(Ok(m)) => Ok(m),
+        }
+    }
+
+    /// Answers a message that does not fit the session's state with an FSM error.
+    async fn unexpected(&self, w: &mut Writer, message: &Message) -> SessionError {
+        w.notify(Notification {
+            code: code::FSM,
+            subcode: 0,
+            data: Vec::new(),
+        })
+        .await;
+        SessionError::Unexpected(match message {
+            Message::Open(_) => "OPEN",
+            Message::Update(_) => "UPDATE",
+            Message::Notification(_) => "NOTIFICATION",
+            Message::Keepalive => "KEEPALIVE",
+        })
+    }
+}

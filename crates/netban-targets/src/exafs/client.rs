@@ -1,0 +1,496 @@
+//! The ExaFS API v3 client: authentication (API key → JWT, reused until its `exp`, renewed
+//! once on 401), the four calls the driver needs, and what each answer means.
+//!
+//! Not here: which rules to create or delete (the driver and the planner decide). The client
+//! is shared by the requests of one apply running concurrently; only the token is behind a
+//! lock, and only one task renews it at a time.
+
+use super::key::ApiKeySource;
+use super::rule::{validation_reason, CreateAnswer, RuleRecord, RuleRequest};
+use super::token::Token;
+use crate::TargetError;
+use reqwest::{Method, StatusCode};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Mutex;
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// No connection could be made: the request was certainly not processed.
+    #[error("cannot connect to ExaFS at {url}: {detail}")]
+    Connect { url: String, detail: String },
+    /// The request left but no complete answer came back (timeout, reset): ExaFS may or may
+    /// not have processed it.
+    #[error("no answer from ExaFS at {url}: {detail}")]
+    Transport { url: String, detail: String },
+    /// ExaFS refused the API key, or the key may not change rules.
+    #[error("{0}")]
+    Credentials(String),
+    /// An internal error of ExaFS (5xx), often an HTML page.
+    #[error("ExaFS server error {status} on {what}: {detail}")]
+    Server {
+        status: u16,
+        what: String,
+        detail: String,
+    },
+    /// An answer netban does not expect (wrong URL, another API version).
+    #[error("unexpected answer {status} from ExaFS on {what}: {detail}")]
+    Unexpected {
+        status: u16,
+        what: String,
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// The whole-operation error this maps to.
+    pub fn into_target(self) -> TargetError {
+        match self {
+            ClientError::Connect { .. } | ClientError::Transport { .. } => {
+                TargetError::Unreachable(self.to_string())
+            }
+            ClientError::Credentials(m) => TargetError::Config(m),
+            ClientError::Server { .. } => TargetError::Unreachable(self.to_string()),
+            ClientError::Unexpected { .. } => TargetError::Device(self.to_string()),
+        }
+    }
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The server's own words: the JSON `message`, the HTML title, or the start of the body.
+    pub fn detail(&self) -> String {
+        detail_of(&self.body)
+    }
+}
+
+/// What creating (or re-sending) a rule came to.
+#[derive(Debug)]
+pub enum Created {
+    Rule(RuleRecord),
+    /// 400 `validation_errors`: ExaFS will not take this rule (outside the organisation's
+    /// ranges, an unknown community…). The reason is the server's.
+    Invalid(String),
+    /// 403 for a rule limit: may pass when other rules go.
+    LimitReached(String),
+}
+
+/// What deleting a rule came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    /// 404: no rule with that id.
+    Gone,
+    /// 401: the rule is not this key's user's (and the user is not an admin).
+    NotAllowed(String),
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    /// `…/api/v3`
+    api: String,
+    key: ApiKeySource,
+    token: Mutex<Option<Token>>,
+}
+
+fn epoch_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Client {
+    pub fn new(
+        base_url: &str,
+        key: ApiKeySource,
+        timeout: Duration,
+        max_in_flight: usize,
+    ) -> Result<Client, TargetError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(max_in_flight)
+            .user_agent(concat!("netban/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TargetError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            api: format!("{}/api/v3", base_url.trim_end_matches('/')),
+            key,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The token to use: the cached one unless it is about to lapse or is `stale` (the one a
+    /// request was just refused with), else a new one.
+    pub async fn token(&self, stale: Option<&str>) -> Result<String, ClientError> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref() {
+            if stale != Some(t.value.as_str()) && t.usable_at(epoch_now()) {
+                return Ok(t.value.clone());
+            }
+        }
+        let fresh = self.authenticate().await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    async fn authenticate(&self) -> Result<Token, ClientError> {
+        let key = self.key.read().map_err(|e| {
+            ClientError::Credentials(e.to_string().replace("configuration error: ", ""))
+        })?;
+        let url = format!("{}/auth", self.api);
+        let answer = self
+            .exchange(self.http.get(&url).header("x-api-key", key.as_str()), &url)
+            .await?;
+        let what = "GET /api/v3/auth".to_string();
+        match answer.status.as_u16() {
+            200 => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(&answer.body).map_err(|_| ClientError::Unexpected {
+                        status: 200,
+                        what: what.clone(),
+                        detail: answer.detail(),
+                    })?;
+                let token = value["token"].as_str().filter(|t| !t.is_empty()).ok_or(
+                    ClientError::Unexpected {
+                        status: 200,
+                        what,
+                        detail: "no token in the answer".into(),
+                    },
+                )?;
+                Ok(Token::new(token.to_string()))
+            }
+            401 | 403 => Err(ClientError::Credentials(format!(
+                "ExaFS refused the API key ({} {}: {}). Likely causes: the key is wrong or was \
+                 deleted, it has expired, or it is bound to another machine's address than \
+                 the one netban connects from. Create a key for this machine in ExaFS (API \
+                 keys) and put it in the key file or variable",
+                answer.status.as_u16(),
+                what,
+                answer.detail()
+            ))),
+            404 | 405 => Err(ClientError::Credentials(format!(
+                "{url} answered {}: the url does not point at an ExaFS with API v3; set url \
+                 to the ExaFS base URL",
+                answer.status.as_u16()
+            ))),
+            s if s >= 500 => Err(ClientError::Server {
+                status: s,
+                what,
+                detail: answer.detail(),
+            }),
+            s => Err(ClientError::Unexpected {
+                status: s,
+                what,
+                detail: answer.detail(),
+            }),
+        }
+    }
+
+    /// Sends one request and reads the whole answer.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<Answer, ClientError> {
+        let transport = |e: reqwest::Error| {
+            let detail = error_chain(&e);
+            if e.is_connect() {
+                ClientError::Connect {
+                    url: url.to_string(),
+                    detail,
+                }
+            } else {
+                ClientError::Transport {
+                    url: url.to_string(),
+                    detail,
+                }
+            }
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(transport)?.to_vec();
+        Ok(Answer { status, body })
+    }
+
+    /// A call with the token; on 401 (token lapsed) or 403 "auth token is invalid" (ExaFS
+    /// restarted with another secret) it authenticates once more and repeats the call.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&RuleRequest<'_>>,
+    ) -> Result<Answer, ClientError> {
+        let url = format!("{}{path}", self.api);
+        let mut stale: Option<String> = None;
+        loop {
+            let token = self.token(stale.as_deref()).await?;
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("x-access-token", &token);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let answer = self.exchange(request, &url).await?;
+            let refused_token = answer.status == StatusCode::UNAUTHORIZED
+                && answer.detail().contains("auth token")
+                || answer.status == StatusCode::FORBIDDEN
+                    && answer.detail().contains("auth token is invalid");
+            if refused_token && stale.is_none() {
+                stale = Some(token);
+                continue;
+            }
+            if answer.status == StatusCode::FORBIDDEN && answer.detail().contains("read only") {
+                return Err(ClientError::Credentials(format!(
+                    "the ExaFS API key is read-only ({}); create a key that may change rules",
+                    answer.detail()
+                )));
+            }
+            return Ok(answer);
+        }
+    }
+
+    fn unexpected(what: &str, answer: &Answer) -> ClientError {
+        let status = answer.status.as_u16();
+        if status >= 500 {
+            ClientError::Server {
+                status,
+                what: what.to_string(),
+                detail: answer.detail(),
+            }
+        } else {
+            ClientError::Unexpected {
+                status,
+                what: what.to_string(),
+                detail: answer.detail(),
+            }
+        }
+    }
+
+    /// `GET /communities`: (id, name) of every RTBH community the key's user may use.
+    pub async fn communities(&self) -> Result<Vec<(u32, String)>, ClientError> {
+        let what = "GET /api/v3/communities";
+        let answer = self.call(Method::GET, "/communities", None).await?;
+        match answer.status.as_u16() {
+            200 => serde_json::from_slice(&answer.body).map_err(|e| ClientError::Unexpected {
+                status: 200,
+                what: what.into(),
+                detail: format!("not a list of [id, name]: {e}"),
+            }),
+            404 if is_json(&answer.body) => Ok(Vec::new()),
+            _ => Err(Self::unexpected(what, &answer)),
+        }
+    }
+
+    /// `GET /rules`: the RTBH rules the key's user may change (`rtbh_any_rw`), unparsed.
+    pub async fn rtbh_rules(&self) -> Result<Vec<serde_json::Value>, ClientError> {
+        let what = "GET /api/v3/rules";
+        let answer = self
+            .call(Method::GET, "/rules?time_format=timestamp", None)
+            .await?;
+        if answer.status != StatusCode::OK {
+            return Err(Self::unexpected(what, &answer));
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(&answer.body).map_err(|_| ClientError::Unexpected {
+                status: 200,
+                what: what.into(),
+                detail: answer.detail(),
+            })?;
+        match value.get("rtbh_any_rw") {
+            Some(serde_json::Value::Array(list)) => Ok(list.clone()),
+            _ => Err(ClientError::Unexpected {
+                status: 200,
+                what: what.into(),
+                detail: "no rtbh_any_rw list in the answer (not ExaFS API v3?)".into(),
+            }),
+        }
+    }
+
+    /// `POST /rules/rtbh`: creates the rule, or (same prefix and community) sets the existing
+    /// rule's expiry and answers with its id.
+    pub async fn create(&self, rule: &RuleRequest<'_>) -> Result<Created, ClientError> {
+        let what = "POST /api/v3/rules/rtbh";
+        let answer = self.call(Method::POST, "/rules/rtbh", Some(rule)).await?;
+        match answer.status.as_u16() {
+            200 | 201 => {
+                let created: CreateAnswer =
+                    serde_json::from_slice(&answer.body).map_err(|e| ClientError::Unexpected {
+                        status: answer.status.as_u16(),
+                        what: what.into(),
+                        detail: format!("{e}: {}", answer.detail()),
+                    })?;
+                Ok(Created::Rule(created.rule))
+            }
+            400 => match validation_reason(&answer.body) {
+                Some(reason) => Ok(Created::Invalid(reason)),
+                None => Err(Self::unexpected(what, &answer)),
+            },
+            403 if answer.detail().contains("limit") => Ok(Created::LimitReached(answer.detail())),
+            _ => Err(Self::unexpected(what, &answer)),
+        }
+    }
+
+    /// `GET /rules/rtbh/{id}`: the rule, or `None` if there is none this user may see.
+    pub async fn rule(&self, id: i64) -> Result<Option<RuleRecord>, ClientError> {
+        let what = format!("GET /api/v3/rules/rtbh/{id}");
+        let answer = self
+            .call(
+                Method::GET,
+                &format!("/rules/rtbh/{id}?time_format=timestamp"),
+                None,
+            )
+            .await?;
+        match answer.status.as_u16() {
+            200 => serde_json::from_slice(&answer.body).map(Some).map_err(|e| {
+                ClientError::Unexpected {
+                    status: 200,
+                    what,
+                    detail: e.to_string(),
+                }
+            }),
+            401 | 404 if is_json(&answer.body) => Ok(None),
+            _ => Err(Self::unexpected(&what, &answer)),
+        }
+    }
+
+    /// `DELETE /rules/rtbh/{id}`: ExaFS withdraws the route and deletes the rule.
+    pub async fn delete(&self, id: i64) -> Result<Deleted, ClientError> {
+        let what = format!("DELETE /api/v3/rules/rtbh/{id}");
+        let answer = self
+            .call(Method::DELETE, &format!("/rules/rtbh/{id}"), None)
+            .await?;
+        match answer.status.as_u16() {
+            200 | 201 | 204 => Ok(Deleted::Deleted),
+            404 if is_json(&answer.body) => Ok(Deleted::Gone),
+            401 if is_json(&answer.body) => Ok(Deleted::NotAllowed(answer.detail())),
+            _ => Err(Self::unexpected(&what, &answer)),
+        }
+    }
+}
+
+fn is_json(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok()
+}
+
+/// A short account of an answer body: the JSON `message`, an HTML page's title, or the
+/// start of the text.
+pub fn detail_of(body: &[u8]) -> String {
+    const MAX: usize = 200;
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        return match value.get("message") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => shorten(&value.to_string(), MAX),
+        };
+    }
+    let text = String::from_utf8_lossy(body);
+    let lower = text.to_ascii_lowercase();
+    for tag in ["title", "h1"] {
+        let open = format!("<{tag}>");
+        let close = format!("</{tag}>");
+        if let Some(start) = lower.find(&open) {
+            let from = start + open.len();
+            if let Some(len) = lower[from..].find(&close) {
+                let inner = text[from..from + len].trim();
+                if !inner.is_empty() {
+                    return format!("HTML page: {}", shorten(inner, MAX));
+                }
+            }
+        }
+    }
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.is_empty() {
+        "empty answer".into()
+    } else {
+        shorten(&flat, MAX)
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The error and its sources in one line (reqwest's own message alone says little).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_come_from_json_html_or_text() {
+        assert_eq!(
+            detail_of(br#"{"message":"rule 3 not found "}"#),
+            "rule 3 not found "
+        );
+        assert_eq!(
+            detail_of(br#"{"message":["RTBH Rule saved"]}"#),
+            r#"["RTBH Rule saved"]"#
+        );
+        let html = b"<!doctype html>\n<html><head><TITLE>500 Internal Server Error</TITLE></head>\
+                     <body><h1>Internal Server Error</h1></body></html>";
+        assert_eq!(detail_of(html), "HTML page: 500 Internal Server Error");
+        assert_eq!(
+            detail_of(b"<html><h1>Not Found</h1></html>"),
+            "HTML page: Not Found"
+        );
+        assert_eq!(detail_of(b"  plain\n text "), "plain text");
+        assert_eq!(detail_of(b""), "empty answer");
+        let long = "é".repeat(300);
+        assert!(detail_of(long.as_bytes()).len() <= 204);
+    }
+
+    #[test]
+    fn errors_map_to_target_errors() {
+        let connect = ClientError::Connect {
+            url: "u".into(),
+            detail: "refused".into(),
+        };
+        assert!(matches!(connect.into_target(), TargetError::Unreachable(_)));
+        assert!(matches!(
+            ClientError::Credentials("bad key".into()).into_target(),
+            TargetError::Config(m) if m == "bad key"
+        ));
+        let server = ClientError::Server {
+            status: 500,
+            what: "w".into(),
+            detail: "d".into(),
+        };
+        assert!(matches!(server.into_target(), TargetError::Unreachable(_)));
+        let odd = ClientError::Unexpected {
+            status: 404,
+            what: "w".into(),
+            detail: "d".into(),
+        };
+        assert!(matches!(odd.into_target(), TargetError::Device(_)));
+    }
+}

@@ -1,0 +1,217 @@
+//! The `[[targets]]` section of an ExaFS target, and its checks.
+
+use crate::TargetError;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// Where and as whom the ExaFS target works.
+///
+/// ```toml
+/// [[targets]]
+/// name = "rtbh"
+/// type = "exafs"
+/// url = "https://exafs.example.org"          # the ExaFS base URL (API v3 lives under /api/v3)
+/// api_key_file = "/etc/netban/exafs.key"     # mode 0600 (or 0400); or api_key_env = "EXAFS_API_KEY"
+/// community = 1                              # the RTBH community id (ExaFS: Administration > Communities)
+/// comment = "netban"                         # stored on every rule netban creates
+/// max_in_flight = 8                          # concurrent requests within one apply
+/// timeout_secs = 30                          # per request
+/// ```
+///
+/// The API key is never written in netban.toml: it comes from a file only its owner can read,
+/// or from the daemon's environment.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExafsConfig {
+    /// Base URL of the ExaFS instance (`http` or `https`), without `/api/v3`.
+    pub url: String,
+    /// A file holding the API key (surrounding whitespace ignored). Refused if group or
+    /// others may read it.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// The name of an environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The id of the RTBH community every rule is created with.
+    pub community: u32,
+    /// The comment stored on the rules netban creates.
+    #[serde(default = "default_comment")]
+    pub comment: String,
+    /// How many requests one apply keeps in flight at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// How long one request may take before it counts as failed.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+/// The most requests in flight the configuration may ask for. ExaFS is one Flask application
+/// on one database; more only queues up there.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// The longest comment accepted (ExaFS stores it as text, the UI shows it in a tooltip).
+pub const MAX_COMMENT_LEN: usize = 255;
+
+fn default_comment() -> String {
+    "netban".to_string()
+}
+fn default_max_in_flight() -> usize {
+    8
+}
+fn default_timeout_secs() -> u64 {
+    30
+}
+
+impl ExafsConfig {
+    /// A configuration with the defaults for everything optional.
+    pub fn new(url: &str, key: KeySetting, community: u32) -> ExafsConfig {
+        let (api_key_file, api_key_env) = match key {
+            KeySetting::File(path) => (Some(path), None),
+            KeySetting::Env(name) => (None, Some(name)),
+        };
+        ExafsConfig {
+            url: url.to_string(),
+            api_key_file,
+            api_key_env,
+            community,
+            comment: default_comment(),
+            max_in_flight: default_max_in_flight(),
+            timeout_secs: default_timeout_secs(),
+        }
+    }
+
+    /// Checks everything that can be checked without the network; the key itself is read
+    /// (and its file's permissions checked) by [`super::key::ApiKeySource::read`].
+    pub(super) fn validated(self) -> Result<ExafsConfig, TargetError> {
+        let bad = |msg: String| Err(TargetError::Config(msg));
+        let url = self.url.trim_end_matches('/');
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || reqwest::Url::parse(url).is_err()
+        {
+            return bad(format!(
+                "exafs url {:?} is not an http:// or https:// URL; set it to the ExaFS base \
+                 URL, e.g. \"https://exafs.example.org\"",
+                self.url
+            ));
+        }
+        if url.ends_with("/api/v3") {
+            return bad(format!(
+                "exafs url {:?} should be the ExaFS base URL without /api/v3",
+                self.url
+            ));
+        }
+        match (&self.api_key_file, &self.api_key_env) {
+            (Some(_), Some(_)) => {
+                return bad("exafs: set only one of api_key_file and api_key_env".into())
+            }
+            (None, None) => {
+                return bad(
+                    "exafs: set api_key_file (a file only netban can read) or api_key_env (an \
+                     environment variable); the key is never written in netban.toml"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        if self.community == 0 {
+            return bad("exafs community must be an ExaFS community id (1 or more)".into());
+        }
+        if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+            return bad(format!(
+                "exafs max_in_flight must be between 1 and {MAX_IN_FLIGHT} (got {})",
+                self.max_in_flight
+            ));
+        }
+        if !(1..=600).contains(&self.timeout_secs) {
+            return bad(format!(
+                "exafs timeout_secs must be between 1 and 600 (got {})",
+                self.timeout_secs
+            ));
+        }
+        if self.comment.len() > MAX_COMMENT_LEN || self.comment.chars().any(char::is_control) {
+            return bad(format!(
+                "exafs comment must be at most {MAX_COMMENT_LEN} bytes without control \
+                 characters"
+            ));
+        }
+        Ok(ExafsConfig {
+            url: url.to_string(),
+            ..self
+        })
+    }
+}
+
+/// Where the API key comes from (for building a config in code).
+#[derive(Clone, Debug)]
+pub enum KeySetting {
+    File(PathBuf),
+    Env(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ExafsConfig, String> {
+        let c: ExafsConfig = toml_like(text)?;
+        c.validated().map_err(|e| e.to_string())
+    }
+
+    /// netban-targets does not depend on toml; the daemon hands the table over as serde data,
+    /// so JSON exercises the same derive.
+    fn toml_like(json: &str) -> Result<ExafsConfig, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_and_normalised_url() {
+        let c =
+            parse(r#"{"url": "https://exafs.example.org/", "api_key_env": "K", "community": 1}"#)
+                .unwrap();
+        assert_eq!(c.url, "https://exafs.example.org");
+        assert_eq!(c.comment, "netban");
+        assert_eq!(c.max_in_flight, 8);
+        assert_eq!(c.timeout_secs, 30);
+    }
+
+    #[test]
+    fn refusals_say_what_to_fix() {
+        let cases = [
+            (
+                r#"{"url": "exafs.example.org", "api_key_env": "K", "community": 1}"#,
+                "http",
+            ),
+            (
+                r#"{"url": "https://x/api/v3", "api_key_env": "K", "community": 1}"#,
+                "without /api/v3",
+            ),
+            (
+                r#"{"url": "https://x", "community": 1}"#,
+                "never written in netban.toml",
+            ),
+            (
+                r#"{"url": "https://x", "api_key_env": "K", "api_key_file": "/k", "community": 1}"#,
+                "only one",
+            ),
+            (
+                r#"{"url": "https://x", "api_key_env": "K", "community": 0}"#,
+                "community id",
+            ),
+            (
+                r#"{"url": "https://x", "api_key_env": "K", "community": 1, "max_in_flight": 0}"#,
+                "max_in_flight",
+            ),
+            (
+                r#"{"url": "https://x", "api_key_env": "K", "community": 1, "comment": "a\nb"}"#,
+                "control",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        // Unknown keys (e.g. an inline key) are refused by serde.
+        let err =
+            parse(r#"{"url": "https://x", "api_key": "secret", "community": 1}"#).unwrap_err();
+        assert!(err.contains("unknown field `api_key`"), "{err}");
+    }
+}

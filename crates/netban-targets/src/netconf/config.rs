@@ -1,0 +1,270 @@
+//! The `[[targets]]` section of a NETCONF target, and its checks.
+
+use super::area::{Area, GenericArea};
+use super::session::{Endpoint, HostKeyPolicy};
+use crate::TargetError;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where and how the NETCONF target works.
+///
+/// ```toml
+/// [[targets]]
+/// name = "conductor"
+/// type = "netconf"
+/// host = "conductor.example.net"
+/// port = 830
+/// username = "netban"
+/// private_key = "/etc/netban/netconf_ed25519"
+/// host_key_fingerprint = "SHA256:…"      # or known_hosts = "/etc/netban/known_hosts"
+/// preset = "ssr"                         # or "generic" with a [targets.generic] table
+/// tenant = "blacklist-fail2ban"
+/// neighborhood = "internet"
+/// # timeout_secs = 30, keepalive_secs = 30, lock_wait_secs = 10,
+/// # confirmed_commit_secs = 60, max_batch = 5000
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetconfConfig {
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    pub username: String,
+    /// An OpenSSH private key file (key authentication only).
+    pub private_key: PathBuf,
+    #[serde(default)]
+    pub private_key_passphrase: Option<String>,
+    /// The server's host key as `ssh-keygen -lf` prints it (`SHA256:…`).
+    #[serde(default)]
+    pub host_key_fingerprint: Option<String>,
+    /// A known_hosts file holding the server's key (used when no fingerprint is pinned).
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// Bound on every network step (connect, each operation).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_keepalive")]
+    pub keepalive_secs: u64,
+    /// How long one apply keeps retrying (with backoff) to lock the candidate while another
+    /// session holds it, before reporting the items failed (retried later by the daemon).
+    #[serde(default = "default_lock_wait")]
+    pub lock_wait_secs: u64,
+    /// If set and the server offers confirmed-commit, commit with this confirm-timeout, read
+    /// the running datastore back, and confirm only when netban's changes are there.
+    #[serde(default)]
+    pub confirmed_commit_secs: Option<u64>,
+    /// Plan items per edit-config/commit.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    pub preset: Preset,
+    /// `preset = "ssr"`: the tenant whose member lists the banned prefixes.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// `preset = "ssr"`: the member (neighborhood) of that tenant.
+    #[serde(default)]
+    pub neighborhood: Option<String>,
+    /// `preset = "generic"`: the operator's templates (boxed: rarely used, and it keeps
+    /// `TargetKind` small).
+    #[serde(default)]
+    pub generic: Option<Box<GenericConfig>>,
+}
+
+/// Which data model netban edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// 128T / Juniper SSR: `authority/tenant[name]/member[neighborhood]/address`.
+    Ssr,
+    /// Operator-supplied XML templates (see docs/targets/netconf.md).
+    Generic,
+}
+
+/// The templates of `preset = "generic"`. Placeholders: `{{entries}}` in `edit`, and in the
+/// entry templates `{{prefix}}` (`203.0.113.7/32`), `{{address}}` (`203.0.113.7`) and
+/// `{{length}}` (`32`); nothing else is substituted.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericConfig {
+    /// The subtree filter (XML) that selects the list netban works in.
+    pub filter: String,
+    /// Element local names from the top of `<data>` down to the leaves holding the entries.
+    pub path: Vec<String>,
+    /// The `<config>` content of one edit, with `{{entries}}` where the entries go.
+    pub edit: String,
+    /// One entry to add (merged).
+    pub add_entry: String,
+    /// One entry to remove (the `nc` prefix is declared: `nc:operation="remove"`).
+    pub remove_entry: String,
+}
+
+fn default_port() -> u16 {
+    830
+}
+fn default_timeout() -> u64 {
+    30
+}
+fn default_keepalive() -> u64 {
+    30
+}
+fn default_lock_wait() -> u64 {
+    10
+}
+fn default_max_batch() -> usize {
+    5000
+}
+
+/// Longest leaf text the SSR model allows for tenant and neighborhood names.
+const MAX_NAME: usize = 63;
+
+impl NetconfConfig {
+    /// Checks the configuration and builds the SSH endpoint and the data area from it.
+    pub(super) fn resolve(&self) -> Result<(Endpoint, Area), TargetError> {
+        let bad = |msg: String| Err(TargetError::Config(msg));
+        if self.host.trim().is_empty() {
+            return bad("netconf host is empty: give the server's name or address".into());
+        }
+        if self.username.is_empty() {
+            return bad("netconf username is empty".into());
+        }
+        if self.timeout_secs == 0 || self.timeout_secs > 600 {
+            return bad(format!(
+                "netconf timeout_secs = {}: use 1-600",
+                self.timeout_secs
+            ));
+        }
+        if self.max_batch == 0 {
+            return bad("netconf max_batch must be at least 1".into());
+        }
+        if let Some(secs) = self.confirmed_commit_secs {
+            if !(1..=3600).contains(&secs) {
+                return bad(format!(
+                    "netconf confirmed_commit_secs = {secs}: use 1-3600"
+                ));
+            }
+        }
+        let host_key = match (&self.host_key_fingerprint, &self.known_hosts) {
+            (Some(fp), _) if fp.starts_with("SHA256:") => HostKeyPolicy::Fingerprint(fp.clone()),
+            (Some(fp), _) => {
+                return bad(format!(
+                    "netconf host_key_fingerprint {fp:?}: give it as `ssh-keygen -lf` prints it \
+                     (SHA256:…)"
+                ))
+            }
+            (None, Some(path)) => HostKeyPolicy::KnownHosts(path.clone()),
+            (None, None) => {
+                return bad(
+                    "netconf: pin the server's host key with host_key_fingerprint \
+                            (SHA256:…) or known_hosts; netban never trusts an unknown key"
+                        .into(),
+                )
+            }
+        };
+        let area = match self.preset {
+            Preset::Ssr => {
+                if self.generic.is_some() {
+                    return bad("netconf: a [generic] table needs preset = \"generic\"".into());
+                }
+                let name = |what: &str, v: &Option<String>| match v {
+                    Some(v) if !v.is_empty() && v.chars().count() <= MAX_NAME => Ok(v.clone()),
+                    Some(v) => Err(TargetError::Config(format!(
+                        "netconf {what} {v:?}: use 1-{MAX_NAME} characters"
+                    ))),
+                    None => Err(TargetError::Config(format!(
+                        "netconf preset \"ssr\" needs {what} (the blacklist tenant's {what})"
+                    ))),
+                };
+                Area::Ssr {
+                    tenant: name("tenant", &self.tenant)?,
+                    neighborhood: name("neighborhood", &self.neighborhood)?,
+                }
+            }
+            Preset::Generic => {
+                if self.tenant.is_some() || self.neighborhood.is_some() {
+                    return bad(
+                        "netconf: tenant and neighborhood are for preset = \"ssr\"; the \
+                                generic preset takes everything from [generic]"
+                            .into(),
+                    );
+                }
+                let Some(g) = &self.generic else {
+                    return bad(
+                        "netconf preset \"generic\" needs a [generic] table with filter, \
+                                path, edit, add_entry and remove_entry"
+                            .into(),
+                    );
+                };
+                Area::Generic(GenericArea::new(g).map_err(TargetError::Config)?)
+            }
+        };
+        let endpoint = Endpoint {
+            host: self.host.clone(),
+            port: self.port,
+            username: self.username.clone(),
+            private_key: self.private_key.clone(),
+            private_key_passphrase: self.private_key_passphrase.clone(),
+            host_key,
+            timeout: Duration::from_secs(self.timeout_secs),
+            keepalive: Duration::from_secs(self.keepalive_secs.max(1)),
+        };
+        Ok((endpoint, area))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TargetKind;
+
+    const SSR: &str = r#"{"host": "127.0.0.1", "username": "root", "private_key": "/k",
+        "host_key_fingerprint": "SHA256:abc", "preset": "ssr", "tenant": "blacklist",
+        "neighborhood": "internet"}"#;
+
+    fn parse(json: &str) -> Result<NetconfConfig, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ssr_defaults() {
+        let c = parse(SSR).unwrap();
+        assert_eq!((c.port, c.timeout_secs, c.lock_wait_secs), (830, 30, 10));
+        assert_eq!(c.confirmed_commit_secs, None);
+        let (endpoint, area) = c.resolve().unwrap();
+        assert_eq!(endpoint.port, 830);
+        assert!(matches!(area, Area::Ssr { ref tenant, .. } if tenant == "blacklist"));
+    }
+
+    #[test]
+    fn selected_through_the_tagged_target_kind() {
+        let json = SSR.replacen('{', r#"{"type": "netconf", "#, 1);
+        let kind: TargetKind = serde_json::from_str(&json).unwrap();
+        assert_eq!(kind.kind(), "netconf");
+        let typo = SSR.replacen('{', r#"{"type": "netconf", "tennant": "x", "#, 1);
+        assert!(serde_json::from_str::<TargetKind>(&typo)
+            .unwrap_err()
+            .to_string()
+            .contains("tennant"));
+    }
+
+    #[test]
+    fn refused_configurations() {
+        for (edit, why) in [
+            (r#""host_key_fingerprint": "SHA256:abc""#, "host key"),
+            (r#""tenant": "blacklist""#, "needs tenant"),
+            (r#""preset": "ssr""#, "generic table"),
+        ] {
+            let json = match why {
+                "host key" => SSR.replace(edit, r#""host_key_fingerprint": "abc""#),
+                "needs tenant" => SSR.replace(edit, r#""port": 830"#),
+                _ => SSR.replace(edit, r#""preset": "generic""#),
+            };
+            let c = parse(&json).unwrap();
+            assert!(matches!(c.resolve(), Err(TargetError::Config(_))), "{why}");
+        }
+        let no_pin = SSR.replace(r#""host_key_fingerprint": "SHA256:abc","#, "");
+        match parse(&no_pin).unwrap().resolve() {
+            Err(TargetError::Config(m)) => assert!(m.contains("never trusts"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

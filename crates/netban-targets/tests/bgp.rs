@@ -1,0 +1,709 @@
+//! The BGP blackhole target against real routers (BIRD 2 and FRR 8 from Debian, installed by
+//! scripts/setup.d/bgp.sh), in throwaway network namespaces.
+//!
+//! Topology: the testlab's edge (attacker and client on a LAN, a router, a server behind it)
+//! plus a "netban" namespace linked to the router (198.18.0.0/30, 2001:db8:ff::/64). The
+//! driver runs in this test process but opens its BGP sessions from inside the netban
+//! namespace (`netns`), so no BGP session ever touches the root namespace. The router turns
+//! BLACKHOLE routes into kernel blackhole routes: the server's replies to a banned attacker are
+//! dropped, so the attacker's TCP connections fail, while the client's still work.
+//!
+//! The garbage/NOTIFICATION test talks to a tiny fake peer that is this file's own code
+//! (tests/bgp/fake_peer.rs), not a router. Tests use the multi-threaded runtime so that the
+//! blocking probes in the test body never stall the session tasks.
+
+#![cfg(feature = "bgp")]
+
+#[path = "bgp/fake_peer.rs"]
+mod fake_peer;
+#[path = "bgp/routers.rs"]
+mod routers;
+
+use netban_core::plan::{Desired, Held, Plan};
+use netban_core::{Expiry, Prefix};
+use netban_targets::bgp::{Bgp, BgpConfig, PeerConfig};
+use netban_targets::{ItemResult, Target, TargetError};
+use netban_testlab::{require_netns, wait_until, Edge, Host, Lab, Process};
+use routers::{blackholes, Kind, Router, ROUTER_AS, ROUTER_LINK_V4, SPEAKER_AS, SPEAKER_LINK_V4};
+use std::time::{Duration, Instant};
+
+const PORT: u16 = 8080;
+/// How long a blocked connection attempt is given (an allowed one completes in milliseconds).
+const BLOCKED_WAIT: Duration = Duration::from_millis(700);
+/// How long a route may take to reach (or leave) the router's kernel.
+const ROUTE_WAIT: Duration = Duration::from_secs(15);
+
+fn p(s: &str) -> Prefix {
+    Prefix::parse(s).unwrap()
+}
+
+/// An edge lab with a "netban" namespace linked to the router, and a listener on the server.
+struct Rtbh {
+    edge: Edge,
+    speaker: Host,
+    dir: tempfile::TempDir,
+    _listener: Process,
+}
+
+fn rtbh(tag: &str) -> Rtbh {
+    let edge = Lab::edge_topology(tag).unwrap();
+    let speaker = edge.lab.host("netban").unwrap();
+    edge.lab
+        .link(
+            &edge.router,
+            &["198.18.0.1/30", "2001:db8:ff::1/64"],
+            &speaker,
+            &["198.18.0.2/30", "2001:db8:ff::2/64"],
+        )
+        .unwrap();
+    let listener = edge.server.spawn_tcp_listener(PORT).unwrap();
+    for to in [Edge::SERVER_V4, Edge::SERVER_V6] {
+        assert!(
+            eventually_connects(&edge.attacker, to),
+            "attacker -> {to} before any ban"
+        );
+    }
+    Rtbh {
+        edge,
+        speaker,
+        dir: tempfile::tempdir().unwrap(),
+        _listener: listener,
+    }
+}
+
+fn config_in(speaker: &Host, peer_address: &str, remote_as: u32) -> BgpConfig {
+    BgpConfig {
+        next_hop_v6: Some(routers::SPEAKER_LINK_V6.parse().unwrap()),
+        netns: Some(speaker.name().to_string()),
+        connect_timeout_secs: 3,
+        connect_retry_max_secs: 2,
+        ..BgpConfig::new(
+            SPEAKER_AS,
+            SPEAKER_LINK_V4.parse().unwrap(),
+            vec![PeerConfig {
+                address: peer_address.parse().unwrap(),
+                remote_as,
+                port: 179,
+                local_address: None,
+            }],
+        )
+    }
+}
+
+fn target(lab: &Rtbh) -> Bgp {
+    Bgp::new("rtbh", config_in(&lab.speaker, ROUTER_LINK_V4, ROUTER_AS)).unwrap()
+}
+
+fn adds(prefixes: &[&str]) -> Plan {
+    Plan {
+        add: prefixes
+            .iter()
+            .map(|s| Desired {
+                prefix: p(s),
+                expiry: Expiry::Never,
+            })
+            .collect(),
+        ..Plan::default()
+    }
+}
+
+fn removes(prefixes: &[&str]) -> Plan {
+    Plan {
+        remove: prefixes.iter().map(|s| held(s)).collect(),
+        ..Plan::default()
+    }
+}
+
+fn held(s: &str) -> Held {
+    Held {
+        prefix: p(s),
+        expiry: None,
+        handle: None,
+    }
+}
+
+async fn apply_ok(t: &mut Bgp, plan: &Plan) {
+    let report = t.apply(plan).await.unwrap();
+    assert_eq!(report.items.len(), plan.len());
+    for item in &report.items {
+        assert!(matches!(item.result, ItemResult::Done { .. }), "{item:?}");
+    }
+}
+
+async fn observed(t: &mut Bgp) -> Vec<String> {
+    let mut v: Vec<String> = t
+        .observe()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| {
+            assert_eq!((h.expiry, h.handle.as_deref()), (None, None));
+            h.prefix.to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits until the router's kernel holds exactly `want` as blackhole routes ("ip" notation).
+fn wait_for_blackholes(router: &Router, host: &Host, want: &[&str]) {
+    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    let ok = wait_until(ROUTE_WAIT, Duration::from_millis(5), || {
+        blackholes(host) == want
+    });
+    assert!(
+        ok,
+        "{:?}: blackholes {:?}, want {want:?}{}",
+        router.kind,
+        blackholes(host),
+        router.logs()
+    );
+}
+
+fn connects(from: &Host, to: &str) -> bool {
+    from.tcp_connects(to, PORT, BLOCKED_WAIT)
+}
+
+fn eventually_connects(from: &Host, to: &str) -> bool {
+    wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        from.tcp_connects(to, PORT, Duration::from_secs(1))
+    })
+}
+
+async fn established(t: &mut Bgp, router: &Router) {
+    t.prepare().await.unwrap();
+    let ok = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        t.all_established() && router.established()
+    });
+    assert!(
+        ok,
+        "{:?} session not established{}",
+        router.kind,
+        router.logs()
+    );
+}
+
+/// Ban → blackhole route → the attacker's TCP fails and the client's works; unban → works.
+async fn ban_blocks_the_attacker_until_unbanned(kind: Kind, tag: &str) {
+    let lab = rtbh(tag);
+    let router = Router::start(kind, &lab.edge.router, lab.dir.path());
+    let mut t = target(&lab);
+    established(&mut t, &router).await;
+    assert!(observed(&mut t).await.is_empty());
+
+    let bans = [Edge::ATTACKER_V4, Edge::ATTACKER_V6, "203.0.113.64/26"];
+    let started = Instant::now();
+    apply_ok(&mut t, &adds(&bans)).await;
+    wait_for_blackholes(&router, &lab.edge.router, &bans);
+    eprintln!(
+        "{kind:?}: ban → kernel blackhole routes in {:?}",
+        started.elapsed()
+    );
+    for server in [Edge::SERVER_V4, Edge::SERVER_V6] {
+        assert!(
+            !connects(&lab.edge.attacker, server),
+            "{kind:?}: attacker reaches {server}"
+        );
+        assert!(
+            connects(&lab.edge.client, server),
+            "{kind:?}: client blocked from {server}"
+        );
+    }
+    let mut want: Vec<String> = bans.iter().map(|s| p(s).to_string()).collect();
+    want.sort();
+    assert_eq!(observed(&mut t).await, want);
+
+    // Unban the IPv4 address only: IPv4 works again, IPv6 stays blocked.
+    apply_ok(&mut t, &removes(&[Edge::ATTACKER_V4])).await;
+    wait_for_blackholes(
+        &router,
+        &lab.edge.router,
+        &[Edge::ATTACKER_V6, "203.0.113.64/26"],
+    );
+    assert!(
+        eventually_connects(&lab.edge.attacker, Edge::SERVER_V4),
+        "{kind:?}: v4 after unban"
+    );
+    assert!(
+        !connects(&lab.edge.attacker, Edge::SERVER_V6),
+        "{kind:?}: v6 still banned"
+    );
+
+    apply_ok(&mut t, &removes(&[Edge::ATTACKER_V6, "203.0.113.64/26"])).await;
+    wait_for_blackholes(&router, &lab.edge.router, &[]);
+    assert!(
+        eventually_connects(&lab.edge.attacker, Edge::SERVER_V6),
+        "{kind:?}: v6 after unban"
+    );
+    assert!(observed(&mut t).await.is_empty());
+
+    // Shutting the target down closes the session (Cease); the router sees it go.
+    t.shutdown().await;
+    let down = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        !router.established()
+    });
+    assert!(down, "{kind:?} still established after shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bird_blackholes_the_attacker_until_unbanned() {
+    require_netns!();
+    ban_blocks_the_attacker_until_unbanned(Kind::Bird, "bird-ban").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frr_blackholes_the_attacker_until_unbanned() {
+    require_netns!();
+    ban_blocks_the_attacker_until_unbanned(Kind::Frr, "frr-ban").await;
+}
+
+/// The router restarts mid-run: while it is down the target says so, a change made meanwhile
+/// is kept, and when it is back every active ban is announced again by the session itself.
+async fn restarted_router_gets_every_ban_back(kind: Kind, tag: &str) {
+    let lab = rtbh(tag);
+    let mut router = Router::start(kind, &lab.edge.router, lab.dir.path());
+    let mut t = target(&lab);
+    established(&mut t, &router).await;
+    let bans = [
+        Edge::ATTACKER_V4,
+        Edge::ATTACKER_V6,
+        "203.0.113.64/26",
+        "2001:db8:a:1::/64",
+    ];
+    apply_ok(&mut t, &adds(&bans)).await;
+    wait_for_blackholes(&router, &lab.edge.router, &bans);
+
+    router.stop();
+    wait_for_blackholes(&router, &lab.edge.router, &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), || !t
+            .all_established()),
+        "{kind:?}: the driver did not notice the router going"
+    );
+    match t.observe().await {
+        Err(TargetError::Unreachable(m)) => assert!(m.contains("not established"), "{m}"),
+        other => panic!("{kind:?}: observe with the router down: {other:?}"),
+    }
+    // An unban while the router is down: reported as unreachable, but kept.
+    match t.apply(&removes(&["203.0.113.64/26"])).await {
+        Err(TargetError::Unreachable(_)) => {}
+        other => panic!("{kind:?}: apply with the router down: {other:?}"),
+    }
+
+    router.start_again();
+    let remaining = [Edge::ATTACKER_V4, Edge::ATTACKER_V6, "2001:db8:a:1::/64"];
+    wait_for_blackholes(&router, &lab.edge.router, &remaining);
+    assert!(
+        !connects(&lab.edge.attacker, Edge::SERVER_V4),
+        "{kind:?}: attacker after restart"
+    );
+    let mut want: Vec<String> = remaining.iter().map(|s| p(s).to_string()).collect();
+    want.sort();
+    assert_eq!(observed(&mut t).await, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bird_restarted_gets_every_ban_back() {
+    require_netns!();
+    restarted_router_gets_every_ban_back(Kind::Bird, "bird-restart").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frr_restarted_gets_every_ban_back() {
+    require_netns!();
+    restarted_router_gets_every_ban_back(Kind::Frr, "frr-restart").await;
+}
+
+/// Polls `observe` until it reports a configuration error, and returns its message.
+fn eventually_config_error(t: &mut Bgp, router: &Router) -> String {
+    let mut last = None;
+    let got = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        last = Some(tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(t.observe())
+        }));
+        matches!(last, Some(Err(TargetError::Config(_))))
+    });
+    match last {
+        Some(Err(TargetError::Config(m))) if got => m,
+        other => panic!("no configuration error: {other:?}{}", router.logs()),
+    }
+}
+
+/// BIRD configured for another AS than netban's: it refuses the OPEN with a NOTIFICATION,
+/// which the target reports as a configuration error naming the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_expecting_another_as_is_a_config_error() {
+    require_netns!();
+    let lab = rtbh("bird-as");
+    let router = Router::start_expecting(Kind::Bird, &lab.edge.router, lab.dir.path(), 65009);
+    let mut t = target(&lab);
+    t.prepare().await.unwrap();
+    let m = eventually_config_error(&mut t, &router);
+    assert!(m.contains("bad peer AS"), "{m}");
+}
+
+/// netban told the wrong `remote_as`: it refuses the router's OPEN itself and says what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_remote_as_is_a_config_error() {
+    require_netns!();
+    let lab = rtbh("bird-remote-as");
+    let router = Router::start(Kind::Bird, &lab.edge.router, lab.dir.path());
+    let mut t = Bgp::new("rtbh", config_in(&lab.speaker, ROUTER_LINK_V4, 65111)).unwrap();
+    t.prepare().await.unwrap();
+    let m = eventually_config_error(&mut t, &router);
+    assert!(m.contains("AS 65000 but remote_as is 65111"), "{m}");
+}
+
+/// A peer that first answers with garbage, then with a NOTIFICATION, then behaves: the target
+/// answers the garbage with a header-error NOTIFICATION, retries with backoff, and announces
+/// the ban made meanwhile once a session holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_notifications_are_survived() {
+    require_netns!();
+    let lab = Lab::new("bgp-garbage").unwrap();
+    let router = lab.host("router").unwrap();
+    let speaker = lab.host("netban").unwrap();
+    lab.link(&router, &["198.18.0.1/30"], &speaker, &["198.18.0.2/30"])
+        .unwrap();
+    let peer = fake_peer::FakePeer::start(&router, "198.18.0.1:179", ROUTER_AS);
+
+    let mut t = Bgp::new("rtbh", config_in(&speaker, ROUTER_LINK_V4, ROUTER_AS)).unwrap();
+    t.prepare().await.unwrap();
+    // The first two connections fail; the ban is kept and announced on the third.
+    let _ = t
+        .apply(&adds(&[Edge::ATTACKER_V4, Edge::ATTACKER_V6]))
+        .await;
+    let report = peer.wait_for_report(Duration::from_secs(20));
+    assert_eq!(report.connections, 3, "{report:?}");
+    assert_eq!(
+        report
+            .answer_to_garbage
+            .as_ref()
+            .map(|n| (n.code, n.subcode)),
+        Some((1, 1)),
+        "{report:?}"
+    );
+    let mut announced: Vec<String> = report.announced.iter().map(|n| n.to_string()).collect();
+    announced.sort();
+    assert_eq!(announced, ["2001:db8:a::7/128", "203.0.113.7/32"]);
+    assert_eq!(report.communities, vec![0xffff_029a, 0xffff_ff01]);
+    let mut want = vec![
+        p(Edge::ATTACKER_V4).to_string(),
+        p(Edge::ATTACKER_V6).to_string(),
+    ];
+    want.sort();
+    assert_eq!(observed(&mut t).await, want);
+    t.shutdown().await;
+}
+
+// ------------------------------------------------------------------------------------------
+// Benchmark: `cargo test --release -p netban-targets --test bgp -- --ignored --nocapture`
+// ------------------------------------------------------------------------------------------
+
+/// Watches the router's kernel routing table (`ip monitor route`) and hands each line over
+/// with the instant it was read.
+struct RouteMonitor {
+    lines: std::sync::mpsc::Receiver<(Instant, String)>,
+    _process: Process,
+}
+
+impl RouteMonitor {
+    fn start(router: &Host) -> RouteMonitor {
+        use std::io::BufRead;
+        let mut cmd = router.command("ip");
+        cmd.args(["monitor", "route"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut process = router.spawn_command(cmd).unwrap();
+        let stdout = process.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send((Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+        RouteMonitor {
+            lines: rx,
+            _process: process,
+        }
+    }
+
+    /// When the blackhole route to `dest` ("198.19.200.1") appeared.
+    fn wait_added(&self, dest: &str) -> Instant {
+        let want = format!("blackhole {dest} ");
+        loop {
+            let (at, line) = self
+                .lines
+                .recv_timeout(ROUTE_WAIT)
+                .unwrap_or_else(|_| panic!("no route to {dest} within {ROUTE_WAIT:?}"));
+            if line.starts_with(&want) {
+                return at;
+            }
+        }
+    }
+}
+
+/// Counts BGP blackhole routes in the router's kernel tables.
+fn count_blackholes(router: &Host) -> usize {
+    let mut n = 0;
+    for family in ["-4", "-6"] {
+        let out = router
+            .run_ok(
+                "ip",
+                [
+                    family,
+                    "route",
+                    "show",
+                    "type",
+                    "blackhole",
+                    "proto",
+                    "bird",
+                ],
+            )
+            .unwrap_or_default();
+        n += out.lines().count();
+    }
+    n
+}
+
+fn wait_count(router: &Host, want: usize, within: Duration) -> Instant {
+    let ok = wait_until(within, Duration::from_millis(100), || {
+        count_blackholes(router) == want
+    });
+    assert!(
+        ok,
+        "{} blackhole routes, want {want}",
+        count_blackholes(router)
+    );
+    Instant::now()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn p95(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[(v.len() * 95 / 100).min(v.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs a command from a thread inside `host`'s namespace (no `ip netns exec` in the way).
+fn run_in(host: &Host, mut cmd: std::process::Command) -> std::process::Output {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{}", host.name());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = std::fs::File::open(&path).unwrap();
+            // SAFETY: changes only this short-lived thread's network namespace.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            cmd.output().unwrap()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// Ban → blackhole route in BIRD's kernel table, netban beside GoBGP driven the
+/// one-command-per-ban way (`gobgp global rib add`); then 100,000 routes through netban.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_bgp() {
+    require_netns!();
+    const BANS: u32 = 100;
+    const GOBGP_BULK: u32 = 1_000;
+    const BULK_V4: u32 = 50_000;
+    const BULK_V6: u128 = 50_000;
+    let lab = rtbh("bgp-bench");
+    let router = Router::start(Kind::Bird, &lab.edge.router, lab.dir.path());
+    let monitor = RouteMonitor::start(&lab.edge.router);
+
+    // netban: one apply per ban, as the reconciler does for a single new ban.
+    let mut t = target(&lab);
+    established(&mut t, &router).await;
+    let mut netban_times = Vec::new();
+    for i in 0..BANS {
+        let dest = format!("198.19.200.{i}");
+        let started = Instant::now();
+        apply_ok(&mut t, &adds(&[&dest])).await;
+        netban_times.push(monitor.wait_added(&dest) - started);
+    }
+    let all: Vec<String> = (0..BANS).map(|i| format!("198.19.200.{i}")).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    apply_ok(&mut t, &removes(&all)).await;
+    wait_count(&lab.edge.router, 0, ROUTE_WAIT);
+
+    // netban: 100,000 routes (50,000 IPv4 /32 + 50,000 IPv6 /128) in one apply.
+    let bulk: Vec<Prefix> = (0..BULK_V4)
+        .map(|i| Prefix::host(std::net::Ipv4Addr::from(0xc613_0000 + i).into()))
+        .chain((0..BULK_V6).map(|i| {
+            Prefix::host(std::net::Ipv6Addr::from(0x2001_0db8_dead_u128 << 80 | i).into())
+        }))
+        .collect();
+    let plan = Plan {
+        add: bulk
+            .iter()
+            .map(|&prefix| Desired {
+                prefix,
+                expiry: Expiry::Never,
+            })
+            .collect(),
+        ..Plan::default()
+    };
+    let started = Instant::now();
+    apply_ok(&mut t, &plan).await;
+    let sent = started.elapsed();
+    let installed = wait_count(&lab.edge.router, bulk.len(), Duration::from_secs(300)) - started;
+    let withdraw = Plan {
+        remove: bulk
+            .iter()
+            .map(|&prefix| Held {
+                prefix,
+                expiry: None,
+                handle: None,
+            })
+            .collect(),
+        ..Plan::default()
+    };
+    let started = Instant::now();
+    apply_ok(&mut t, &withdraw).await;
+    let removed = wait_count(&lab.edge.router, 0, Duration::from_secs(300)) - started;
+    t.shutdown().await;
+    assert!(wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || !router.established()
+    ));
+
+    // GoBGP 3.10 in the same namespace with the same AS and address, one CLI call per ban.
+    let conf = lab.dir.path().join("gobgpd.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"[global.config]
+  as = {SPEAKER_AS}
+  router-id = "{SPEAKER_LINK_V4}"
+  port = -1
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{ROUTER_LINK_V4}"
+    peer-as = {ROUTER_AS}
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+"#
+        ),
+    )
+    .unwrap();
+    let mut gobgpd = lab.speaker.command("gobgpd");
+    gobgpd
+        .args([
+            "-f",
+            conf.to_str().unwrap(),
+            "-l",
+            "warn",
+            "--api-hosts",
+            "127.0.0.1:50051",
+            "--pprof-disable",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _gobgpd = lab.speaker.spawn_command(gobgpd).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+            router.established()
+        }),
+        "gobgpd did not establish{}",
+        router.logs()
+    );
+    let gobgp_add = |dest: &str| {
+        let mut cmd = std::process::Command::new("gobgp");
+        cmd.args([
+            "-p",
+            "50051",
+            "global",
+            "rib",
+            "-a",
+            "ipv4",
+            "add",
+            &format!("{dest}/32"),
+        ])
+        .args(["community", "65535:666,65535:65281"]);
+        let out = run_in(&lab.speaker, cmd);
+        assert!(
+            out.status.success(),
+            "gobgp: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut gobgp_times = Vec::new();
+    for i in 0..BANS {
+        let dest = format!("198.19.201.{i}");
+        let started = Instant::now();
+        gobgp_add(&dest);
+        gobgp_times.push(monitor.wait_added(&dest) - started);
+    }
+    let started = Instant::now();
+    for i in 0..GOBGP_BULK {
+        gobgp_add(&std::net::Ipv4Addr::from(0xc613_4000 + i).to_string());
+    }
+    wait_count(
+        &lab.edge.router,
+        (BANS + GOBGP_BULK) as usize,
+        Duration::from_secs(60),
+    );
+    let gobgp_bulk = started.elapsed();
+    let gobgp_100k = gobgp_bulk.mul_f64(100_000.0 / f64::from(GOBGP_BULK));
+
+    let (nb, gb) = (median(netban_times.clone()), median(gobgp_times.clone()));
+    println!();
+    println!("| measurement (BIRD 2.0.12 router, kernel table) | netban | GoBGP 3.10 CLI per ban | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| ban → blackhole route, median of {BANS} | {} | {} | {:.1}× |",
+        ms(nb),
+        ms(gb),
+        gb.as_secs_f64() / nb.as_secs_f64()
+    );
+    println!(
+        "| ban → blackhole route, p95 | {} | {} | |",
+        ms(p95(netban_times)),
+        ms(p95(gobgp_times))
+    );
+    println!(
+        "| 100,000 routes announced (UPDATEs written) | {} | — | |",
+        ms(sent)
+    );
+    println!(
+        "| 100,000 routes installed in the kernel | {:.2} s | {:.1} s (extrapolated from {GOBGP_BULK}: {:.2} s) | {:.0}× |",
+        installed.as_secs_f64(),
+        gobgp_100k.as_secs_f64(),
+        gobgp_bulk.as_secs_f64(),
+        gobgp_100k.as_secs_f64() / installed.as_secs_f64()
+    );
+    println!(
+        "| 100,000 routes withdrawn and removed | {:.2} s | — | |",
+        removed.as_secs_f64()
+    );
+    println!(
+        "| goal: ban → route ≤ 50 ms median | {} | | |",
+        if nb <= Duration::from_millis(50) {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+}

@@ -1,0 +1,333 @@
+//! The real routers the BGP target is tested against, each run inside the router namespace of a
+//! test lab with its own configuration, control socket, pid file and log in the test's temp
+//! dir: BIRD 2 (Debian `bird2`) and FRR 8 (Debian `frr`: zebra, staticd and bgpd). Both are
+//! configured the way docs/targets/bgp.md tells operators to: a route tagged BLACKHOLE
+//! (65535:666) becomes a blackhole route in the kernel, anything else is refused, and the
+//! session is passive (netban connects).
+
+use netban_testlab::{wait_until, Host, Process};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The router's side of the link to netban.
+pub const ROUTER_LINK_V4: &str = "198.18.0.1";
+pub const ROUTER_AS: u32 = 65000;
+/// netban's side.
+pub const SPEAKER_LINK_V4: &str = "198.18.0.2";
+pub const SPEAKER_LINK_V6: &str = "2001:db8:ff::2";
+pub const SPEAKER_AS: u32 = 65001;
+/// FRR's discard next hops (static routes to Null0), from the link ranges.
+const FRR_DISCARD_V4: &str = "198.18.255.1";
+const FRR_DISCARD_V6: &str = "2001:db8:ffff::1";
+
+const START_WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Bird,
+    Frr,
+}
+
+/// One router daemon set, running in `host`.
+pub struct Router {
+    pub kind: Kind,
+    host: Host,
+    dir: PathBuf,
+    processes: Vec<Process>,
+    /// The AS the router expects netban to have.
+    peer_as: u32,
+}
+
+impl Router {
+    pub fn start(kind: Kind, host: &Host, dir: &Path) -> Router {
+        Router::start_expecting(kind, host, dir, SPEAKER_AS)
+    }
+
+    /// Starts the router configured with `peer_as` as netban's AS.
+    pub fn start_expecting(kind: Kind, host: &Host, dir: &Path, peer_as: u32) -> Router {
+        let dir = dir.join(match kind {
+            Kind::Bird => "bird",
+            Kind::Frr => "frr",
+        });
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut router = Router {
+            kind,
+            host: host.clone(),
+            dir,
+            processes: Vec::new(),
+            peer_as,
+        };
+        router.write_config();
+        router.run();
+        router
+    }
+
+    fn write_config(&self) {
+        match self.kind {
+            Kind::Bird => std::fs::write(self.dir.join("bird.conf"), self.bird_conf()).unwrap(),
+            Kind::Frr => {
+                // FRR drops privileges to user frr: it must be able to use its directory.
+                let _ = Command::new("chown")
+                    .args(["-R", "frr:frr"])
+                    .arg(&self.dir)
+                    .status();
+                std::fs::write(
+                    self.dir.join("zebra.conf"),
+                    format!(
+                        "hostname router\nlog file {}/zebra.log\n",
+                        self.dir.display()
+                    ),
+                )
+                .unwrap();
+                std::fs::write(
+                    self.dir.join("staticd.conf"),
+                    format!(
+                        "ip route {FRR_DISCARD_V4}/32 Null0\nipv6 route {FRR_DISCARD_V6}/128 Null0\n"
+                    ),
+                )
+                .unwrap();
+                std::fs::write(self.dir.join("bgpd.conf"), self.frr_bgpd_conf()).unwrap();
+                let _ = Command::new("chown")
+                    .args(["-R", "frr:frr"])
+                    .arg(&self.dir)
+                    .status();
+            }
+        }
+    }
+
+    fn bird_conf(&self) -> String {
+        format!(
+            r#"log "{dir}/bird.log" all;
+router id {ROUTER_LINK_V4};
+protocol device {{ }}
+protocol kernel kernel4 {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}
+protocol kernel kernel6 {{ ipv6 {{ import none; export where source = RTS_BGP; }}; }}
+filter rtbh_in {{
+  if (65535, 666) ~ bgp_community then {{ dest = RTD_BLACKHOLE; accept; }}
+  reject;
+}}
+protocol bgp netban {{
+  local {ROUTER_LINK_V4} as {ROUTER_AS};
+  neighbor {SPEAKER_LINK_V4} as {peer_as};
+  passive on;
+  ipv4 {{ import filter rtbh_in; export none; }};
+  ipv6 {{ import filter rtbh_in; export none; }};
+}}
+"#,
+            dir = self.dir.display(),
+            peer_as = self.peer_as,
+        )
+    }
+
+    fn frr_bgpd_conf(&self) -> String {
+        format!(
+            r#"log file {dir}/bgpd.log
+bgp community-list standard BLACKHOLE permit 65535:666
+route-map RTBH-V4 permit 10
+ match community BLACKHOLE
+ set ip next-hop {FRR_DISCARD_V4}
+route-map RTBH-V4 deny 20
+route-map RTBH-V6 permit 10
+ match community BLACKHOLE
+ set ipv6 next-hop global {FRR_DISCARD_V6}
+route-map RTBH-V6 deny 20
+router bgp {ROUTER_AS}
+ bgp router-id {ROUTER_LINK_V4}
+ no bgp ebgp-requires-policy
+ neighbor {SPEAKER_LINK_V4} remote-as {peer_as}
+ neighbor {SPEAKER_LINK_V4} passive
+ neighbor {SPEAKER_LINK_V4} disable-connected-check
+ address-family ipv4 unicast
+  neighbor {SPEAKER_LINK_V4} activate
+  neighbor {SPEAKER_LINK_V4} route-map RTBH-V4 in
+ exit-address-family
+ address-family ipv6 unicast
+  neighbor {SPEAKER_LINK_V4} activate
+  neighbor {SPEAKER_LINK_V4} route-map RTBH-V6 in
+ exit-address-family
+"#,
+            dir = self.dir.display(),
+            peer_as = self.peer_as,
+        )
+    }
+
+    fn spawn_logged(&mut self, program: &str, args: &[String], log: &str) {
+        let out = std::fs::File::create(self.dir.join(log)).unwrap();
+        let mut cmd = self.host.command(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        self.processes.push(self.host.spawn_command(cmd).unwrap());
+    }
+
+    fn run(&mut self) {
+        let d = self.dir.display().to_string();
+        match self.kind {
+            Kind::Bird => {
+                let args = [
+                    "-f".to_string(),
+                    "-c".into(),
+                    format!("{d}/bird.conf"),
+                    "-s".into(),
+                    format!("{d}/bird.ctl"),
+                    "-P".into(),
+                    format!("{d}/bird.pid"),
+                ];
+                self.spawn_logged("bird", &args, "bird.out");
+            }
+            Kind::Frr => {
+                for daemon in ["zebra", "staticd", "bgpd"] {
+                    let args = vec![
+                        "-f".to_string(),
+                        format!("{d}/{daemon}.conf"),
+                        "-i".into(),
+                        format!("{d}/{daemon}.pid"),
+                        "-z".into(),
+                        format!("{d}/zserv.api"),
+                        "--vty_socket".into(),
+                        d.clone(),
+                        "-P".into(),
+                        "0".into(),
+                        "-u".into(),
+                        "frr".into(),
+                        "-g".into(),
+                        "frr".into(),
+                    ];
+                    self.spawn_logged(
+                        &format!("/usr/lib/frr/{daemon}"),
+                        &args,
+                        &format!("{daemon}.out"),
+                    );
+                    if daemon == "zebra" {
+                        let api = self.dir.join("zserv.api");
+                        assert!(
+                            wait_until(START_WAIT, Duration::from_millis(20), || api.exists()),
+                            "zebra did not create {api:?}: {}",
+                            self.logs()
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            wait_until(START_WAIT, Duration::from_millis(50), || self.responds()),
+            "{:?} did not come up: {}",
+            self.kind,
+            self.logs()
+        );
+    }
+
+    /// Whether the control interface answers.
+    fn responds(&self) -> bool {
+        match self.kind {
+            Kind::Bird => self
+                .control(&["show", "status"])
+                .is_some_and(|s| s.contains("Daemon is up")),
+            Kind::Frr => self.control(&["show bgp summary"]).is_some_and(|s| {
+                s.contains("BGP router identifier") || s.contains("No BGP neighbors")
+            }),
+        }
+    }
+
+    /// Runs a command on the control interface (birdc or vtysh); `None` if it failed.
+    pub fn control(&self, args: &[&str]) -> Option<String> {
+        let d = self.dir.display().to_string();
+        let out = match self.kind {
+            Kind::Bird => {
+                let mut all = vec!["-s".to_string(), format!("{d}/bird.ctl")];
+                all.extend(args.iter().map(|s| s.to_string()));
+                self.host.run("birdc", &all)
+            }
+            Kind::Frr => {
+                let mut all = vec!["--vty_socket".to_string(), d];
+                for a in args {
+                    all.push("-c".into());
+                    all.push(a.to_string());
+                }
+                self.host.run("vtysh", &all)
+            }
+        }
+        .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Whether the session with netban is established, as the router says.
+    pub fn established(&self) -> bool {
+        match self.kind {
+            Kind::Bird => self
+                .control(&["show", "protocols", "netban"])
+                .is_some_and(|s| s.contains("Established")),
+            Kind::Frr => self
+                .control(&[&format!("show bgp neighbor {SPEAKER_LINK_V4}")])
+                .is_some_and(|s| s.contains("BGP state = Established")),
+        }
+    }
+
+    /// Stops the daemons gracefully (SIGTERM): BIRD withdraws its kernel routes on the way
+    /// out, zebra removes bgpd's when bgpd goes.
+    pub fn stop(&mut self) {
+        for p in self.processes.iter().rev() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &p.id().to_string()])
+                .status();
+        }
+        for mut p in self.processes.drain(..).rev() {
+            let exited = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+                matches!(p.try_wait(), Ok(Some(_)))
+            });
+            assert!(exited, "{:?} did not stop on SIGTERM", self.kind);
+        }
+    }
+
+    /// Starts the daemons again after [`Router::stop`], with the same configuration.
+    pub fn start_again(&mut self) {
+        self.run();
+    }
+
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".log") || name.ends_with(".out") {
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                    all.push_str(&format!("\n--- {name}\n"));
+                    for line in tail.into_iter().rev() {
+                        all.push_str(line);
+                        all.push('\n');
+                    }
+                }
+            }
+        }
+        all
+    }
+}
+
+/// The destinations of blackhole routes in `host`'s kernel tables (IPv4 and IPv6), as `ip`
+/// prints them ("203.0.113.7", "2001:db8:a::7", "203.0.113.0/29").
+pub fn blackholes(host: &Host) -> Vec<String> {
+    let mut out = Vec::new();
+    for family in ["-4", "-6"] {
+        let text = host
+            .run_ok("ip", [family, "route", "show", "type", "blackhole"])
+            .unwrap_or_default();
+        for line in text.lines() {
+            // Only routes from BGP: BIRD's are "proto bird", FRR's "proto bgp" (FRR's own
+            // Null0 discard next hops are "proto static").
+            let from_bgp = line.contains(" proto bird") || line.contains(" proto bgp");
+            let dest = line
+                .strip_prefix("blackhole ")
+                .and_then(|r| r.split_whitespace().next());
+            if let (true, Some(dest)) = (from_bgp, dest) {
+                out.push(dest.to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}

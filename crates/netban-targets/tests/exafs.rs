@@ -1,0 +1,660 @@
+//! The ExaFS target against the real ExaFS 1.4.1 and exabgp-process 1.0.5 (see `exafs/peer.rs`
+//! for how they are installed, started and seeded). Every test starts its own ExaFS on free
+//! loopback ports and asserts both the API state and the announce/withdraw lines
+//! exabgp-process prints. Driver-level tests call the `Target` methods directly; the
+//! daemon-level tests run the real `netban-daemon` with a `type = "exafs"` target (build the
+//! binaries first: `cargo build --workspace --bins`).
+#![cfg(feature = "exafs")]
+
+#[path = "exafs/peer.rs"]
+mod peer;
+
+use netban_core::plan::{self, Desired, Held, Ownership, Plan};
+use netban_core::{Expiry, Prefix, Timestamp};
+use netban_targets::exafs::{Exafs, ExafsConfig, KeySetting, MARGIN_SECS, ROUNDING_SECS};
+use netban_targets::{ItemResult, OwnershipKind, Step, Target, TargetError};
+use netban_testlab::netban::{Binaries, Daemon};
+use netban_testlab::wait_until;
+use peer::{Peer, COMMUNITY, COMMUNITY_NAME, KEY, READ_ONLY_KEY};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn now() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    )
+}
+
+fn p(s: &str) -> Prefix {
+    Prefix::parse(s).unwrap()
+}
+
+fn in_secs(secs: i64) -> Expiry {
+    Expiry::At(Timestamp(now().0 + secs))
+}
+
+fn config_for(peer: &Peer, key: &str) -> ExafsConfig {
+    let file = peer.key_file(&format!("key-{key}"), key, 0o600);
+    ExafsConfig::new(&peer.url(), KeySetting::File(file), COMMUNITY)
+}
+
+fn target(peer: &Peer) -> Exafs {
+    Exafs::new("rtbh", config_for(peer, KEY)).expect("driver")
+}
+
+fn adds(items: &[(&str, Expiry)]) -> Plan {
+    Plan {
+        add: items
+            .iter()
+            .map(|(s, e)| Desired {
+                prefix: p(s),
+                expiry: *e,
+            })
+            .collect(),
+        ..Plan::default()
+    }
+}
+
+/// Applies `plan`, asserts every item is done, returns what adds and refreshes now hold.
+async fn apply_ok(t: &mut Exafs, plan: &Plan) -> BTreeMap<Prefix, Held> {
+    let report = t.apply(plan).await.expect("apply");
+    assert_eq!(report.items.len(), plan.len());
+    let mut held = BTreeMap::new();
+    for item in report.items {
+        match item.result {
+            ItemResult::Done { held: Some(h) } => {
+                held.insert(item.prefix, h);
+            }
+            ItemResult::Done { held: None } => assert_eq!(item.step, Step::Remove),
+            other => panic!("{} {:?}: {other:?}", item.prefix, item.step),
+        }
+    }
+    held
+}
+
+async fn observed(t: &mut Exafs) -> BTreeMap<Prefix, Held> {
+    t.observe()
+        .await
+        .expect("observe")
+        .into_iter()
+        .map(|h| (h.prefix, h))
+        .collect()
+}
+
+/// The expiry ExaFS holds for a ban ending at `end`: a 10-minute mark, at least the margin
+/// after the end, never before it.
+fn assert_expires_after(held_expires: i64, end: i64) {
+    assert_eq!(held_expires % ROUNDING_SECS, 0, "{held_expires}");
+    assert!(held_expires >= end + MARGIN_SECS, "{held_expires} < {end}");
+    assert!(held_expires < end + MARGIN_SECS + ROUNDING_SECS);
+}
+
+#[tokio::test]
+async fn ban_and_unban_round_trip_v4_and_v6() {
+    let peer = Peer::start();
+    let api = peer.api();
+    let mut t = target(&peer);
+    assert_eq!(t.info().ownership, OwnershipKind::Recorded);
+    t.prepare().await.expect("prepare");
+    assert!(observed(&mut t).await.is_empty());
+
+    let end = now().0 + 3_600;
+    let plan = adds(&[
+        ("203.0.113.7", Expiry::At(Timestamp(end))),
+        ("2001:db8::7", Expiry::At(Timestamp(end))),
+        ("203.0.113.64/26", Expiry::Never),
+        ("2001:db8:1::/48", Expiry::Never),
+    ]);
+    let held = apply_ok(&mut t, &plan).await;
+    assert_eq!(held.len(), 4);
+    for (prefix, h) in &held {
+        assert!(h.handle.as_deref().unwrap().parse::<i64>().is_ok(), "{h:?}");
+        match h.expiry {
+            Some(Expiry::At(Timestamp(e))) => assert_expires_after(e, end),
+            Some(Expiry::Never) => assert!(!prefix.is_host()),
+            None => panic!("no expiry read back for {prefix}"),
+        }
+    }
+
+    // The API holds them, active, in our community, with the comment; ExaBGP was told.
+    for (addr, mask) in [
+        ("203.0.113.7", 32),
+        ("2001:db8::7", 128),
+        ("203.0.113.64", 26),
+        ("2001:db8:1::", 48),
+    ] {
+        let rule = api.rule_for(addr, mask).await.expect("rule in ExaFS");
+        assert_eq!(rule["rstate"], "active rule", "{rule}");
+        assert_eq!(rule["community"], COMMUNITY_NAME);
+        assert_eq!(rule["comment"], "netban");
+        let prefix = p(&format!("{addr}/{mask}"));
+        assert_eq!(
+            rule["id"].as_i64().unwrap().to_string(),
+            *held[&prefix].handle.as_ref().unwrap()
+        );
+        assert!(
+            peer.wait_lines("announce", &prefix.to_string(), 1),
+            "{prefix}"
+        );
+    }
+    let permanent = api.rule_for("203.0.113.64", 26).await.unwrap();
+    assert!(permanent["expires"].as_i64().unwrap() > now().0 + 9 * 365 * 86_400);
+
+    // Read back exactly as applied.
+    let back = observed(&mut t).await;
+    assert_eq!(back, held);
+
+    // Unban everything: DELETE, and ExaBGP withdraws.
+    let removes = Plan {
+        remove: back.values().cloned().collect(),
+        ..Plan::default()
+    };
+    apply_ok(&mut t, &removes).await;
+    assert!(api.rules().await.is_empty());
+    for prefix in held.keys() {
+        assert!(
+            peer.wait_lines("withdraw", &prefix.to_string(), 1),
+            "{prefix}"
+        );
+    }
+    assert!(observed(&mut t).await.is_empty());
+    // Removing again (already gone) is done, not an error.
+    apply_ok(&mut t, &removes).await;
+}
+
+#[tokio::test]
+async fn refresh_extends_never_shortens_and_revives_a_withdrawn_rule() {
+    let peer = Peer::start();
+    let api = peer.api();
+    let mut t = target(&peer);
+    t.prepare().await.unwrap();
+    let a = p("203.0.113.10");
+    let b = p("203.0.113.11");
+    let first = apply_ok(
+        &mut t,
+        &adds(&[
+            ("203.0.113.10", in_secs(600)),
+            ("203.0.113.11", in_secs(3_600)),
+        ]),
+    )
+    .await;
+    let owned: BTreeSet<(Prefix, Option<String>)> = first
+        .values()
+        .map(|h| (h.prefix, h.handle.clone()))
+        .collect();
+    let tracking = t.info().expiry;
+
+    // A later expiry (another source's longer ban) is a refresh: POST again, same id.
+    let later = now().0 + 7_200;
+    let mut desired: BTreeMap<Prefix, Expiry> =
+        [(a, Expiry::At(Timestamp(later))), (b, in_secs(3_600))].into();
+    let held: Vec<Held> = observed(&mut t).await.into_values().collect();
+    let refresh = plan::plan(&desired, &held, &Ownership::Recorded(&owned), tracking);
+    assert_eq!(refresh.refresh.len(), 1, "{refresh:?}");
+    assert!(refresh.add.is_empty() && refresh.remove.is_empty());
+    let after = apply_ok(&mut t, &refresh).await;
+    assert_eq!(after[&a].handle, first[&a].handle);
+    let rule = api.rule_for("203.0.113.10", 32).await.unwrap();
+    assert_expires_after(rule["expires"].as_i64().unwrap(), later);
+    assert!(peer.wait_lines("announce", "203.0.113.10/32", 2));
+
+    // An earlier desired expiry changes nothing (no shortening), and what was written reads
+    // back as not stale (no refresh loop).
+    desired.insert(a, in_secs(900));
+    let held: Vec<Held> = observed(&mut t).await.into_values().collect();
+    assert!(plan::plan(&desired, &held, &Ownership::Recorded(&owned), tracking).is_empty());
+
+    // Someone re-sends b with a past expiry (ExaFS overwrites it and withdraws the route).
+    // ExaFS rounds expiries to the nearest 10 minutes, so "past" must be 20 minutes back to
+    // stay in the past after rounding.
+    let shortened = api.create("203.0.113.11", 32, now().0 - 1_200).await;
+    assert_eq!(shortened["rstate"], "withdrawed rule");
+    assert_eq!(
+        shortened["id"].as_i64().unwrap().to_string(),
+        *first[&b].handle.as_ref().unwrap()
+    );
+    // netban sees it expired and re-sends the ban's expiry: ExaFS announces it again.
+    let held: Vec<Held> = observed(&mut t).await.into_values().collect();
+    let revive = plan::plan(&desired, &held, &Ownership::Recorded(&owned), tracking);
+    assert_eq!(revive.refresh.len(), 1, "{revive:?}");
+    assert_eq!(revive.refresh[0].0.prefix, b);
+    apply_ok(&mut t, &revive).await;
+    assert_eq!(
+        api.rule_for("203.0.113.11", 32).await.unwrap()["rstate"],
+        "active rule"
+    );
+    assert!(peer.wait_lines("announce", "203.0.113.11/32", 2));
+}
+
+#[tokio::test]
+async fn outside_the_organisation_is_rejected_with_the_reason_and_the_rest_proceeds() {
+    let peer = Peer::start();
+    let api = peer.api();
+    let mut t = target(&peer);
+    t.prepare().await.unwrap();
+    let plan = adds(&[
+        ("198.51.100.7", in_secs(3_600)),
+        ("203.0.113.20", in_secs(3_600)),
+        ("2001:db9::1", in_secs(3_600)),
+        ("2001:db8::20", in_secs(3_600)),
+    ]);
+    let report = t.apply(&plan).await.expect("apply");
+    let by_prefix: BTreeMap<Prefix, ItemResult> = report
+        .items
+        .into_iter()
+        .map(|i| (i.prefix, i.result))
+        .collect();
+    for outside in ["198.51.100.7", "2001:db9::1"] {
+        match &by_prefix[&p(outside)] {
+            ItemResult::Rejected { reason } => {
+                assert!(reason.contains("must be in organization range"), "{reason}")
+            }
+            other => panic!("{outside}: {other:?}"),
+        }
+    }
+    for inside in ["203.0.113.20", "2001:db8::20"] {
+        assert!(matches!(
+            by_prefix[&p(inside)],
+            ItemResult::Done { held: Some(_) }
+        ));
+    }
+    assert_eq!(api.rules().await.len(), 2);
+    assert!(peer.wait_lines("announce", "2001:db8::20/128", 1));
+    assert_eq!(peer.count_lines("announce", "198.51.100.7/32"), 0);
+}
+
+#[tokio::test]
+async fn wrong_read_only_and_exposed_keys_are_configuration_errors() {
+    let peer = Peer::start();
+    let mut wrong = Exafs::new("rtbh", config_for(&peer, "not-the-key")).unwrap();
+    match wrong.prepare().await {
+        Err(TargetError::Config(m)) => {
+            assert!(m.contains("ExaFS refused the API key (403"), "{m}");
+            assert!(m.contains("bound to another machine"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let mut read_only = Exafs::new("rtbh", config_for(&peer, READ_ONLY_KEY)).unwrap();
+    read_only.prepare().await.expect("a read-only key may read");
+    match read_only
+        .apply(&adds(&[("203.0.113.30", in_secs(600))]))
+        .await
+    {
+        Err(TargetError::Config(m)) => assert!(m.contains("read-only"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(peer.api().rules().await.is_empty());
+
+    let exposed = peer.key_file("exposed.key", KEY, 0o644);
+    let config = ExafsConfig::new(&peer.url(), KeySetting::File(exposed), COMMUNITY);
+    match Exafs::new("rtbh", config) {
+        Err(TargetError::Config(m)) => assert!(m.contains("chmod 600"), "{m}"),
+        Ok(_) => panic!("a key file others may read was accepted"),
+        Err(other) => panic!("{other:?}"),
+    }
+
+    let mut config = config_for(&peer, KEY);
+    config.community = 99;
+    let mut unknown = Exafs::new("rtbh", config).unwrap();
+    match unknown.prepare().await {
+        Err(TargetError::Config(m)) => assert!(m.contains("1 (65535:65283)"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reused_rule_id_is_verified_and_not_deleted() {
+    let peer = Peer::start();
+    let api = peer.api();
+    let mut t = target(&peer);
+    t.prepare().await.unwrap();
+    let held = apply_ok(&mut t, &adds(&[("203.0.113.40", in_secs(3_600))])).await;
+    let ours = held[&p("203.0.113.40")].clone();
+    let id: i64 = ours.handle.as_ref().unwrap().parse().unwrap();
+
+    // An operator deletes netban's rule and creates another: SQLite hands out the same id.
+    assert_eq!(api.delete(id).await, 201);
+    let other = api.create("203.0.113.41", 32, now().0 + 3_600).await;
+    assert_eq!(
+        other["id"].as_i64(),
+        Some(id),
+        "ExaFS on SQLite reuses the id"
+    );
+
+    // netban's unban of its (gone) rule must not delete the operator's.
+    let report = t
+        .apply(&Plan {
+            remove: vec![ours],
+            ..Plan::default()
+        })
+        .await
+        .unwrap();
+    assert!(matches!(report.items[0].result, ItemResult::Done { .. }));
+    assert!(api.rule_for("203.0.113.41", 32).await.is_some());
+    assert_eq!(peer.count_lines("withdraw", "203.0.113.41/32"), 0);
+}
+
+// ---- through the daemon -------------------------------------------------------------------
+
+fn daemon_config(peer: &Peer, key_file: &std::path::Path, resync_secs: u64) -> String {
+    format!(
+        "[policy]\nprotect_own_addresses = false\n\
+         escalation = {{ enabled = false, factor = 2.0, max_secs = 604800, window_secs = 2592000 }}\n\n\
+         [reconciler]\nresync_secs = {resync_secs}\nretry_min_secs = 1\nretry_max_secs = 2\n\n\
+         [[targets]]\nname = \"rtbh\"\ntype = \"exafs\"\nurl = \"{}\"\napi_key_file = \"{}\"\n\
+         community = {COMMUNITY}\n",
+        peer.url(),
+        key_file.display()
+    )
+}
+
+fn run_ok(daemon: &Daemon, args: &[&str]) {
+    let out = daemon.client(args);
+    assert!(
+        out.status.success(),
+        "netban {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn daemon_restores_deleted_rules_keeps_ids_across_restarts_and_honours_the_longest_source() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let peer = Peer::start();
+    let api = peer.api();
+    let key = peer.key_file("daemon.key", KEY, 0o600);
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(
+        &Binaries::locate(),
+        &dir.path().join("netban"),
+        &daemon_config(&peer, &key, 3_600),
+    )
+    .expect("daemon");
+    let rule_of = |addr: &str| rt.block_on(api.rule_for(addr, 32));
+
+    // An operator's rule netban has nothing to do with.
+    rt.block_on(api.create("203.0.113.99", 32, now().0 + 86_400));
+
+    // Two jails on one address: the short one, then the long one.
+    run_ok(
+        &daemon,
+        &[
+            "ban",
+            "203.0.113.50",
+            "--source",
+            "sshd",
+            "--bantime",
+            "600",
+        ],
+    );
+    run_ok(
+        &daemon,
+        &[
+            "ban",
+            "203.0.113.50",
+            "--source",
+            "recidive",
+            "--bantime",
+            "86400",
+        ],
+    );
+    let long_end = now().0 + 86_400;
+    let held_long = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        rule_of("203.0.113.50").is_some_and(|r| r["expires"].as_i64().unwrap() >= long_end - 5)
+    });
+    assert!(
+        held_long,
+        "ExaFS holds the later expiry: {:?}",
+        rule_of("203.0.113.50")
+    );
+    let rule = rule_of("203.0.113.50").unwrap();
+
+    // The short jail's unban neither deletes nor shortens the rule.
+    run_ok(&daemon, &["unban", "203.0.113.50", "--source", "sshd"]);
+    run_ok(&daemon, &["sync"]);
+    assert_eq!(rule_of("203.0.113.50").as_ref(), Some(&rule));
+
+    // Deleted in ExaFS behind netban's back: the next sync puts it back.
+    let announced = peer.count_lines("announce", "203.0.113.50/32");
+    assert_eq!(rt.block_on(api.delete(rule["id"].as_i64().unwrap())), 201);
+    assert!(rule_of("203.0.113.50").is_none());
+    run_ok(&daemon, &["sync"]);
+    let restored = rule_of("203.0.113.50").expect("restored by sync");
+    assert_eq!(restored["rstate"], "active rule");
+    assert!(restored["expires"].as_i64().unwrap() >= long_end - 5);
+    assert!(peer.wait_lines("announce", "203.0.113.50/32", announced + 1));
+
+    // The rule id is in the ledger: after a restart (kill -9), the last unban deletes it.
+    daemon.restart().expect("restart");
+    run_ok(&daemon, &["unban", "203.0.113.50", "--source", "recidive"]);
+    let gone = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        rule_of("203.0.113.50").is_none()
+    });
+    assert!(
+        gone,
+        "netban deletes its rule after a restart\n{}",
+        daemon.log()
+    );
+    assert!(peer.wait_lines("withdraw", "203.0.113.50/32", 1));
+
+    // The operator's rule was never touched.
+    run_ok(&daemon, &["sync"]);
+    assert!(rule_of("203.0.113.99").is_some());
+    assert_eq!(peer.count_lines("withdraw", "203.0.113.99/32"), 0);
+    let status = daemon.status();
+    assert_eq!(status["targets"][0]["health"], "ok", "{status}");
+}
+
+#[test]
+fn exafs_down_during_a_burst_then_back_loses_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut peer = Peer::start();
+    let key = peer.key_file("daemon.key", KEY, 0o600);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        &Binaries::locate(),
+        &dir.path().join("netban"),
+        &daemon_config(&peer, &key, 3_600),
+    )
+    .expect("daemon");
+
+    // A first ban goes through, then ExaFS goes away in the middle of the burst.
+    run_ok(&daemon, &["ban", "203.0.113.100", "--bantime", "3600"]);
+    assert!(peer.wait_lines("announce", "203.0.113.100/32", 1));
+    peer.stop_app();
+    let burst: Vec<String> = (101..141).map(|i| format!("203.0.113.{i}")).collect();
+    let mut args = vec!["ban", "--bantime", "3600"];
+    args.extend(burst.iter().map(String::as_str));
+    run_ok(&daemon, &args);
+    let down = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        let s = daemon.status();
+        s["targets"][0]["health"] == "down"
+            && s["targets"][0]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("cannot connect to ExaFS"))
+    });
+    assert!(down, "{}", daemon.status());
+
+    peer.start_app();
+    let api = peer.api();
+    let all = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        rt.block_on(api.rules()).len() == 41
+    });
+    assert!(
+        all,
+        "{} rules\n{}",
+        rt.block_on(api.rules()).len(),
+        daemon.log()
+    );
+    for addr in &burst {
+        assert_eq!(
+            peer.count_lines("announce", &format!("{addr}/32")),
+            1,
+            "{addr}"
+        );
+    }
+    let healthy = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        daemon.status()["targets"][0]["health"] == "ok"
+    });
+    assert!(healthy, "{}", daemon.status());
+}
+
+#[test]
+fn a_wrong_key_shows_as_a_configuration_error_in_status() {
+    let peer = Peer::start();
+    let key = peer.key_file("wrong.key", "not-the-key", 0o600);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        &Binaries::locate(),
+        &dir.path().join("netban"),
+        &daemon_config(&peer, &key, 3_600),
+    )
+    .expect("daemon");
+    run_ok(&daemon, &["ban", "203.0.113.60", "--bantime", "3600"]);
+    let shown = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        let s = daemon.status();
+        s["targets"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("configuration error") && e.contains("refused the API key"))
+    });
+    assert!(shown, "{}", daemon.status());
+    let out = daemon.client(&["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("refused the API key"));
+}
+
+// ---- benchmark ----------------------------------------------------------------------------
+
+const REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../bench/reference/exafs_ban.py"
+);
+
+/// netban's driver beside the seed's way (one Python process per ban, bench/reference/
+/// exafs_ban.py), against one fresh ExaFS each: the cost of one ban, and a burst of 1,000
+/// bans until all rules exist. `NETBAN_BENCH_BURST` changes the burst size.
+#[test]
+#[ignore]
+fn bench_exafs() {
+    let burst: u32 = std::env::var("NETBAN_BENCH_BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let singles = 20u32;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr = |i: u32| -> String {
+        if i < 250 {
+            format!("203.0.113.{}", i + 1)
+        } else {
+            format!("2001:db8::{:x}", i + 1)
+        }
+    };
+
+    // netban: one driver, one apply per single ban, then one plan for the burst.
+    let peer = Peer::start();
+    let mut t = target(&peer);
+    rt.block_on(t.prepare()).unwrap();
+    let started = Instant::now();
+    for i in 0..singles {
+        let plan = adds(&[(&addr(i), in_secs(3_600))]);
+        rt.block_on(apply_ok(&mut t, &plan));
+    }
+    let netban_single = started.elapsed() / singles;
+    drop(t);
+    drop(peer);
+
+    let peer = Peer::start();
+    let mut t = target(&peer);
+    rt.block_on(t.prepare()).unwrap();
+    let plans: Vec<Plan> = (0..burst)
+        .map(|i| Desired {
+            prefix: p(&addr(i)),
+            expiry: in_secs(3_600),
+        })
+        .collect::<Vec<_>>()
+        .chunks(netban_targets::exafs::MAX_BATCH)
+        .map(|c| Plan {
+            add: c.to_vec(),
+            ..Plan::default()
+        })
+        .collect();
+    let started = Instant::now();
+    for plan in &plans {
+        rt.block_on(apply_ok(&mut t, plan));
+    }
+    let netban_burst = started.elapsed();
+    assert_eq!(rt.block_on(peer.api().rules()).len(), burst as usize);
+    drop(t);
+    drop(peer);
+
+    // The seed's way: one Python process per ban (as fail2ban runs its action), sequential.
+    let python = format!("{}/bin/python", peer::VENV);
+    let run_reference = |peer: &Peer, state: &std::path::Path, ip: &str| {
+        let out = std::process::Command::new(&python)
+            .arg(REFERENCE)
+            .args(["--url", &peer.url(), "--community", &COMMUNITY.to_string()])
+            .arg("--key-file")
+            .arg(peer.dir.path().join("key-ref"))
+            .arg("--state-dir")
+            .arg(state)
+            .args(["ban", ip, "3600"])
+            .output()
+            .expect("reference script");
+        assert!(
+            out.status.success(),
+            "reference: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let peer = Peer::start();
+    peer.key_file("key-ref", KEY, 0o600);
+    let state = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    for i in 0..singles {
+        run_reference(&peer, state.path(), &addr(i));
+    }
+    let seed_single = started.elapsed() / singles;
+    drop(peer);
+
+    let peer = Peer::start();
+    peer.key_file("key-ref", KEY, 0o600);
+    let state = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    for i in 0..burst {
+        run_reference(&peer, state.path(), &addr(i));
+    }
+    let seed_burst = started.elapsed();
+    assert_eq!(rt.block_on(peer.api().rules()).len(), burst as usize);
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!();
+    println!("ExaFS 1.4.1 (Flask dev server, SQLite) on loopback");
+    println!(
+        "{:<28} {:>14} {:>18} {:>8}",
+        "", "netban", "seed (py/ban)", "ratio"
+    );
+    println!(
+        "{:<28} {:>11.1} ms {:>15.1} ms {:>7.1}x",
+        "one ban (mean of 20)",
+        ms(netban_single),
+        ms(seed_single),
+        ms(seed_single) / ms(netban_single)
+    );
+    println!(
+        "{:<28} {:>12.2} s {:>16.2} s {:>7.1}x",
+        format!("burst of {burst} until all exist"),
+        netban_burst.as_secs_f64(),
+        seed_burst.as_secs_f64(),
+        seed_burst.as_secs_f64() / netban_burst.as_secs_f64()
+    );
+    println!(
+        "{:<28} {:>11.1} ms {:>15.1} ms",
+        "per ban in the burst",
+        ms(netban_burst) / burst as f64,
+        ms(seed_burst) / burst as f64
+    );
+}

@@ -1,0 +1,340 @@
+//! The real ExaFS 1.4.1 and exabgp-process 1.0.5 (from PyPI, installed in .venv-exafs by
+//! scripts/setup.d/exafs.sh), started per test on free loopback ports in a scratch directory.
+//!
+//! Layout of the directory: `config.py` (what `exafs-db-init` and the app read from their
+//! working directory), `exafs.db` (SQLite, seeded below), `process.conf` (exabgp-process's
+//! HTTP listener), `exabgp.out` (exabgp-process's stdout: one `announce route …` or
+//! `withdraw route …` line per command ExaFS sends), `app.log`.
+//!
+//! The app is started with a three-line Python launcher using ExaFS's own factory
+//! (`flowapp.scripts._create_app`, the one `exafs-db-init` uses) and Flask's server; both run
+//! with TZ=UTC, and everything is killed by PID on drop.
+
+use netban_testlab::wait_until;
+use serde_json::{json, Value};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv-exafs");
+/// The read-write key of the seeded user (bound to 127.0.0.1).
+pub const KEY: &str = "netban-test-key-rw-5b1f0c9e";
+/// A read-only key of the same user.
+pub const READ_ONLY_KEY: &str = "netban-test-key-ro-0d3a6e21";
+/// The organisation's ranges.
+pub const RANGES: &str = "203.0.113.0/24 2001:db8::/32";
+/// Community id 1 is "65535:65283" in ExaFS's seed data.
+pub const COMMUNITY: u32 = 1;
+pub const COMMUNITY_NAME: &str = "65535:65283";
+
+const SEED: &str = r#"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+c = db.cursor()
+c.execute("INSERT INTO organization (name, arange, limit_flowspec4, limit_flowspec6, limit_rtbh) VALUES ('netban-test', ?, 0, 0, 0)", (sys.argv[2],))
+org = c.lastrowid
+c.execute("INSERT INTO user (uuid, comment, email, name, phone) VALUES ('netban@example.org', 'netban tests', 'netban@example.org', 'netban', '')")
+user = c.lastrowid
+c.execute("INSERT INTO user_role (user_id, role_id) VALUES (?, 2)", (user,))
+c.execute("INSERT INTO user_organization (user_id, organization_id) VALUES (?, ?)", (user, org))
+for key, ro in ((sys.argv[3], 0), (sys.argv[4], 1)):
+    c.execute("INSERT INTO api_key (machine, key, readonly, expires, comment, user_id, org_id) VALUES ('127.0.0.1', ?, ?, NULL, 'netban', ?, ?)", (key, ro, user, org))
+db.commit()
+"#;
+
+const LAUNCHER: &str = r#"
+import sys
+from flowapp.scripts import _create_app
+_create_app().run(host="127.0.0.1", port=int(sys.argv[1]), threaded=True)
+"#;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    let path = Path::new(VENV).join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/setup.d/exafs.sh (installs exafs==1.4.1 and \
+         exabgp-process==1.0.5 in .venv-exafs)",
+        path.display()
+    );
+    path
+}
+
+fn wait_port(port: u16, what: &str, log: &Path) {
+    let up = wait_until(Duration::from_secs(30), Duration::from_millis(25), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(
+        up,
+        "{what} did not listen on 127.0.0.1:{port}; log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+pub struct Peer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    exa: Child,
+    app: Option<Child>,
+}
+
+impl Peer {
+    /// A fresh ExaFS with its database seeded and exabgp-process listening.
+    pub fn start() -> Peer {
+        let dir = tempfile::Builder::new()
+            .prefix("netban-exafs-")
+            .tempdir()
+            .expect("tempdir");
+        let port = free_port();
+        let exa_port = free_port();
+        let d = dir.path();
+        std::fs::write(
+            d.join("config.py"),
+            format!(
+                "class Config:\n    TESTING = False\n    DEBUG = False\n    \
+                 SQLALCHEMY_DATABASE_URI = 'sqlite:///{db}'\n    \
+                 SQLALCHEMY_TRACK_MODIFICATIONS = False\n    JWT_SECRET = 'netban-test-jwt'\n    \
+                 SECRET_KEY = 'netban-test-secret'\n    EXA_API = 'HTTP'\n    \
+                 EXA_API_URL = 'http://127.0.0.1:{exa_port}/'\n    USE_RD = False\n    \
+                 USE_MULTI_NEIGHBOR = False\n    LOCAL_IP = '127.0.0.1'\n    LOCAL_IP6 = '::1'\n    \
+                 SSO_AUTH = False\n    LOCAL_AUTH = True\n    HEADER_AUTH = False\n    \
+                 LOCAL_USER_UUID = 'netban@example.org'\n    ALLOWED_COMMUNITIES = [1, 2, 3]\n    \
+                 LOG_FILE = '{log}'\n    LOG_LEVEL = 'WARNING'\n    SESSION_TYPE = 'filesystem'\n\
+                 class ProductionConfig(Config):\n    pass\n\
+                 class DevelopmentConfig(Config):\n    DEBUG = True\n",
+                db = d.join("exafs.db").display(),
+                log = d.join("app.log").display(),
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("process.conf"),
+            format!(
+                "[api]\ntype = http\n[logging]\nlog_dir = {}\nlog_file = exabgp_process.log\n\
+                 [http]\nhost = 127.0.0.1\nport = {exa_port}\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(d.join("launch.py"), LAUNCHER).unwrap();
+        let init = Command::new(venv_bin("exafs-db-init"))
+            .current_dir(d)
+            .env("TZ", "UTC")
+            .output()
+            .expect("exafs-db-init");
+        assert!(
+            init.status.success(),
+            "exafs-db-init failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let seed = Command::new(venv_bin("python"))
+            .args(["-c", SEED])
+            .arg(d.join("exafs.db"))
+            .args([RANGES, KEY, READ_ONLY_KEY])
+            .output()
+            .expect("seeding");
+        assert!(
+            seed.status.success(),
+            "seeding failed: {}",
+            String::from_utf8_lossy(&seed.stderr)
+        );
+        let exa = Command::new(venv_bin("exabgp-process"))
+            .current_dir(d)
+            .env("TZ", "UTC")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(d.join("exabgp.out")).unwrap())
+            .stderr(std::fs::File::create(d.join("exabgp.err")).unwrap())
+            .spawn()
+            .expect("exabgp-process");
+        let mut peer = Peer {
+            dir,
+            port,
+            exa,
+            app: None,
+        };
+        wait_port(
+            exa_port,
+            "exabgp-process",
+            &peer.dir.path().join("exabgp.err"),
+        );
+        peer.start_app();
+        peer
+    }
+
+    /// Starts the ExaFS app (again) on the same port and database.
+    pub fn start_app(&mut self) {
+        assert!(self.app.is_none(), "app already running");
+        let d = self.dir.path();
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("app.err"))
+            .unwrap();
+        let child = Command::new(venv_bin("python"))
+            .current_dir(d)
+            .env("TZ", "UTC")
+            .arg(d.join("launch.py"))
+            .arg(self.port.to_string())
+            .stdin(Stdio::null())
+            .stdout(err.try_clone().unwrap())
+            .stderr(err)
+            .spawn()
+            .expect("ExaFS app");
+        self.app = Some(child);
+        wait_port(self.port, "ExaFS", &d.join("app.err"));
+    }
+
+    /// Kills the ExaFS app (exabgp-process keeps running).
+    pub fn stop_app(&mut self) {
+        if let Some(mut app) = self.app.take() {
+            let _ = app.kill();
+            let _ = app.wait();
+        }
+        let down = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_err()
+        });
+        assert!(down, "ExaFS still listening after kill");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A key file with `mode` holding `key`.
+    pub fn key_file(&self, name: &str, key: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, format!("{key}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// Every line exabgp-process printed so far (what ExaBGP would receive).
+    pub fn exabgp_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("exabgp.out"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("announce ") || l.starts_with("withdraw "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    /// How many times exabgp-process printed `action route PREFIX …`.
+    pub fn count_lines(&self, action: &str, prefix: &str) -> usize {
+        let head = format!("{action} route {prefix} ");
+        self.exabgp_lines()
+            .iter()
+            .filter(|l| l.starts_with(&head))
+            .count()
+    }
+
+    /// Waits (bounded) until exabgp-process printed `action route PREFIX` `n` times.
+    pub fn wait_lines(&self, action: &str, prefix: &str, n: usize) -> bool {
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            self.count_lines(action, prefix) >= n
+        })
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: format!("{}/api/v3", self.url()),
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut app) = self.app.take() {
+            let _ = app.kill();
+            let _ = app.wait();
+        }
+        let _ = self.exa.kill();
+        let _ = self.exa.wait();
+    }
+}
+
+/// The ExaFS API as an operator (or another tool) uses it, independent of the driver.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn token(&self) -> String {
+        let answer: Value = self
+            .http
+            .get(format!("{}/auth", self.base))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .expect("auth")
+            .json()
+            .await
+            .expect("auth json");
+        answer["token"].as_str().expect("token").to_string()
+    }
+
+    /// Every RTBH rule (`rtbh_any_rw`), times as epoch seconds.
+    pub async fn rules(&self) -> Vec<Value> {
+        let token = self.token().await;
+        let answer: Value = self
+            .http
+            .get(format!("{}/rules?time_format=timestamp", self.base))
+            .header("x-access-token", token)
+            .send()
+            .await
+            .expect("rules")
+            .json()
+            .await
+            .expect("rules json");
+        answer["rtbh_any_rw"].as_array().expect("rtbh list").clone()
+    }
+
+    /// The rule for `addr`/`mask`, if any.
+    pub async fn rule_for(&self, addr: &str, mask: u8) -> Option<Value> {
+        self.rules().await.into_iter().find(|r| {
+            (r["ipv4"] == addr && r["ipv4_mask"] == mask)
+                || (r["ipv6"] == addr && r["ipv6_mask"] == mask)
+        })
+    }
+
+    pub async fn create(&self, addr: &str, mask: u8, expires: i64) -> Value {
+        let token = self.token().await;
+        let body = if addr.contains(':') {
+            json!({"ipv6": addr, "ipv6_mask": mask, "community": COMMUNITY, "expires": expires, "comment": "operator"})
+        } else {
+            json!({"ipv4": addr, "ipv4_mask": mask, "community": COMMUNITY, "expires": expires, "comment": "operator"})
+        };
+        let response = self
+            .http
+            .post(format!("{}/rules/rtbh", self.base))
+            .header("x-access-token", token)
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(response.status().as_u16(), 201);
+        let answer: Value = response.json().await.expect("create json");
+        answer["rule"].clone()
+    }
+
+    pub async fn delete(&self, id: i64) -> u16 {
+        let token = self.token().await;
+        self.http
+            .delete(format!("{}/rules/rtbh/{id}", self.base))
+            .header("x-access-token", token)
+            .send()
+            .await
+            .expect("delete")
+            .status()
+            .as_u16()
+    }
+}
