@@ -32,6 +32,8 @@ pub mod exafs;
 #[cfg(feature = "netconf")]
 pub mod netconf;
 pub mod nftables;
+#[cfg(any(feature = "cisco-ios", feature = "netconf"))]
+pub mod ssh;
 
 use async_trait::async_trait;
 use netban_core::placement::Capacity;

@@ -7,17 +7,22 @@
 
 use super::config::CiscoIosConfig;
 use super::transcript::{learn_hostname, Segment, Transcript};
+use crate::ssh::{self, HostKeyPolicy, TrustingClient};
 use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::PrivateKeyWithHashAlg;
 use russh::{ChannelMsg, Disconnect, Preferred};
 use std::borrow::Cow;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Lines written ahead of the router's prompts. Enough to keep the pipe full over a WAN;
 /// small enough not to overrun a router's typed-ahead input buffer.
 pub const WINDOW: usize = 64;
+
+/// What to do when the router's host key is refused.
+const HOST_KEY_ADVICE: &str =
+    "check it on the console (`show ip ssh`, `show crypto key mypubkey rsa`) \
+     and update the target's configuration";
 
 /// Why a session could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -43,77 +48,19 @@ pub enum SessionError {
     Unexpected(String),
 }
 
-/// How the router's host key is trusted.
-#[derive(Clone, Debug)]
-enum HostKeyPolicy {
-    Fingerprint(String),
-    KnownHosts(PathBuf),
-}
-
-/// russh's per-connection callbacks: only the host key check is ours.
-struct Client {
-    policy: HostKeyPolicy,
-    host: String,
-    port: u16,
-}
-
-/// Errors the callbacks can return (a refused host key carries its own message).
-#[derive(Debug, thiserror::Error)]
-enum ClientError {
-    #[error("{0}")]
-    HostKey(String),
-    #[error(transparent)]
-    Ssh(#[from] russh::Error),
-}
-
-impl client::Handler for Client {
-    type Error = ClientError;
-
-    async fn check_server_key(
-        &mut self,
-        presented: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let PublicKeyOrCertificate::PublicKey { key, .. } = presented else {
-            return Err(ClientError::HostKey(
-                "the router presented a certificate; pin its host key instead".into(),
-            ));
-        };
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        let refuse = |why: String| {
-            Err(ClientError::HostKey(format!(
-                "host key of {}:{} refused: it presented {} {fingerprint}, {why}; if the router's \
-                 key really changed, check it on the console (`show ip ssh`, `show crypto key \
-                 mypubkey rsa`) and update the target's configuration",
-                self.host,
-                self.port,
-                key.algorithm()
-            )))
-        };
-        match &self.policy {
-            HostKeyPolicy::Fingerprint(pinned) if *pinned == fingerprint => Ok(true),
-            HostKeyPolicy::Fingerprint(pinned) => {
-                refuse(format!("but host_key_fingerprint is {pinned}"))
-            }
-            HostKeyPolicy::KnownHosts(path) => {
-                match russh::keys::check_known_hosts_path(&self.host, self.port, key, path) {
-                    Ok(true) => Ok(true),
-                    Ok(false) => {
-                        refuse(format!("which is not in {} for this host", path.display()))
-                    }
-                    Err(russh::keys::Error::KeyChanged { line }) => refuse(format!(
-                        "which differs from the key at line {line} of {}",
-                        path.display()
-                    )),
-                    Err(e) => refuse(format!("and {} cannot be read: {e}", path.display())),
-                }
-            }
+impl From<ssh::ConnectError> for SessionError {
+    fn from(e: ssh::ConnectError) -> Self {
+        match e {
+            ssh::ConnectError::Connect { addr, source } => SessionError::Connect { addr, source },
+            ssh::ConnectError::HostKey(m) => SessionError::HostKey(m),
+            ssh::ConnectError::Ssh(e) => SessionError::Ssh(e),
         }
     }
 }
 
 /// An open, privileged CLI session.
 pub struct Session {
-    handle: Handle<Client>,
+    handle: Handle<TrustingClient>,
     channel: russh::Channel<client::Msg>,
     hostname: String,
     timeout: Duration,
@@ -123,7 +70,6 @@ impl Session {
     /// Connects, logs in and prepares the terminal. Every step is bounded by the timeout.
     pub async fn open(config: &CiscoIosConfig) -> Result<Session, SessionError> {
         let timeout = Duration::from_secs(config.timeout_secs);
-        let addr = format!("{}:{}", config.host, config.port);
         let policy = match (&config.host_key_fingerprint, &config.known_hosts) {
             (Some(fp), _) => HostKeyPolicy::Fingerprint(fp.clone()),
             (None, Some(path)) => HostKeyPolicy::KnownHosts(path.clone()),
@@ -132,11 +78,6 @@ impl Session {
                     "no host key pinned (host_key_fingerprint or known_hosts)".into(),
                 ))
             }
-        };
-        let client = Client {
-            policy,
-            host: config.host.clone(),
-            port: config.port,
         };
         let ssh_config = Arc::new(client::Config {
             keepalive_interval: Some(Duration::from_secs(config.keepalive_secs)),
@@ -147,19 +88,15 @@ impl Session {
             ..client::Config::default()
         });
         let connecting = async {
-            let stream = tokio::net::TcpStream::connect(&addr)
-                .await
-                .map_err(|source| SessionError::Connect {
-                    addr: addr.clone(),
-                    source,
-                })?;
-            let _ = stream.set_nodelay(true);
-            client::connect_stream(ssh_config, stream, client)
-                .await
-                .map_err(|e| match e {
-                    ClientError::HostKey(m) => SessionError::HostKey(m),
-                    ClientError::Ssh(e) => SessionError::Ssh(e),
-                })
+            ssh::connect(
+                ssh_config,
+                &config.host,
+                config.port,
+                policy,
+                HOST_KEY_ADVICE,
+            )
+            .await
+            .map_err(SessionError::from)
         };
         let mut handle = bounded(timeout, "connecting", connecting).await?;
         bounded(timeout, "logging in", authenticate(&mut handle, config)).await?;
@@ -393,7 +330,7 @@ fn preferred(legacy: bool) -> Preferred {
 /// Public-key first (if configured), then password, then keyboard-interactive answered with
 /// the password (IOS offers either, depending on `aaa` configuration).
 async fn authenticate(
-    handle: &mut Handle<Client>,
+    handle: &mut Handle<TrustingClient>,
     config: &CiscoIosConfig,
 ) -> Result<(), SessionError> {
     let user = config.username.as_str();

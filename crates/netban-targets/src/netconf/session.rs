@@ -9,8 +9,10 @@
 use super::framing::{encode, Decoder, Framing, FramingError};
 use super::reply::{Element, Hello, ParseError, Reply, RpcError};
 use super::rpc::{self, Datastore};
+pub use crate::ssh::HostKeyPolicy;
+use crate::ssh::{self, TrustingClient};
 use russh::client::{self, Handle};
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::PrivateKeyWithHashAlg;
 use russh::{ChannelMsg, Disconnect};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,14 +29,6 @@ pub struct Endpoint {
     pub host_key: HostKeyPolicy,
     pub timeout: Duration,
     pub keepalive: Duration,
-}
-
-/// How the server's host key is trusted.
-#[derive(Clone, Debug)]
-pub enum HostKeyPolicy {
-    /// `SHA256:…` as `ssh-keygen -lf` prints it.
-    Fingerprint(String),
-    KnownHosts(PathBuf),
 }
 
 /// Why a session could not be opened or an operation not carried out.
@@ -69,6 +63,16 @@ pub enum SessionError {
     },
 }
 
+impl From<ssh::ConnectError> for SessionError {
+    fn from(e: ssh::ConnectError) -> Self {
+        match e {
+            ssh::ConnectError::Connect { addr, source } => SessionError::Connect { addr, source },
+            ssh::ConnectError::HostKey(m) => SessionError::HostKey(m),
+            ssh::ConnectError::Ssh(e) => SessionError::Ssh(e),
+        }
+    }
+}
+
 impl SessionError {
     /// True when the session itself is unusable (as opposed to a refused operation).
     pub fn is_transport(&self) -> bool {
@@ -92,69 +96,9 @@ fn join(errors: &[RpcError]) -> String {
         .join("; ")
 }
 
-/// russh's per-connection callbacks: only the host key check is ours.
-struct Client {
-    policy: HostKeyPolicy,
-    host: String,
-    port: u16,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ClientError {
-    #[error("{0}")]
-    HostKey(String),
-    #[error(transparent)]
-    Ssh(#[from] russh::Error),
-}
-
-impl client::Handler for Client {
-    type Error = ClientError;
-
-    async fn check_server_key(
-        &mut self,
-        presented: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        let PublicKeyOrCertificate::PublicKey { key, .. } = presented else {
-            return Err(ClientError::HostKey(
-                "the server presented a host certificate; pin its host key instead".into(),
-            ));
-        };
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        let refuse = |why: String| {
-            Err(ClientError::HostKey(format!(
-                "host key of {}:{} refused: it presented {} {fingerprint}, {why}; if the \
-                 server's key really changed, check it out of band and update \
-                 host_key_fingerprint or known_hosts",
-                self.host,
-                self.port,
-                key.algorithm()
-            )))
-        };
-        match &self.policy {
-            HostKeyPolicy::Fingerprint(pinned) if *pinned == fingerprint => Ok(true),
-            HostKeyPolicy::Fingerprint(pinned) => {
-                refuse(format!("but host_key_fingerprint is {pinned}"))
-            }
-            HostKeyPolicy::KnownHosts(path) => {
-                match russh::keys::check_known_hosts_path(&self.host, self.port, key, path) {
-                    Ok(true) => Ok(true),
-                    Ok(false) => {
-                        refuse(format!("which is not in {} for this host", path.display()))
-                    }
-                    Err(russh::keys::Error::KeyChanged { line }) => refuse(format!(
-                        "which differs from the key at line {line} of {}",
-                        path.display()
-                    )),
-                    Err(e) => refuse(format!("and {} cannot be read: {e}", path.display())),
-                }
-            }
-        }
-    }
-}
-
 /// An open NETCONF session.
 pub struct Session {
-    handle: Handle<Client>,
+    handle: Handle<TrustingClient>,
     channel: russh::Channel<client::Msg>,
     decoder: Decoder,
     framing: Framing,
@@ -167,12 +111,6 @@ impl Session {
     /// Connects, authenticates, opens the subsystem and exchanges hellos; every step bounded.
     pub async fn open(endpoint: &Endpoint) -> Result<Session, SessionError> {
         let timeout = endpoint.timeout;
-        let addr = format!("{}:{}", endpoint.host, endpoint.port);
-        let client = Client {
-            policy: endpoint.host_key.clone(),
-            host: endpoint.host.clone(),
-            port: endpoint.port,
-        };
         let ssh_config = Arc::new(client::Config {
             keepalive_interval: Some(endpoint.keepalive),
             keepalive_max: 3,
@@ -181,19 +119,15 @@ impl Session {
             ..client::Config::default()
         });
         let connecting = async {
-            let stream = tokio::net::TcpStream::connect(&addr)
-                .await
-                .map_err(|source| SessionError::Connect {
-                    addr: addr.clone(),
-                    source,
-                })?;
-            let _ = stream.set_nodelay(true);
-            client::connect_stream(ssh_config, stream, client)
-                .await
-                .map_err(|e| match e {
-                    ClientError::HostKey(m) => SessionError::HostKey(m),
-                    ClientError::Ssh(e) => SessionError::Ssh(e),
-                })
+            ssh::connect(
+                ssh_config,
+                &endpoint.host,
+                endpoint.port,
+                endpoint.host_key.clone(),
+                "check it out of band and update host_key_fingerprint or known_hosts",
+            )
+            .await
+            .map_err(SessionError::from)
         };
         let mut handle = bounded(timeout, "connecting", connecting).await?;
         bounded(
@@ -442,7 +376,7 @@ async fn bounded<T>(
 }
 
 async fn authenticate(
-    handle: &mut Handle<Client>,
+    handle: &mut Handle<TrustingClient>,
     endpoint: &Endpoint,
 ) -> Result<(), SessionError> {
     let path = &endpoint.private_key;
