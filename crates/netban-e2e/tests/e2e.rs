@@ -23,6 +23,29 @@ fn nftables_target(router: &Host) -> String {
     )
 }
 
+/// One test's world: the edge lab, a scratch directory and the built binaries. Declare the
+/// daemon after it, so the daemon stops before the lab is torn down.
+struct World {
+    bins: Binaries,
+    edge: Edge,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        World {
+            bins: Binaries::locate(),
+            edge: Lab::edge_topology(tag).expect("lab"),
+            dir: tempfile::tempdir().expect("scratch directory"),
+        }
+    }
+
+    /// Starts netban-daemon with `config` (its `[daemon]` section is added).
+    fn daemon(&self, config: &str) -> Daemon {
+        Daemon::start(&self.bins, &self.dir.path().join("netban"), config).expect("daemon")
+    }
+}
+
 /// Every address or prefix in netban's sets on `host`.
 fn nft_elements(host: &Host) -> BTreeSet<String> {
     let mut all = BTreeSet::new();
@@ -62,8 +85,8 @@ const SSHD_JAIL: &str = "[DEFAULT]\nbanaction = netban\nbanaction_allports = net
 #[test]
 fn fail2ban_ban_is_enforced_at_the_router_v4_and_v6() {
     require_netns!();
-    let bins = Binaries::locate();
-    let edge = Lab::edge_topology("f2b").expect("lab");
+    let world = World::new("f2b");
+    let edge = &world.edge;
     let _listener = edge.server.spawn_tcp_listener(PORT).expect("listener");
     for addr in [Edge::SERVER_V4, Edge::SERVER_V6] {
         assert!(
@@ -71,16 +94,10 @@ fn fail2ban_ban_is_enforced_at_the_router_v4_and_v6() {
             "attacker reaches {addr} before any ban"
         );
     }
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(
-        &bins,
-        &dir.path().join("netban"),
-        &nftables_target(&edge.router),
-    )
-    .expect("daemon");
+    let daemon = world.daemon(&nftables_target(&edge.router));
     let f2b = Fail2ban::start(
-        &dir.path().join("f2b"),
-        &bins.client,
+        &world.dir.path().join("f2b"),
+        &world.bins.client,
         &daemon.config,
         SSHD_JAIL,
     )
@@ -148,21 +165,25 @@ fn fail2ban_ban_is_enforced_at_the_router_v4_and_v6() {
 #[test]
 fn recidive_ban_outlives_the_short_jails_unban() {
     require_netns!();
-    let bins = Binaries::locate();
-    let edge = Lab::edge_topology("rcd").expect("lab");
+    let world = World::new("rcd");
+    let edge = &world.edge;
     let _listener = edge.server.spawn_tcp_listener(PORT).expect("listener");
-    let dir = tempfile::tempdir().unwrap();
     // Escalation off so the recidive ban lasts exactly its bantime.
     let config = format!(
         "[policy.escalation]\nenabled = false\n\n{}",
         nftables_target(&edge.router)
     );
-    let daemon = Daemon::start(&bins, &dir.path().join("netban"), &config).expect("daemon");
+    let daemon = world.daemon(&config);
     let jails = "[DEFAULT]\nbanaction = netban\nbanaction_allports = netban\n\n\
         [sshd]\nenabled = true\nbackend = polling\nlogpath = {auth_log}\nmaxretry = 3\nfindtime = 600\nbantime = 3\n\n\
         [recidive]\nenabled = true\nbackend = polling\nlogpath = {own_log}\nmaxretry = 1\nfindtime = 600\nbantime = 15\n";
-    let f2b = Fail2ban::start(&dir.path().join("f2b"), &bins.client, &daemon.config, jails)
-        .expect("fail2ban");
+    let f2b = Fail2ban::start(
+        &world.dir.path().join("f2b"),
+        &world.bins.client,
+        &daemon.config,
+        jails,
+    )
+    .expect("fail2ban");
 
     f2b.fail_ssh(Edge::ATTACKER_V4, 3).unwrap();
     let prefix = "203.0.113.7/32";
@@ -222,15 +243,9 @@ fn recidive_ban_outlives_the_short_jails_unban() {
 #[test]
 fn kill_9_during_a_burst_loses_no_acknowledged_ban() {
     require_netns!();
-    let bins = Binaries::locate();
-    let edge = Lab::edge_topology("k9").expect("lab");
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(
-        &bins,
-        &dir.path().join("netban"),
-        &nftables_target(&edge.router),
-    )
-    .expect("daemon");
+    let world = World::new("k9");
+    let edge = &world.edge;
+    let mut daemon = world.daemon(&nftables_target(&edge.router));
 
     // 5,000 distinct bans: 2,500 IPv4 in 198.19.0.0/16 (set entries only, no traffic) and
     // 2,500 IPv6 in 2001:db8:f::/48, from 4 concurrent clients.
@@ -302,17 +317,16 @@ fn kill_9_during_a_burst_loses_no_acknowledged_ban() {
 #[test]
 fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     require_netns!();
-    let bins = Binaries::locate();
-    let edge = Lab::edge_topology("bad").expect("lab");
-    let dir = tempfile::tempdir().unwrap();
-    let allow = dir.path().join("allow.txt");
+    let world = World::new("bad");
+    let edge = &world.edge;
+    let allow = world.dir.path().join("allow.txt");
     std::fs::write(&allow, "198.51.100.0/24\n").unwrap();
     let config = format!(
         "[policy]\nallowlist = [\"2001:db8:b::/64\"]\nallowlist_files = [\"{}\"]\nprotected = [\"198.18.0.0/24\"]\n\n{}",
         allow.display(),
         nftables_target(&edge.router)
     );
-    let daemon = Daemon::start(&bins, &dir.path().join("netban"), &config).expect("daemon");
+    let daemon = world.daemon(&config);
     // Each case: arguments to `netban`, and a fragment the error must contain.
     let cases: &[(&[&str], &str)] = &[
         (&["ban", "example.com"], "hostname"),
@@ -402,17 +416,16 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
 #[test]
 fn allowlist_file_change_lifts_active_bans() {
     require_netns!();
-    let bins = Binaries::locate();
-    let edge = Lab::edge_topology("alw").expect("lab");
-    let dir = tempfile::tempdir().unwrap();
-    let allow = dir.path().join("allow.txt");
+    let world = World::new("alw");
+    let edge = &world.edge;
+    let allow = world.dir.path().join("allow.txt");
     std::fs::write(&allow, "# nothing yet\n").unwrap();
     let config = format!(
         "[policy]\nallowlist_files = [\"{}\"]\n[reconciler]\npoll_millis = 100\n\n{}",
         allow.display(),
         nftables_target(&edge.router)
     );
-    let daemon = Daemon::start(&bins, &dir.path().join("netban"), &config).expect("daemon");
+    let daemon = world.daemon(&config);
     assert!(daemon
         .client(&["ban", "203.0.113.7", "--source", "sshd"])
         .status
@@ -449,15 +462,9 @@ fn allowlist_file_change_lifts_active_bans() {
 #[test]
 fn bans_recorded_while_the_daemon_is_down_are_enforced_when_it_starts() {
     require_netns!();
-    let bins = Binaries::locate();
-    let edge = Lab::edge_topology("down").expect("lab");
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(
-        &bins,
-        &dir.path().join("netban"),
-        &nftables_target(&edge.router),
-    )
-    .expect("daemon");
+    let world = World::new("down");
+    let edge = &world.edge;
+    let mut daemon = world.daemon(&nftables_target(&edge.router));
     assert!(daemon.stop().is_some_and(|s| s.success()), "clean shutdown");
     let out = daemon.client(&["ban", "203.0.113.7", "--source", "sshd", "--bantime", "600"]);
     assert!(
@@ -481,14 +488,13 @@ fn bans_recorded_while_the_daemon_is_down_are_enforced_when_it_starts() {
 #[test]
 fn drift_on_the_device_is_repaired_and_an_unreachable_target_is_reported() {
     require_netns!();
-    let bins = Binaries::locate();
-    let edge = Lab::edge_topology("drift").expect("lab");
-    let dir = tempfile::tempdir().unwrap();
+    let world = World::new("drift");
+    let edge = &world.edge;
     let config = format!(
         "{}\n[[targets]]\nname = \"gone\"\ntype = \"nftables\"\nnetns = \"netban-no-such-namespace\"\n",
         nftables_target(&edge.router)
     );
-    let daemon = Daemon::start(&bins, &dir.path().join("netban"), &config).expect("daemon");
+    let daemon = world.daemon(&config);
     assert!(
         daemon
             .client(&["ban", "203.0.113.7", "2001:db8:a::7"])
@@ -574,9 +580,8 @@ fn drift_on_the_device_is_repaired_and_an_unreachable_target_is_reported() {
 #[test]
 fn capacity_placement_overflows_to_the_fallback_target() {
     require_netns!();
-    let bins = Binaries::locate();
-    let edge = Lab::edge_topology("cap").expect("lab");
-    let dir = tempfile::tempdir().unwrap();
+    let world = World::new("cap");
+    let edge = &world.edge;
     // "edge" holds at most 20 IPv4 bans; the rest go to "host" (nftables on the server).
     let config = format!(
         "[policy.escalation]\nenabled = false\n\n\
@@ -585,7 +590,7 @@ fn capacity_placement_overflows_to_the_fallback_target() {
         edge.router.name(),
         edge.server.name()
     );
-    let daemon = Daemon::start(&bins, &dir.path().join("netban"), &config).expect("daemon");
+    let daemon = world.daemon(&config);
     // 60 bans: 59 for 600 s (one request, so one expiry), 19 of them then extended to 2 h, and
     // the attacker's permanent one. The permanent and the 19 longest belong on the edge.
     let mut input = String::new();
@@ -632,15 +637,9 @@ fn capacity_placement_overflows_to_the_fallback_target() {
 #[test]
 fn ban_round_trip_is_cheap() {
     require_netns!();
-    let bins = Binaries::locate();
-    let edge = Lab::edge_topology("fast").expect("lab");
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(
-        &bins,
-        &dir.path().join("netban"),
-        &nftables_target(&edge.router),
-    )
-    .expect("daemon");
+    let world = World::new("fast");
+    let edge = &world.edge;
+    let daemon = world.daemon(&nftables_target(&edge.router));
     let mut times = Vec::new();
     for i in 0..50 {
         let start = Instant::now();
@@ -658,19 +657,13 @@ fn ban_round_trip_is_cheap() {
 #[test]
 fn fail2ban_restart_keeps_bans_and_its_restore_is_a_no_op() {
     require_netns!();
-    let bins = Binaries::locate();
-    let edge = Lab::edge_topology("rst").expect("lab");
+    let world = World::new("rst");
+    let edge = &world.edge;
     let _listener = edge.server.spawn_tcp_listener(PORT).expect("listener");
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(
-        &bins,
-        &dir.path().join("netban"),
-        &nftables_target(&edge.router),
-    )
-    .expect("daemon");
-    let f2b_dir = dir.path().join("f2b");
+    let daemon = world.daemon(&nftables_target(&edge.router));
+    let f2b_dir = world.dir.path().join("f2b");
     let mut f2b =
-        Fail2ban::start(&f2b_dir, &bins.client, &daemon.config, SSHD_JAIL).expect("fail2ban");
+        Fail2ban::start(&f2b_dir, &world.bins.client, &daemon.config, SSHD_JAIL).expect("fail2ban");
     f2b.fail_ssh(Edge::ATTACKER_V4, 3).unwrap();
     assert!(wait_until(
         Duration::from_secs(30),
@@ -694,8 +687,8 @@ fn fail2ban_restart_keeps_bans_and_its_restore_is_a_no_op() {
     );
 
     // fail2ban starts again on the same database and restores its ban (<restored>=1).
-    let f2b =
-        Fail2ban::start(&f2b_dir, &bins.client, &daemon.config, SSHD_JAIL).expect("fail2ban again");
+    let f2b = Fail2ban::start(&f2b_dir, &world.bins.client, &daemon.config, SSHD_JAIL)
+        .expect("fail2ban again");
     let restored = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
         f2b.banned("sshd").iter().any(|ip| ip == Edge::ATTACKER_V4)
     });
