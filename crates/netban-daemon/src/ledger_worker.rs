@@ -16,8 +16,10 @@ use netban_core::policy::Policy;
 use netban_core::{Prefix, Timestamp};
 use netban_ledger::{EventId, EventKind, Ledger, LedgerError, Outcome, Write};
 use netban_proto::{BanArgs, ItemResult, UnbanArgs};
+use std::sync::mpsc;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// Results per requested prefix, or an error for the whole request.
 pub type Reply = oneshot::Sender<Result<Vec<ItemResult>, String>>;
@@ -55,7 +57,7 @@ impl Job {
 /// The handle other tasks use to reach the ledger thread.
 #[derive(Clone)]
 pub struct LedgerHandle {
-    tx: mpsc::UnboundedSender<Job>,
+    tx: mpsc::Sender<Job>,
 }
 
 impl LedgerHandle {
@@ -81,6 +83,10 @@ impl LedgerHandle {
 /// The most write jobs one transaction takes.
 const MAX_GROUP: usize = 4096;
 
+/// How long the thread waits for the rest of a group of concurrent clients before it commits
+/// (see [`gather`]). Short next to the commit itself; never paid by a lone client.
+const LINGER: Duration = Duration::from_micros(300);
+
 /// Starts the ledger thread. It ends when every [`LedgerHandle`] is dropped.
 pub fn start(
     mut ledger: Box<dyn Ledger>,
@@ -88,23 +94,47 @@ pub fn start(
     origin: Option<netban_core::OriginHost>,
 ) -> Result<(LedgerHandle, std::thread::JoinHandle<()>), LedgerError> {
     let mut cursor = ledger.last_event_id()?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    let (tx, rx) = mpsc::channel::<Job>();
     let thread = std::thread::Builder::new()
         .name("netban-ledger".into())
         .spawn(move || {
-            while let Some(first) = rx.blocking_recv() {
+            let mut writers_last_time = 1;
+            while let Ok(first) = rx.recv() {
                 let mut jobs = vec![first];
-                while jobs.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
+                gather(&rx, &mut jobs, writers_last_time);
+                writers_last_time = jobs.iter().filter(|j| j.is_write()).count().max(1);
                 run_jobs(&mut *ledger, &engine, origin.as_ref(), &mut cursor, jobs);
             }
         })
         .expect("spawning the ledger thread");
     Ok((LedgerHandle { tx }, thread))
+}
+
+/// Takes every job already waiting. When the previous transaction served several writers at
+/// once (clients that each wait for their answer before sending again), it also waits up to
+/// [`LINGER`] for that many to arrive, so they share one commit and one fsync instead of
+/// trickling into several (group commit). A lone writer never waits.
+fn gather(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected_writers: usize) {
+    let deadline = Instant::now() + LINGER;
+    while jobs.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(job) => {
+                jobs.push(job);
+                continue;
+            }
+            Err(mpsc::TryRecvError::Disconnected) => return,
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        let writers = jobs.iter().filter(|j| j.is_write()).count();
+        let now = Instant::now();
+        if writers >= expected_writers || now >= deadline {
+            return;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok(job) => jobs.push(job),
+            Err(_) => return,
+        }
+    }
 }
 
 /// How the writes of one job map back onto its reply.

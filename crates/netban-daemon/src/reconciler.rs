@@ -2,8 +2,9 @@
 //!
 //! A worker keeps a cache of what its device holds. It wakes when the engine marks prefixes
 //! dirty, plans only those against the cache and applies the plan in batches of at most the
-//! target's `max_batch` — changes that arrive while a batch is on the wire are coalesced into
-//! the next one. Every `resync_secs`, after any error, and on `netban sync`, it observes the
+//! target's `max_batch` — changes that arrive while a batch is on the wire, or within 20 ms of
+//! the previous batch, are coalesced into the next one (a change after a quiet spell goes out
+//! at once). Every `resync_secs`, after any error, and on `netban sync`, it observes the
 //! device afresh and plans everything, which repairs drift (an entry deleted by hand comes
 //! back; a stray entry in netban's area goes).
 //!
@@ -42,6 +43,10 @@ pub struct WorkerHandle {
     pub status: Arc<Mutex<TargetStatus>>,
 }
 
+/// How long changes may gather after a batch before the next one goes out (see
+/// `Worker::incremental`).
+const COALESCE: Duration = Duration::from_millis(20);
+
 pub struct Worker {
     index: usize,
     target: Box<dyn Target>,
@@ -60,6 +65,8 @@ pub struct Worker {
     /// Items that failed and wait for `item_retry_at`.
     failed: BTreeSet<Prefix>,
     item_retry_at: Option<Instant>,
+    /// When the last incremental batch went to the device (for coalescing bursts).
+    last_batch_at: Option<Instant>,
     prepared: bool,
     failures: u32,
 }
@@ -106,6 +113,7 @@ impl Worker {
             rejected: BTreeMap::new(),
             failed: BTreeSet::new(),
             item_retry_at: None,
+            last_batch_at: None,
             prepared: false,
             failures: 0,
         };
@@ -273,6 +281,12 @@ impl Worker {
     }
 
     async fn incremental(&mut self) -> Result<(), TargetError> {
+        // During a burst, let changes gather for a moment after the previous batch, so the
+        // device gets a few large transactions rather than one per ledger commit. A change
+        // after a quiet spell goes out at once.
+        if let Some(last) = self.last_batch_at {
+            tokio::time::sleep_until(last + COALESCE).await;
+        }
         let plan = {
             let mut engine = self.engine.lock().expect("engine lock");
             let dirty = engine.take_dirty(self.index);
@@ -296,6 +310,7 @@ impl Worker {
                 self.target.info().expiry,
             )
         };
+        self.last_batch_at = Some(Instant::now());
         // What the target should hold moves by what this plan adds and removes; a full sync
         // recounts it exactly.
         if let Ok(mut s) = self.status.lock() {
