@@ -107,9 +107,37 @@ pub struct Session {
     timeout: Duration,
 }
 
+/// What the session waits for while the server's hello does not come.
+const WAITING_FOR_HELLO: &str = "waiting for the server's hello";
+
+/// How long the server's hello may take before the session is abandoned and reopened:
+/// netconfd now and then never sends its hello on a new session (about one session in twenty
+/// under load here); a new session gets one at once.
+const HELLO_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Sessions tried when the hello does not come.
+const HELLO_ATTEMPTS: usize = 3;
+
 impl Session {
     /// Connects, authenticates, opens the subsystem and exchanges hellos; every step bounded.
+    /// A session whose server never says hello is dropped and opened again (up to
+    /// [`HELLO_ATTEMPTS`] times).
     pub async fn open(endpoint: &Endpoint) -> Result<Session, SessionError> {
+        let mut attempt = 1;
+        loop {
+            match Session::open_once(endpoint).await {
+                Err(SessionError::Timeout { what, .. })
+                    if what == WAITING_FOR_HELLO && attempt < HELLO_ATTEMPTS =>
+                {
+                    tracing::debug!(attempt, "no hello from the NETCONF server; reopening");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(endpoint: &Endpoint) -> Result<Session, SessionError> {
         let timeout = endpoint.timeout;
         let ssh_config = Arc::new(client::Config {
             keepalive_interval: Some(endpoint.keepalive),
@@ -180,7 +208,11 @@ impl Session {
     /// bytes arrive, and the first chunked message after it is lost.)
     async fn exchange_hellos(&mut self) -> Result<(), SessionError> {
         self.send(&rpc::hello()).await?;
-        let message = self.read_message("waiting for the server's hello").await?;
+        let patience = self.timeout.min(HELLO_PATIENCE);
+        let timeout = std::mem::replace(&mut self.timeout, patience);
+        let message = self.read_message(WAITING_FOR_HELLO).await;
+        self.timeout = timeout;
+        let message = message?;
         let hello = Hello::parse(&message)?;
         if hello.session_id.is_none() {
             return Err(
