@@ -52,6 +52,9 @@ pub struct TargetSlot {
     pub overflow: BTreeSet<Prefix>,
     /// Prefixes whose desired state may have changed since the worker last planned.
     pub dirty: BTreeSet<Prefix>,
+    /// On a capacity-limited target: bans changed since placement last ran. Placement runs
+    /// in the target's worker ([`Engine::refresh_placement`]), not on the ban path.
+    pub placement_stale: bool,
     pub wake: Arc<Notify>,
 }
 
@@ -186,14 +189,27 @@ impl Engine {
             slot.dirty
                 .extend(prefixes.iter().filter(|p| slot.info.handles(p)));
         }
-        for index in 0..self.targets.len() {
-            if self.targets[index].is_limited() {
-                self.replace(index);
-            }
+        for slot in &mut self.targets {
+            slot.placement_stale |= slot.is_limited();
         }
         for slot in &self.targets {
             if !slot.dirty.is_empty() {
                 slot.wake.notify_one();
+            }
+        }
+    }
+
+    /// Runs placement for target `index` if bans changed since it last ran (called by the
+    /// target's worker before it plans, so a ban is acknowledged without waiting for a sort of
+    /// every ban). Wakes the fallback when prefixes moved to or from it.
+    pub fn refresh_placement(&mut self, index: usize) {
+        if !std::mem::take(&mut self.targets[index].placement_stale) {
+            return;
+        }
+        self.replace(index);
+        if let Some(f) = self.targets[index].fallback {
+            if !self.targets[f].dirty.is_empty() {
+                self.targets[f].wake.notify_one();
             }
         }
     }
@@ -221,7 +237,13 @@ impl Engine {
         let placement = placement::place(&candidates, slot.capacity);
         let placed: BTreeSet<Prefix> = placement.held.into_iter().collect();
         let overflow: BTreeSet<Prefix> = placement.overflow.into_iter().collect();
+        // Whatever entered or left either set may change what this target or its fallback
+        // should hold (a new ban can go straight to the overflow).
         let moved: BTreeSet<Prefix> = placed.symmetric_difference(&slot.placed).copied().collect();
+        let spilled: BTreeSet<Prefix> = overflow
+            .symmetric_difference(&slot.overflow)
+            .copied()
+            .collect();
         let fallback = slot.fallback;
         let slot = &mut self.targets[index];
         slot.placed = placed;
@@ -229,6 +251,7 @@ impl Engine {
         slot.dirty.extend(moved.iter().copied());
         if let Some(f) = fallback {
             self.targets[f].dirty.extend(moved);
+            self.targets[f].dirty.extend(spilled);
         }
     }
 

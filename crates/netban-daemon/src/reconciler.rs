@@ -228,11 +228,11 @@ impl Worker {
             self.prepared = true;
         }
         let held = self.target.observe().await?;
-        let desired = self
-            .engine
-            .lock()
-            .expect("engine lock")
-            .desired_all(self.index);
+        let desired = {
+            let mut engine = self.engine.lock().expect("engine lock");
+            engine.refresh_placement(self.index);
+            engine.desired_all(self.index)
+        };
         Ok(self.plan_full(&desired, &held))
     }
 
@@ -255,6 +255,7 @@ impl Worker {
         let held = self.target.observe().await?;
         let desired = {
             let mut engine = self.engine.lock().expect("engine lock");
+            engine.refresh_placement(self.index);
             let _ = engine.take_dirty(self.index);
             engine.desired_all(self.index)
         };
@@ -289,6 +290,7 @@ impl Worker {
         }
         let plan = {
             let mut engine = self.engine.lock().expect("engine lock");
+            engine.refresh_placement(self.index);
             let dirty = engine.take_dirty(self.index);
             if dirty.is_empty() {
                 return Ok(());
@@ -382,11 +384,11 @@ impl Worker {
                 && (!added.is_empty() || !removed.is_empty())
             {
                 for h in &added {
-                    self.owned.retain(|(p, _)| p != &h.prefix);
+                    forget_owned(&mut self.owned, &h.prefix);
                     self.owned.insert((h.prefix, h.handle.clone()));
                 }
                 for p in &removed {
-                    self.owned.retain(|(q, _)| q != p);
+                    forget_owned(&mut self.owned, p);
                 }
                 let name = self.name().to_string();
                 self.ledger
@@ -443,6 +445,19 @@ impl Worker {
                 .into();
             }
         }
+    }
+}
+
+/// Drops every recorded (prefix, handle) entry of `prefix`: a range lookup, not a scan, so a
+/// batch of 10,000 items on a shared area stays linear.
+fn forget_owned(owned: &mut BTreeSet<(Prefix, Option<String>)>, prefix: &Prefix) {
+    let mine: Vec<_> = owned
+        .range((*prefix, None)..)
+        .take_while(|(p, _)| p == prefix)
+        .cloned()
+        .collect();
+    for entry in mine {
+        owned.remove(&entry);
     }
 }
 

@@ -111,6 +111,7 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, String> {
             placed: BTreeSet::new(),
             overflow: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            placement_stale: false,
             wake: Arc::new(Notify::new()),
         };
         commons.push(common);
