@@ -16,32 +16,16 @@ use aws_sdk_ec2::types::{Filter, RuleAction};
 use aws_sdk_wafv2::types::{IpAddressVersion, Scope as WafScope};
 use moto::{Moto, KEY_ID, REGION, SECRET};
 use netban_core::placement::Capacity;
-use netban_core::plan::{self, Desired, Held, Ownership, Plan};
+use netban_core::plan::{self, Held, Ownership, Plan};
 use netban_core::{Expiry, Prefix};
 use netban_targets::aws_nacl::{AwsNacl, AwsNaclConfig};
 use netban_targets::aws_waf::{AwsWaf, AwsWafConfig, IpSetRef};
 use netban_targets::{ItemResult, OwnershipKind, Step, Target, TargetError};
 use netban_testlab::netban::{Binaries, Daemon};
+use netban_testlab::plans::{adds, prefix as p};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-fn p(s: &str) -> Prefix {
-    Prefix::parse(s).unwrap()
-}
-
-fn adds(items: &[&str]) -> Plan {
-    Plan {
-        add: items
-            .iter()
-            .map(|s| Desired {
-                prefix: p(s),
-                expiry: Expiry::Never,
-            })
-            .collect(),
-        ..Plan::default()
-    }
-}
 
 fn removes(held: &[Held]) -> Plan {
     Plan {

@@ -23,6 +23,7 @@ use netban_core::plan::{Desired, Held, Plan};
 use netban_core::{Expiry, Prefix};
 use netban_targets::bgp::{Bgp, BgpConfig, PeerConfig};
 use netban_targets::{ItemResult, Target, TargetError};
+use netban_testlab::plans::{adds, prefix as p, removes};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab, Process};
 use routers::{blackholes, Kind, Router, ROUTER_AS, ROUTER_LINK_V4, SPEAKER_AS, SPEAKER_LINK_V4};
 use std::time::{Duration, Instant};
@@ -32,10 +33,6 @@ const PORT: u16 = 8080;
 const BLOCKED_WAIT: Duration = Duration::from_millis(700);
 /// How long a route may take to reach (or leave) the router's kernel.
 const ROUTE_WAIT: Duration = Duration::from_secs(15);
-
-fn p(s: &str) -> Prefix {
-    Prefix::parse(s).unwrap()
-}
 
 /// An edge lab with a "netban" namespace linked to the router, and a listener on the server.
 struct Rtbh {
@@ -92,34 +89,6 @@ fn config_in(speaker: &Host, peer_address: &str, remote_as: u32) -> BgpConfig {
 
 fn target(lab: &Rtbh) -> Bgp {
     Bgp::new("rtbh", config_in(&lab.speaker, ROUTER_LINK_V4, ROUTER_AS)).unwrap()
-}
-
-fn adds(prefixes: &[&str]) -> Plan {
-    Plan {
-        add: prefixes
-            .iter()
-            .map(|s| Desired {
-                prefix: p(s),
-                expiry: Expiry::Never,
-            })
-            .collect(),
-        ..Plan::default()
-    }
-}
-
-fn removes(prefixes: &[&str]) -> Plan {
-    Plan {
-        remove: prefixes.iter().map(|s| held(s)).collect(),
-        ..Plan::default()
-    }
-}
-
-fn held(s: &str) -> Held {
-    Held {
-        prefix: p(s),
-        expiry: None,
-        handle: None,
-    }
 }
 
 async fn apply_ok(t: &mut Bgp, plan: &Plan) {

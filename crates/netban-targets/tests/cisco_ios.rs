@@ -6,10 +6,11 @@
 //! Every test starts its own emulator on a free loopback port and kills it on drop.
 #![cfg(feature = "cisco-ios")]
 
-use netban_core::plan::{self, Desired, ExpiryTracking, Held, Ownership, Plan};
+use netban_core::plan::{self, ExpiryTracking, Held, Ownership, Plan};
 use netban_core::{Expiry, Prefix};
 use netban_targets::cisco_ios::{Action, CiscoIos, CiscoIosConfig, Mode, TAIL_SEQUENCE};
 use netban_targets::{ItemResult, Step, Target, TargetError};
+use netban_testlab::plans::{adds, prefix as p};
 use netban_testlab::wait_until;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -172,23 +173,6 @@ impl Drop for Router {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn p(s: &str) -> Prefix {
-    Prefix::parse(s).unwrap()
-}
-
-fn adds(list: &[&str]) -> Plan {
-    Plan {
-        add: list
-            .iter()
-            .map(|s| Desired {
-                prefix: p(s),
-                expiry: Expiry::Never,
-            })
-            .collect(),
-        ..Plan::default()
     }
 }
 

@@ -6,10 +6,11 @@
 //! raw NETCONF, independent of netban's client. Installed by scripts/setup.d/netconf.sh.
 #![cfg(feature = "netconf")]
 
-use netban_core::plan::{plan, Desired, Held, Ownership, Plan};
+use netban_core::plan::{plan, Ownership};
 use netban_core::{Expiry, Prefix};
 use netban_targets::netconf::{Netconf, NetconfConfig};
 use netban_targets::{ItemResult, Step, Target};
+use netban_testlab::plans::{adds, prefix as p, removes};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -385,37 +386,6 @@ impl Admin {
     async fn close(mut self) {
         let _ = self.rpc("<close-session/>").await;
         let _ = self.child.wait().await;
-    }
-}
-
-fn p(s: &str) -> Prefix {
-    Prefix::parse(s).unwrap()
-}
-
-fn adds(list: &[&str]) -> Plan {
-    Plan {
-        add: list
-            .iter()
-            .map(|s| Desired {
-                prefix: p(s),
-                expiry: Expiry::Never,
-            })
-            .collect(),
-        ..Plan::default()
-    }
-}
-
-fn removes(list: &[&str]) -> Plan {
-    Plan {
-        remove: list
-            .iter()
-            .map(|s| Held {
-                prefix: p(s),
-                expiry: None,
-                handle: None,
-            })
-            .collect(),
-        ..Plan::default()
     }
 }
 

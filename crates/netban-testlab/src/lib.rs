@@ -28,6 +28,7 @@ pub mod fail2ban;
 mod host;
 mod lab;
 pub mod netban;
+pub mod plans;
 mod probe;
 
 pub use edge::Edge;
