@@ -9,7 +9,7 @@
 //! After each commit the thread reads the new events from the ledger (its change feed) and hands
 //! them to the [`Engine`](crate::engine::Engine) *before* replying, so `netban list` right after
 //! `netban ban` shows the ban. Writes made by other processes (the client's fallback when the
-//! daemon was down, other hosts later) arrive the same way, through [`Job::Poll`].
+//! daemon was down, other hosts later) arrive the same way, with the periodic [`Job::Expire`].
 
 use crate::engine::SharedEngine;
 use netban_core::policy::Policy;
@@ -41,16 +41,20 @@ pub enum Job {
     Lift {
         prefixes: Vec<Prefix>,
     },
-    /// End bans whose expiry has passed.
+    /// End bans whose expiry has passed (sent every `poll_millis`; like every job, it is
+    /// followed by reading the change feed, which picks up other processes' writes).
     Expire,
-    /// Pick up events written by other processes.
-    Poll,
     Read(ReadJob),
 }
 
 impl Job {
     fn is_write(&self) -> bool {
-        !matches!(self, Job::Read(_) | Job::Poll)
+        !matches!(self, Job::Read(_))
+    }
+
+    /// A client waiting for its answer (what the group-commit linger counts).
+    fn is_client_write(&self) -> bool {
+        matches!(self, Job::Ban { .. } | Job::Unban { .. })
     }
 }
 
@@ -102,7 +106,7 @@ pub fn start(
             while let Ok(first) = rx.recv() {
                 let mut jobs = vec![first];
                 gather(&rx, &mut jobs, writers_last_time);
-                writers_last_time = jobs.iter().filter(|j| j.is_write()).count().max(1);
+                writers_last_time = jobs.iter().filter(|j| j.is_client_write()).count().max(1);
                 run_jobs(&mut *ledger, &engine, origin.as_ref(), &mut cursor, jobs);
             }
         })
@@ -125,7 +129,7 @@ fn gather(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected_writers: usize
             Err(mpsc::TryRecvError::Disconnected) => return,
             Err(mpsc::TryRecvError::Empty) => {}
         }
-        let writers = jobs.iter().filter(|j| j.is_write()).count();
+        let writers = jobs.iter().filter(|j| j.is_client_write()).count();
         let now = Instant::now();
         if writers >= expected_writers || now >= deadline {
             return;
@@ -197,7 +201,7 @@ fn run_jobs(
                 pending.push(Pending::None);
             }
             Job::Expire => expire = true,
-            Job::Poll | Job::Read(_) => unreachable!("filtered above"),
+            Job::Read(_) => unreachable!("filtered above"),
         }
     }
 
