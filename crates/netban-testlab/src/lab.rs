@@ -261,6 +261,23 @@ fn pids_in(ids: &HashSet<(u64, u64)>) -> Vec<u32> {
         .collect()
 }
 
+/// The parent PID of `pid`, if it exists.
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// True while `pid` exists and is not a zombie (state `Z`) or dead (`X`).
+fn still_running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        !(state.starts_with('Z') || state.starts_with('X'))
+    })
+}
+
 fn kill(pid: u32) {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return;
@@ -284,14 +301,22 @@ fn destroy(namespaces: &[String], tracked: &[u32]) -> io::Result<()> {
     let mut first_error = None;
     if !ids.is_empty() {
         let inside: HashSet<u32> = pids_in(&ids).into_iter().collect();
-        tracked
+        // A tracked process still starting (`ip netns exec` before its setns) is not inside
+        // yet, but while it is our unreaped child its PID cannot have been reused.
+        let own = std::process::id();
+        let mut killed: HashSet<u32> = tracked
             .iter()
-            .filter(|pid| inside.contains(pid))
-            .for_each(|&pid| kill(pid));
+            .copied()
+            .filter(|&pid| inside.contains(&pid) || parent_of(pid) == Some(own))
+            .collect();
+        killed.iter().for_each(|&pid| kill(pid));
+        // A killed process leaves its namespace before it has finished dying: wait until
+        // nothing is left inside and every process killed here is dead (zombie or reaped).
         let all_gone = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
             let left = pids_in(&ids);
             left.iter().for_each(|&pid| kill(pid));
-            left.is_empty()
+            killed.extend(left.iter().copied());
+            left.is_empty() && !killed.iter().any(|&pid| still_running(pid))
         });
         if !all_gone {
             first_error = Some(io::Error::other(format!(

@@ -109,6 +109,13 @@ fn cleanup_kills_processes_and_deletes_namespaces() {
     // namespace: both must die.
     let tracked = a.spawn("sleep", ["600"]).unwrap();
     let mut untracked = b.command("sleep").arg("600").spawn().unwrap();
+    // Both run `sleep` once `ip netns exec` has entered the namespace and exec'd it.
+    let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert!(wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        || comm(tracked.id()).trim() == "sleep" && comm(untracked.id()).trim() == "sleep"
+    ));
     let names = [a.name().to_string(), b.name().to_string()];
     assert!(names.iter().all(|n| netns_exists(n)));
 

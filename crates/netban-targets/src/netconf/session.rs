@@ -115,21 +115,32 @@ const WAITING_FOR_HELLO: &str = "waiting for the server's hello";
 /// under load here); a new session gets one at once.
 const HELLO_PATIENCE: Duration = Duration::from_secs(5);
 
-/// Sessions tried when the hello does not come.
+/// Sessions tried when the hello, or the answer to the probe, does not come.
 const HELLO_ATTEMPTS: usize = 3;
 
+/// The probe every new session must answer before it is used: a `<get-config>` of running
+/// whose subtree filter selects nothing (a namespace no device has), so any answer, data or
+/// error, proves the session works. netconfd now and then says hello and then never answers
+/// the first request (seen in CI under load); the probe catches that within
+/// [`HELLO_PATIENCE`] instead of failing the first real batch after `timeout_secs`.
+const PROBE_FILTER: &str = "<netban-probe xmlns=\"urn:netban:session-probe\"/>";
+const PROBE: &str = "session probe";
+
 impl Session {
-    /// Connects, authenticates, opens the subsystem and exchanges hellos; every step bounded.
-    /// A session whose server never says hello is dropped and opened again (up to
+    /// Connects, authenticates, opens the subsystem, exchanges hellos and proves the session
+    /// answers (see [`PROBE_FILTER`]); every step bounded. A session whose server never says
+    /// hello or never answers the probe is dropped and opened again (up to
     /// [`HELLO_ATTEMPTS`] times).
     pub async fn open(endpoint: &Endpoint) -> Result<Session, SessionError> {
+        let probe_wait = format!("waiting for the reply to {PROBE}");
         let mut attempt = 1;
         loop {
             match Session::open_once(endpoint).await {
                 Err(SessionError::Timeout { what, .. })
-                    if what == WAITING_FOR_HELLO && attempt < HELLO_ATTEMPTS =>
+                    if (what == WAITING_FOR_HELLO || what == probe_wait)
+                        && attempt < HELLO_ATTEMPTS =>
                 {
-                    tracing::debug!(attempt, "no hello from the NETCONF server; reopening");
+                    tracing::debug!(attempt, %what, "NETCONF session never answered; reopening");
                     attempt += 1;
                 }
                 other => return other,
@@ -200,7 +211,25 @@ impl Session {
             timeout,
         };
         session.exchange_hellos().await?;
+        session.probe().await?;
         Ok(session)
+    }
+
+    /// Sends the probe and waits at most [`HELLO_PATIENCE`] for any answer.
+    async fn probe(&mut self) -> Result<(), SessionError> {
+        let patience = self.timeout.min(HELLO_PATIENCE);
+        let timeout = std::mem::replace(&mut self.timeout, patience);
+        let answer = self
+            .rpc(
+                PROBE,
+                &rpc::get_config(Datastore::Running, Some(PROBE_FILTER)),
+            )
+            .await;
+        self.timeout = timeout;
+        match answer {
+            Ok(_) | Err(SessionError::Rpc { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends our hello at once, then reads the server's. (Sending ours first matters with

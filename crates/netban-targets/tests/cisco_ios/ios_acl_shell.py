@@ -646,6 +646,13 @@ class NetbanSshServer(fakenos_ssh.ParamikoSshServer):
 
     authorized = set()
 
+    def _bind_sockets(self):
+        # fakenos calls listen() later, in its listener thread: listen here already, so the
+        # port accepts connections once start() returns and READY is printed (under load the
+        # tests otherwise raced the thread and got "connection refused").
+        super()._bind_sockets()
+        self._socket.listen()
+
     def connection_function(self, client, is_running):
         run = threading.Event()
         run.set()
