@@ -1116,3 +1116,107 @@ fn bench_aws_waf() {
         ms(sample)
     );
 }
+
+#[test]
+fn daemon_fills_waf_sets_repairs_drift_and_keeps_foreign_entries() {
+    let bins = Binaries::locate();
+    let moto = Moto::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let waf = moto.waf();
+    let id4 = rt.block_on(create_set(
+        &waf,
+        "nb4",
+        false,
+        strings(&["198.51.100.0/24"]),
+    ));
+    let id6 = rt.block_on(create_set(&waf, "nb6", true, strings(&["2001:db8:b::/64"])));
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[policy.escalation]\nenabled = false\n\n\
+         [reconciler]\nresync_secs = 3600\nretry_min_secs = 1\nretry_max_secs = 2\n\n\
+         [[targets]]\nname = \"waf\"\ntype = \"aws_waf\"\nscope = \"REGIONAL\"\n\
+         ipset_v4 = {{ name = \"nb4\", id = \"{id4}\" }}\n\
+         ipset_v6 = {{ name = \"nb6\", id = \"{id6}\" }}\n\
+         min_write_interval_ms = 200\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n\
+         credentials_file = \"{}\"\n",
+        moto.url(),
+        moto.credentials_file(KEY_ID, SECRET).display(),
+    );
+    let mut daemon = Daemon::start(&bins, &dir.path().join("netban"), &config).expect("daemon");
+    let contents = |name: &str, id: &str| -> BTreeSet<String> {
+        rt.block_on(set_addresses(&waf, name, id))
+            .0
+            .into_iter()
+            .collect()
+    };
+
+    // 500 IPv4 and 100 IPv6 bans in one request each.
+    let v4s: Vec<String> = (0..500).map(v4).collect();
+    let v6s: Vec<String> = (1..=100).map(|i| format!("2001:db8:a::{i:x}")).collect();
+    for list in [&v4s, &v6s] {
+        let input: String = list.iter().map(|a| format!("{a}\n")).collect();
+        let out = daemon.client_with_stdin(&["ban", "--stdin", "--bantime", "3600"], Some(&input));
+        assert!(out.status.success(), "{out:?}");
+    }
+    let mut want4: BTreeSet<String> = v4s.iter().map(|a| format!("{a}/32")).collect();
+    want4.insert("198.51.100.0/24".into());
+    let mut want6: BTreeSet<String> = v6s.iter().map(|a| format!("{a}/128")).collect();
+    want6.insert("2001:db8:b::/64".into());
+    let filled = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        contents("nb4", &id4) == want4 && contents("nb6", &id6) == want6
+    });
+    assert!(filled, "{}", daemon.log());
+
+    // Drift: another tool drops one of netban's addresses (and adds its own).
+    let drifted: Vec<String> = want4
+        .iter()
+        .filter(|a| *a != "203.0.113.7/32")
+        .cloned()
+        .chain(["198.51.101.1/32".to_string()])
+        .collect();
+    rt.block_on(async {
+        let out = waf
+            .get_ip_set()
+            .name("nb4")
+            .id(&id4)
+            .scope(WafScope::Regional)
+            .send()
+            .await
+            .unwrap();
+        waf.update_ip_set()
+            .name("nb4")
+            .id(&id4)
+            .scope(WafScope::Regional)
+            .set_addresses(Some(drifted))
+            .lock_token(out.lock_token().unwrap())
+            .send()
+            .await
+            .unwrap();
+    });
+    assert!(!contents("nb4", &id4).contains("203.0.113.7/32"));
+    let out = daemon.client(&["sync"]);
+    assert!(out.status.success(), "{out:?}");
+    want4.insert("198.51.101.1/32".into());
+    assert_eq!(
+        contents("nb4", &id4),
+        want4,
+        "sync restores the dropped address"
+    );
+
+    // After a restart (kill -9), netban still knows which entries are its own: unbanning
+    // everything leaves exactly the foreign entries.
+    daemon.restart().expect("restart");
+    let input: String = v4s.iter().chain(&v6s).map(|a| format!("{a}\n")).collect();
+    let out = daemon.client_with_stdin(&["unban", "--stdin"], Some(&input));
+    assert!(out.status.success(), "{out:?}");
+    let emptied = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        contents("nb4", &id4) == set_of(&["198.51.100.0/24", "198.51.101.1/32"])
+            && contents("nb6", &id6) == set_of(&["2001:db8:b::/64"])
+    });
+    assert!(emptied, "{:?}\n{}", contents("nb4", &id4), daemon.log());
+    assert_eq!(daemon.status()["targets"][0]["health"], "ok");
+}
+
+fn set_of(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
