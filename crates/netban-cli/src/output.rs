@@ -116,8 +116,13 @@ pub fn status(report: &StatusReport, as_json: bool) -> Result<()> {
     }
     for t in &report.targets {
         let last = t.last_sync.map(time).unwrap_or_else(|| "never".into());
+        let merged = if t.aggregates > 0 {
+            format!(" ({} covering prefixes)", t.aggregates)
+        } else {
+            String::new()
+        };
         println!(
-            "target {} ({}): {} — holds {}, should hold {}, pending {}, overflow {}, last sync {}",
+            "target {} ({}): {} — holds {}{merged}, should hold {}, pending {}, overflow {}, last sync {}",
             t.name, t.kind, t.health, t.held, t.desired, t.pending, t.overflow, last
         );
         if let Some(e) = &t.last_error {

@@ -10,8 +10,10 @@
 //! - [`table`]: the in-memory table of active bans and the effective ban of each prefix.
 //! - [`policy`]: allowlist, protected networks, breadth limits, escalation.
 //! - [`placement`]: which bans a target of limited capacity holds, and what overflows.
+//! - [`aggregation`]: merging neighbouring bans into covering prefixes to fit such a target.
 //! - [`plan`]: the diff between what a target should hold and what it holds.
 
+pub mod aggregation;
 pub mod ban;
 pub mod placement;
 pub mod plan;

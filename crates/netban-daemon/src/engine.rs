@@ -8,9 +8,11 @@
 //! What a target should hold ([`Engine::desired_of`]):
 //! - bans in the target's scope (its `sources`, or all), in a family it handles;
 //! - on a target with limited capacity, only the bans placement gave it
-//!   ([`netban_core::placement`]);
+//!   ([`netban_core::placement`]), and the covering prefixes it merged bans into when the
+//!   target allows aggregation ([`netban_core::aggregation`]);
 //! - on a target that is another's fallback, also that target's overflow.
 
+use netban_core::aggregation::{self, Aggregation};
 use netban_core::placement::{self, Candidate, Capacity};
 use netban_core::policy::Policy;
 use netban_core::table::BanTable;
@@ -47,9 +49,14 @@ pub struct TargetSlot {
     pub fallback: Option<usize>,
     /// The device's capacity, further limited by configuration.
     pub capacity: Capacity,
-    /// On a capacity-limited target: the bans placement gave it, and those that overflowed.
+    /// On a capacity-limited target: the bans (and covering prefixes) placement gave it, and
+    /// the bans that overflowed.
     pub placed: BTreeSet<Prefix>,
     pub overflow: BTreeSet<Prefix>,
+    /// Where placement may merge bans into covering prefixes (`None`: never).
+    pub aggregation: Option<Aggregation>,
+    /// The covering prefixes among `placed`, with the latest expiry of their members.
+    pub aggregates: BTreeMap<Prefix, Expiry>,
     /// Prefixes whose desired state may have changed since the worker last planned.
     pub dirty: BTreeSet<Prefix>,
     /// On a capacity-limited target: bans changed since placement last ran. Placement runs
@@ -113,8 +120,14 @@ impl Engine {
 
     /// Installs a new policy (allowlist reload); returns the banned prefixes it now covers,
     /// which the caller lifts through the ledger.
+    /// Targets that aggregate re-place: a covering prefix may now overlap the allowlist even
+    /// where no ban does.
     pub fn set_policy(&mut self, policy: Policy) -> Vec<Prefix> {
         self.policy = Arc::new(policy);
+        for slot in self.targets.iter_mut().filter(|s| s.aggregation.is_some()) {
+            slot.placement_stale = true;
+            slot.wake.notify_one();
+        }
         self.covered_by_policy()
     }
 
@@ -234,9 +247,41 @@ impl Engine {
                 })
             })
             .collect();
+        let (candidates, groups) = match &slot.aggregation {
+            Some(rule) => {
+                let policy = &self.policy;
+                let merged = aggregation::aggregate(
+                    &candidates,
+                    slot.capacity,
+                    rule,
+                    |cover| slot.placed.contains(cover),
+                    |cover| {
+                        policy.allowlist.overlapping(cover).is_none()
+                            && policy.protected.overlapping(cover).is_none()
+                    },
+                );
+                (merged.candidates, merged.aggregates)
+            }
+            None => (candidates, Vec::new()),
+        };
         let placement = placement::place(&candidates, slot.capacity);
         let placed: BTreeSet<Prefix> = placement.held.into_iter().collect();
-        let overflow: BTreeSet<Prefix> = placement.overflow.into_iter().collect();
+        // A covering prefix that does not fit overflows as its members (the fallback holds
+        // bans, never covering prefixes).
+        let mut overflow: BTreeSet<Prefix> = placement.overflow.into_iter().collect();
+        let mut aggregates = BTreeMap::new();
+        for group in &groups {
+            if placed.contains(&group.prefix) {
+                let expiry = candidates
+                    .iter()
+                    .find(|c| c.prefix == group.prefix)
+                    .map(|c| c.expiry)
+                    .expect("every aggregate is a candidate");
+                aggregates.insert(group.prefix, expiry);
+            } else if overflow.remove(&group.prefix) {
+                overflow.extend(group.members.iter().copied());
+            }
+        }
         // Whatever entered or left either set may change what this target or its fallback
         // should hold (a new ban can go straight to the overflow).
         let moved: BTreeSet<Prefix> = placed.symmetric_difference(&slot.placed).copied().collect();
@@ -244,11 +289,19 @@ impl Engine {
             .symmetric_difference(&slot.overflow)
             .copied()
             .collect();
+        // A covering prefix that stays but whose expiry changed must be refreshed.
+        let refreshed: Vec<Prefix> = aggregates
+            .iter()
+            .filter(|(p, e)| slot.aggregates.get(*p).is_some_and(|old| old != *e))
+            .map(|(p, _)| *p)
+            .collect();
         let fallback = slot.fallback;
         let slot = &mut self.targets[index];
         slot.placed = placed;
         slot.overflow = overflow;
+        slot.aggregates = aggregates;
         slot.dirty.extend(moved.iter().copied());
+        slot.dirty.extend(refreshed);
         if let Some(f) = fallback {
             self.targets[f].dirty.extend(moved);
             self.targets[f].dirty.extend(spilled);
@@ -260,6 +313,9 @@ impl Engine {
         let slot = &self.targets[index];
         if !slot.info.handles(prefix) {
             return None;
+        }
+        if let Some(expiry) = slot.aggregates.get(prefix) {
+            return Some(*expiry);
         }
         let own =
             if slot.scope.fallback_only || (slot.is_limited() && !slot.placed.contains(prefix)) {
@@ -278,10 +334,13 @@ impl Engine {
 
     /// Everything target `index` should hold (for a full resync).
     pub fn desired_all(&self, index: usize) -> BTreeMap<Prefix, Expiry> {
-        self.table
+        let mut all: BTreeMap<Prefix, Expiry> = self
+            .table
             .iter_effective()
             .filter_map(|(p, _)| self.desired_of(index, &p).map(|e| (p, e)))
-            .collect()
+            .collect();
+        all.extend(&self.targets[index].aggregates);
+        all
     }
 
     /// Takes the dirty set of target `index`.
@@ -297,5 +356,10 @@ impl Engine {
     /// How many prefixes target `index` cannot hold and sent to its fallback.
     pub fn overflow_count(&self, index: usize) -> usize {
         self.targets[index].overflow.len()
+    }
+
+    /// How many covering prefixes target `index` holds in place of several bans.
+    pub fn aggregate_count(&self, index: usize) -> usize {
+        self.targets[index].aggregates.len()
     }
 }

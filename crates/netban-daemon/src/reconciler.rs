@@ -88,6 +88,7 @@ impl Worker {
             desired: 0,
             held: 0,
             overflow: 0,
+            aggregates: 0,
             pending: 0,
             last_sync: None,
             last_error: None,
@@ -424,17 +425,19 @@ impl Worker {
     }
 
     fn publish_status(&self) {
-        let (pending, overflow) = {
+        let (pending, overflow, aggregates) = {
             let engine = self.engine.lock().expect("engine lock");
             (
                 engine.targets()[self.index].dirty.len(),
                 engine.overflow_count(self.index),
+                engine.aggregate_count(self.index),
             )
         };
         if let Ok(mut s) = self.status.lock() {
             s.held = self.held.len();
             s.pending = pending + self.failed.len();
             s.overflow = overflow;
+            s.aggregates = aggregates;
             s.consecutive_failures = self.failures;
             if self.failures == 0 {
                 s.health = if self.failed.is_empty() && self.rejected.is_empty() {

@@ -10,9 +10,15 @@
 //!   `netban_core::placement` decides which), on top of any limit the device itself has;
 //! - `fallback_only`: hold only what other targets overflow to this one (it must be named as
 //!   some target's `fallback`). Without it, a fallback target holds every ban in its scope
-//!   as well as the overflow.
+//!   as well as the overflow;
+//! - `aggregate_v4`, `aggregate_v6` (prefix lengths, say 28 and 64), `aggregate_min`
+//!   (default 2): on a target with limited capacity, when the bans do not fit, merge the bans
+//!   that share a covering prefix of that length into it (never over the allowlist or
+//!   protected networks; `netban_core::aggregation`). Off unless set: a covering prefix also
+//!   blocks addresses nobody banned.
 
 use crate::engine::{Scope, TargetSlot};
+use netban_core::aggregation::Aggregation;
 use netban_core::placement::Capacity;
 use netban_core::Source;
 use netban_targets::config::TargetKind;
@@ -36,16 +42,82 @@ struct Common {
     capacity_v6: Option<usize>,
     #[serde(default)]
     fallback_only: bool,
+    #[serde(default)]
+    aggregate_v4: Option<u8>,
+    #[serde(default)]
+    aggregate_v6: Option<u8>,
+    #[serde(default)]
+    aggregate_min: Option<usize>,
 }
 
-const COMMON_KEYS: [&str; 6] = [
+const COMMON_KEYS: [&str; 9] = [
     "name",
     "sources",
     "fallback",
     "capacity_v4",
     "capacity_v6",
     "fallback_only",
+    "aggregate_v4",
+    "aggregate_v6",
+    "aggregate_min",
 ];
+
+/// The narrowest and broadest covering prefixes `aggregate_v4`/`aggregate_v6` accept.
+const AGGREGATE_V4: std::ops::RangeInclusive<u8> = 16..=31;
+const AGGREGATE_V6: std::ops::RangeInclusive<u8> = 32..=127;
+
+/// The aggregation settings of a target, checked against its capacity.
+fn aggregation(common: &Common, capacity: Capacity) -> Result<Option<Aggregation>, String> {
+    let name = &common.name;
+    for (key, len, range, cap) in [
+        (
+            "aggregate_v4",
+            common.aggregate_v4,
+            AGGREGATE_V4,
+            capacity.v4,
+        ),
+        (
+            "aggregate_v6",
+            common.aggregate_v6,
+            AGGREGATE_V6,
+            capacity.v6,
+        ),
+    ] {
+        let Some(len) = len else { continue };
+        if !range.contains(&len) {
+            return Err(format!(
+                "target {name}: {key} = {len}: use a prefix length from {} to {}",
+                range.start(),
+                range.end()
+            ));
+        }
+        if cap.is_none() {
+            return Err(format!(
+                "target {name}: {key} merges bans only to fit a limited capacity, and this \
+                 target has none for that family (set capacity_v4/capacity_v6)"
+            ));
+        }
+    }
+    if common.aggregate_v4.is_none() && common.aggregate_v6.is_none() {
+        if common.aggregate_min.is_some() {
+            return Err(format!(
+                "target {name}: aggregate_min needs aggregate_v4 or aggregate_v6"
+            ));
+        }
+        return Ok(None);
+    }
+    let min_members = common.aggregate_min.unwrap_or(2);
+    if min_members < 2 {
+        return Err(format!(
+            "target {name}: aggregate_min = {min_members}: a covering prefix must stand for at least 2 bans"
+        ));
+    }
+    Ok(Some(Aggregation {
+        len_v4: common.aggregate_v4,
+        len_v6: common.aggregate_v6,
+        min_members,
+    }))
+}
 
 /// A built target: the driver and its slot in the engine.
 pub struct Built {
@@ -96,6 +168,7 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, String> {
             v4: min_some(info.capacity.v4, common.capacity_v4),
             v6: min_some(info.capacity.v6, common.capacity_v6),
         };
+        let aggregation = aggregation(&common, capacity)?;
         let scope = Scope {
             sources: common
                 .sources
@@ -110,6 +183,8 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, String> {
             capacity,
             placed: BTreeSet::new(),
             overflow: BTreeSet::new(),
+            aggregation,
+            aggregates: BTreeMap::new(),
             dirty: BTreeSet::new(),
             placement_stale: false,
             wake: Arc::new(Notify::new()),
@@ -157,5 +232,49 @@ fn min_some(a: Option<usize>, b: Option<usize>) -> Option<usize> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn common(v4: Option<u8>, v6: Option<u8>, min: Option<usize>) -> Common {
+        Common {
+            name: "edge".into(),
+            sources: None,
+            fallback: None,
+            capacity_v4: None,
+            capacity_v6: None,
+            fallback_only: false,
+            aggregate_v4: v4,
+            aggregate_v6: v6,
+            aggregate_min: min,
+        }
+    }
+    const V4_ONLY: Capacity = Capacity {
+        v4: Some(20),
+        v6: None,
+    };
+
+    #[test]
+    fn aggregation_settings_are_checked() {
+        assert_eq!(aggregation(&common(None, None, None), V4_ONLY), Ok(None));
+        assert_eq!(
+            aggregation(&common(Some(28), None, None), V4_ONLY),
+            Ok(Some(Aggregation {
+                len_v4: Some(28),
+                len_v6: None,
+                min_members: 2
+            }))
+        );
+        let error = |c: Common| aggregation(&c, V4_ONLY).unwrap_err();
+        assert!(error(common(Some(8), None, None)).contains("from 16 to 31"));
+        assert!(error(common(Some(32), None, None)).contains("from 16 to 31"));
+        assert!(error(common(None, Some(128), None)).contains("from 32 to 127"));
+        // IPv6 has no capacity here: merging could never be needed.
+        assert!(error(common(None, Some(64), None)).contains("has none for that family"));
+        assert!(error(common(Some(28), None, Some(1))).contains("at least 2 bans"));
+        assert!(error(common(None, None, Some(3))).contains("needs aggregate_v4"));
     }
 }

@@ -635,6 +635,108 @@ fn capacity_placement_overflows_to_the_fallback_target() {
 }
 
 #[test]
+fn aggregation_merges_neighbouring_bans_to_fit_and_never_covers_the_allowlist() {
+    require_netns!();
+    let world = World::new("agg");
+    let edge = &world.edge;
+    let _listener = edge.server.spawn_tcp_listener(PORT).expect("listener");
+    // "edge" holds at most 3 IPv4 entries and may merge bans into /28s; the rest go to "host".
+    // The client (203.0.113.20) is allowlisted (in a file the daemon watches), so
+    // 203.0.113.16/28 may never be used.
+    let allow = world.dir.path().join("allow.txt");
+    std::fs::write(&allow, format!("{}\n", Edge::CLIENT_V4)).unwrap();
+    let config = format!(
+        "[policy]\nallowlist_files = [\"{}\"]\n\n[policy.escalation]\nenabled = false\n\n\
+         [reconciler]\npoll_millis = 100\n\n\
+         [[targets]]\nname = \"edge\"\ntype = \"nftables\"\nnetns = \"{}\"\ncapacity_v4 = 3\n\
+         aggregate_v4 = 28\nfallback = \"host\"\n\n\
+         [[targets]]\nname = \"host\"\ntype = \"nftables\"\nnetns = \"{}\"\nfallback_only = true\n",
+        allow.display(),
+        edge.router.name(),
+        edge.server.name()
+    );
+    let daemon = world.daemon(&config);
+    let ban = |addresses: &[&str], bantime: &str| {
+        let input: String = addresses.iter().map(|a| format!("{a}\n")).collect();
+        let out = daemon.client_with_stdin(&["ban", "--stdin", "--bantime", bantime], Some(&input));
+        assert!(out.status.success(), "{out:?}");
+    };
+    // Long bans: five in 203.0.113.0/28 (the attacker's among them), two in .96/28.
+    ban(
+        &[
+            "203.0.113.2",
+            "203.0.113.3",
+            "203.0.113.4",
+            "203.0.113.5",
+            Edge::ATTACKER_V4,
+            "203.0.113.100",
+            "203.0.113.101",
+        ],
+        "7200",
+    );
+    // Short bans next to the allowlisted client.
+    ban(&["203.0.113.17", "203.0.113.18", "203.0.113.19"], "600");
+    let set = |v: &[&str]| {
+        v.iter()
+            .map(|s| s.to_string())
+            .collect::<BTreeSet<String>>()
+    };
+    let want_edge = set(&["203.0.113.0/28", "203.0.113.96/28", "203.0.113.17"]);
+    let want_host = set(&["203.0.113.18", "203.0.113.19"]);
+    let placed = wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        nft_elements(&edge.router) == want_edge && nft_elements(&edge.server) == want_host
+    });
+    assert!(
+        placed,
+        "edge {:?} host {:?}\n{}",
+        nft_elements(&edge.router),
+        nft_elements(&edge.server),
+        daemon.log()
+    );
+    // The attacker is dropped by the covering prefix; the allowlisted neighbour gets through.
+    assert!(!edge
+        .attacker
+        .tcp_connects(Edge::SERVER_V4, PORT, Duration::from_millis(800)));
+    assert!(edge
+        .client
+        .tcp_connects(Edge::SERVER_V4, PORT, Duration::from_secs(2)));
+    let status = daemon.status();
+    assert_eq!(status["targets"][0]["aggregates"], 2, "{status}");
+    assert_eq!(status["targets"][0]["overflow"], 2, "{status}");
+
+    // Four of the five unbanned: one ban left in 0/28, so the /28 goes and the attacker's
+    // own address takes its place.
+    let input = "203.0.113.2\n203.0.113.3\n203.0.113.4\n203.0.113.5\n";
+    let out = daemon.client_with_stdin(&["unban", "--stdin"], Some(input));
+    assert!(out.status.success(), "{out:?}");
+    let want_edge = set(&[Edge::ATTACKER_V4, "203.0.113.96/28", "203.0.113.17"]);
+    let split = wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        nft_elements(&edge.router) == want_edge && nft_elements(&edge.server) == want_host
+    });
+    assert!(split, "edge {:?}", nft_elements(&edge.router));
+    assert!(!edge
+        .attacker
+        .tcp_connects(Edge::SERVER_V4, PORT, Duration::from_millis(800)));
+    assert_eq!(daemon.status()["targets"][0]["aggregates"], 1);
+
+    // An address inside .96/28 joins the allowlist (no ban covers it): the covering prefix
+    // goes, its two bans come back as single entries and the short bans overflow.
+    std::fs::write(&allow, format!("{}\n203.0.113.99\n", Edge::CLIENT_V4)).unwrap();
+    let want_edge = set(&[Edge::ATTACKER_V4, "203.0.113.100", "203.0.113.101"]);
+    let want_host = set(&["203.0.113.17", "203.0.113.18", "203.0.113.19"]);
+    let uncovered = wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        nft_elements(&edge.router) == want_edge && nft_elements(&edge.server) == want_host
+    });
+    assert!(
+        uncovered,
+        "edge {:?} host {:?}",
+        nft_elements(&edge.router),
+        nft_elements(&edge.server)
+    );
+    assert_eq!(daemon.status()["targets"][0]["aggregates"], 0);
+}
+
+#[test]
 fn ban_round_trip_is_cheap() {
     require_netns!();
     let world = World::new("fast");

@@ -172,6 +172,9 @@ pub struct TargetStatus {
     pub held: usize,
     /// Bans this target should hold but cannot (capacity), sent to its fallback.
     pub overflow: usize,
+    /// Covering prefixes this target holds in place of several bans (aggregation).
+    #[serde(default)]
+    pub aggregates: usize,
     pub pending: usize,
     pub last_sync: Option<Timestamp>,
     pub last_error: Option<String>,
