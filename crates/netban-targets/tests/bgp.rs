@@ -284,6 +284,63 @@ async fn frr_restarted_gets_every_ban_back() {
     restarted_router_gets_every_ban_back(Kind::Frr, "frr-restart").await;
 }
 
+/// A router that goes silent (frozen with SIGSTOP: no KEEPALIVE, no FIN, no RST) is found out
+/// by the hold timer (3 s, keepalives every second); a ban made meanwhile is kept, and once the
+/// router thaws the session comes back and every ban is advertised again.
+async fn silent_router_is_found_out_by_the_hold_timer(kind: Kind, tag: &str) {
+    let lab = rtbh(tag);
+    let router = Router::start(kind, &lab.edge.router, lab.dir.path());
+    let config = BgpConfig {
+        hold_time_secs: 3,
+        ..config_in(&lab.speaker, ROUTER_LINK_V4, ROUTER_AS)
+    };
+    let mut t = Bgp::new("rtbh", config).unwrap();
+    established(&mut t, &router).await;
+    apply_ok(&mut t, &adds(&[Edge::ATTACKER_V4])).await;
+    wait_for_blackholes(&router, &lab.edge.router, &[Edge::ATTACKER_V4]);
+
+    router.signal("-STOP");
+    let frozen = Instant::now();
+    let noticed = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        !t.all_established()
+    });
+    let after = frozen.elapsed();
+    router.signal("-CONT");
+    println!("{kind:?}: session dropped {after:?} after the router froze");
+    assert!(
+        noticed,
+        "{kind:?}: the hold timer never fired{}",
+        router.logs()
+    );
+    // Not at once (nothing on the wire said so), and within the hold time plus a keepalive.
+    assert!(
+        after >= Duration::from_millis(1500) && after <= Duration::from_secs(5),
+        "{kind:?}: session dropped {after:?} after the router froze"
+    );
+    // Thawed: a ban made before the session is back is kept and goes out with the rest.
+    let _ = t.apply(&adds(&[Edge::ATTACKER_V6])).await;
+    wait_for_blackholes(
+        &router,
+        &lab.edge.router,
+        &[Edge::ATTACKER_V4, Edge::ATTACKER_V6],
+    );
+    assert!(!connects(&lab.edge.attacker, Edge::SERVER_V6));
+    assert!(connects(&lab.edge.client, Edge::SERVER_V6));
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bird_silent_is_found_out_by_the_hold_timer_and_gets_every_ban_back() {
+    require_netns!();
+    silent_router_is_found_out_by_the_hold_timer(Kind::Bird, "bird-hold").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frr_silent_is_found_out_by_the_hold_timer_and_gets_every_ban_back() {
+    require_netns!();
+    silent_router_is_found_out_by_the_hold_timer(Kind::Frr, "frr-hold").await;
+}
+
 /// Polls `observe` until it reports a configuration error, and returns its message.
 fn eventually_config_error(t: &mut Bgp, router: &Router) -> String {
     let mut last = None;

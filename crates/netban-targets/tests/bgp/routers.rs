@@ -111,6 +111,7 @@ protocol bgp netban {{
   local {ROUTER_LINK_V4} as {ROUTER_AS};
   neighbor {SPEAKER_LINK_V4} as {peer_as};
   passive on;
+  error wait time 1, 5;
   ipv4 {{ import filter rtbh_in; export none; }};
   ipv6 {{ import filter rtbh_in; export none; }};
 }}
@@ -280,6 +281,17 @@ router bgp {ROUTER_AS}
                 matches!(p.try_wait(), Ok(Some(_)))
             });
             assert!(exited, "{:?} did not stop on SIGTERM", self.kind);
+        }
+    }
+
+    /// Sends `signal` ("-STOP", "-CONT") to every daemon of the router.
+    pub fn signal(&self, signal: &str) {
+        for p in &self.processes {
+            let status = Command::new("kill")
+                .args([signal, &p.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill {signal} {:?}", self.kind);
         }
     }
 
