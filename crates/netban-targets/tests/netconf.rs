@@ -197,6 +197,30 @@ impl Server {
         serde_json::from_str(&toml).unwrap_or_else(|e| panic!("{e}: {toml}"))
     }
 
+    /// The generic preset pointed at the test schema's IPv4-only `ipv4-prefix` leaf-list of
+    /// the given tenant member.
+    fn generic_ipv4_list(&self, tenant: &str, neighborhood: &str) -> NetconfConfig {
+        let member = format!(
+            "<config xmlns=\\\"{T128}\\\"><authority xmlns=\\\"{AUTHY}\\\"><tenant><name>{tenant}</name>\
+             <member><neighborhood>{neighborhood}</neighborhood>"
+        );
+        let close = "</member></tenant></authority></config>";
+        let generic = format!(
+            r#", "generic": {{
+                "filter": "{member}<ipv4-prefix/>{close}",
+                "path": ["config", "authority", "tenant", "member", "ipv4-prefix"],
+                "edit": "{member}{{{{entries}}}}{close}",
+                "add_entry": "<ipv4-prefix>{{{{prefix}}}}</ipv4-prefix>",
+                "remove_entry": "<ipv4-prefix nc:operation=\"remove\">{{{{prefix}}}}</ipv4-prefix>"
+            }}"#
+        );
+        let mut config = self.config(&generic);
+        config.preset = netban_targets::netconf::Preset::Generic;
+        config.tenant = None;
+        config.neighborhood = None;
+        config
+    }
+
     fn target(&self, extra: &str) -> Netconf {
         Netconf::new("conductor", self.config(extra)).unwrap()
     }
@@ -608,19 +632,7 @@ async fn generic_preset_reports_entries_the_server_refuses() {
     let server = Server::start();
     // The generic preset pointed at the test schema's IPv4-only leaf-list: the server's own
     // validation refuses the IPv6 entry; the IPv4 one still goes in, in the same commit.
-    let generic = format!(
-        r#", "generic": {{
-            "filter": "<config xmlns=\"{T128}\"><authority xmlns=\"{AUTHY}\"><tenant><name>lists</name><member><neighborhood>n</neighborhood><ipv4-prefix/></member></tenant></authority></config>",
-            "path": ["config", "authority", "tenant", "member", "ipv4-prefix"],
-            "edit": "<config xmlns=\"{T128}\"><authority xmlns=\"{AUTHY}\"><tenant><name>lists</name><member><neighborhood>n</neighborhood>{{{{entries}}}}</member></tenant></authority></config>",
-            "add_entry": "<ipv4-prefix>{{{{prefix}}}}</ipv4-prefix>",
-            "remove_entry": "<ipv4-prefix nc:operation=\"remove\">{{{{prefix}}}}</ipv4-prefix>"
-        }}"#
-    );
-    let mut config = server.config(&generic);
-    config.preset = netban_targets::netconf::Preset::Generic;
-    config.tenant = None;
-    config.neighborhood = None;
+    let config = server.generic_ipv4_list("lists", "n");
     let mut t = Netconf::new("generic", config).unwrap();
     let report = t
         .apply(&adds(&["203.0.113.20", "2001:db8::20"]))
@@ -769,19 +781,7 @@ fn bench_netconf() {
 
     // netban: one target, one apply of 1,000 adds (generic preset on the ipv4-prefix list).
     let server = Server::start();
-    let generic = format!(
-        r#", "generic": {{
-            "filter": "<config xmlns=\"{T128}\"><authority xmlns=\"{AUTHY}\"><tenant><name>blacklist-fail2ban</name><member><neighborhood>internet</neighborhood><ipv4-prefix/></member></tenant></authority></config>",
-            "path": ["config", "authority", "tenant", "member", "ipv4-prefix"],
-            "edit": "<config xmlns=\"{T128}\"><authority xmlns=\"{AUTHY}\"><tenant><name>blacklist-fail2ban</name><member><neighborhood>internet</neighborhood>{{{{entries}}}}</member></tenant></authority></config>",
-            "add_entry": "<ipv4-prefix>{{{{prefix}}}}</ipv4-prefix>",
-            "remove_entry": "<ipv4-prefix nc:operation=\"remove\">{{{{prefix}}}}</ipv4-prefix>"
-        }}"#
-    );
-    let mut config = server.config(&generic);
-    config.preset = netban_targets::netconf::Preset::Generic;
-    config.tenant = None;
-    config.neighborhood = None;
+    let config = server.generic_ipv4_list("blacklist-fail2ban", "internet");
     let list: Vec<String> = (0..BANS).map(addr).collect();
     let list: Vec<&str> = list.iter().map(String::as_str).collect();
     let plan = adds(&list);
