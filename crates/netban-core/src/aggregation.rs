@@ -10,6 +10,7 @@
 //! ([`crate::placement::place`]), which ranks aggregates like bans: an aggregate takes the best
 //! of its members' expiry and repeat count.
 
+use crate::ban::Expiry;
 use crate::placement::{Candidate, Capacity};
 use crate::prefix::{Family, Prefix};
 use ipnet::IpNet;
@@ -40,6 +41,8 @@ impl Aggregation {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Aggregate {
     pub prefix: Prefix,
+    /// The latest expiry among its members.
+    pub expiry: Expiry,
     /// The bans it stands for, sorted.
     pub members: Vec<Prefix>,
 }
@@ -105,9 +108,10 @@ pub fn aggregate(
             }
             count -= members.len() - 1;
             merged.extend(members.iter().map(|m| m.prefix));
+            let expiry = members.iter().map(|m| m.expiry).max().expect("members");
             out.candidates.push(Candidate {
                 prefix: cover,
-                expiry: members.iter().map(|m| m.expiry).max().expect("members"),
+                expiry,
                 repeat_count: members
                     .iter()
                     .map(|m| m.repeat_count)
@@ -117,6 +121,7 @@ pub fn aggregate(
             });
             out.aggregates.push(Aggregate {
                 prefix: cover,
+                expiry,
                 members: members.iter().map(|m| m.prefix).collect(),
             });
         }
@@ -143,7 +148,6 @@ fn covering(prefix: &Prefix, len: u8) -> Option<Prefix> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ban::Expiry;
     use crate::placement::place;
     use crate::time::Timestamp;
     use proptest::prelude::*;
@@ -207,6 +211,7 @@ mod tests {
             a.aggregates,
             vec![Aggregate {
                 prefix: p("203.0.113.0/28"),
+                expiry: at(7),
                 members: [2, 3, 4, 5, 7].map(v4).to_vec(),
             }]
         );

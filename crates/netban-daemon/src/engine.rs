@@ -272,12 +272,7 @@ impl Engine {
         let mut aggregates = BTreeMap::new();
         for group in &groups {
             if placed.contains(&group.prefix) {
-                let expiry = candidates
-                    .iter()
-                    .find(|c| c.prefix == group.prefix)
-                    .map(|c| c.expiry)
-                    .expect("every aggregate is a candidate");
-                aggregates.insert(group.prefix, expiry);
+                aggregates.insert(group.prefix, group.expiry);
             } else if overflow.remove(&group.prefix) {
                 overflow.extend(group.members.iter().copied());
             }

@@ -110,19 +110,19 @@ pub struct Session {
 /// What the session waits for while the server's hello does not come.
 const WAITING_FOR_HELLO: &str = "waiting for the server's hello";
 
-/// How long the server's hello may take before the session is abandoned and reopened:
-/// netconfd now and then never sends its hello on a new session (about one session in twenty
-/// under load here); a new session gets one at once.
-const HELLO_PATIENCE: Duration = Duration::from_secs(5);
+/// How long the server's hello, and then its answer to the probe, may take before a new
+/// session is abandoned and reopened: netconfd now and then never sends its hello on a new
+/// session (about one session in twenty under load here); a new session gets one at once.
+const OPENING_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Sessions tried when the hello, or the answer to the probe, does not come.
-const HELLO_ATTEMPTS: usize = 3;
+const OPENING_ATTEMPTS: usize = 3;
 
 /// The probe every new session must answer before it is used: a `<get-config>` of running
 /// whose subtree filter selects nothing (a namespace no device has), so any answer, data or
 /// error, proves the session works. netconfd now and then says hello and then never answers
 /// the first request (seen in CI under load); the probe catches that within
-/// [`HELLO_PATIENCE`] instead of failing the first real batch after `timeout_secs`.
+/// [`OPENING_PATIENCE`] instead of failing the first real batch after `timeout_secs`.
 const PROBE_FILTER: &str = "<netban-probe xmlns=\"urn:netban:session-probe\"/>";
 const PROBE: &str = "session probe";
 
@@ -130,7 +130,7 @@ impl Session {
     /// Connects, authenticates, opens the subsystem, exchanges hellos and proves the session
     /// answers (see [`PROBE_FILTER`]); every step bounded. A session whose server never says
     /// hello or never answers the probe is dropped and opened again (up to
-    /// [`HELLO_ATTEMPTS`] times).
+    /// [`OPENING_ATTEMPTS`] times).
     pub async fn open(endpoint: &Endpoint) -> Result<Session, SessionError> {
         let probe_wait = format!("waiting for the reply to {PROBE}");
         let mut attempt = 1;
@@ -138,7 +138,7 @@ impl Session {
             match Session::open_once(endpoint).await {
                 Err(SessionError::Timeout { what, .. })
                     if (what == WAITING_FOR_HELLO || what == probe_wait)
-                        && attempt < HELLO_ATTEMPTS =>
+                        && attempt < OPENING_ATTEMPTS =>
                 {
                     tracing::debug!(attempt, %what, "NETCONF session never answered; reopening");
                     attempt += 1;
@@ -215,9 +215,9 @@ impl Session {
         Ok(session)
     }
 
-    /// Sends the probe and waits at most [`HELLO_PATIENCE`] for any answer.
+    /// Sends the probe and waits at most [`OPENING_PATIENCE`] for any answer.
     async fn probe(&mut self) -> Result<(), SessionError> {
-        let patience = self.timeout.min(HELLO_PATIENCE);
+        let patience = self.timeout.min(OPENING_PATIENCE);
         let timeout = std::mem::replace(&mut self.timeout, patience);
         let answer = self
             .rpc(
@@ -237,7 +237,7 @@ impl Session {
     /// bytes arrive, and the first chunked message after it is lost.)
     async fn exchange_hellos(&mut self) -> Result<(), SessionError> {
         self.send(&rpc::hello()).await?;
-        let patience = self.timeout.min(HELLO_PATIENCE);
+        let patience = self.timeout.min(OPENING_PATIENCE);
         let timeout = std::mem::replace(&mut self.timeout, patience);
         let message = self.read_message(WAITING_FOR_HELLO).await;
         self.timeout = timeout;
