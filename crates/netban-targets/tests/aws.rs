@@ -7,6 +7,9 @@
 //! approach, a Python process with boto3 per ban (bench/reference/aws_ban.py).
 #![cfg(feature = "aws")]
 
+#[path = "common/report.rs"]
+mod report;
+
 #[path = "aws/imds.rs"]
 mod imds;
 #[path = "aws/moto.rs"]
@@ -24,6 +27,7 @@ use netban_targets::{ItemResult, OwnershipKind, Step, Target, TargetError};
 use netban_testlab::netban::{Binaries, Daemon};
 use netban_testlab::plans::{adds, prefix as p};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};
+use report::assert_all_done;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -39,18 +43,6 @@ fn held(prefix: &str, rule: u16) -> Held {
         prefix: p(prefix),
         expiry: None,
         handle: Some(rule.to_string()),
-    }
-}
-
-fn assert_all_done(report: &netban_targets::ApplyReport) {
-    for item in &report.items {
-        assert!(
-            matches!(item.result, ItemResult::Done { .. }),
-            "{} {:?}: {:?}",
-            item.prefix,
-            item.step,
-            item.result
-        );
     }
 }
 

@@ -14,27 +14,11 @@ use netban_core::{Expiry, Prefix, Timestamp};
 use netban_targets::exafs::{Exafs, ExafsConfig, KeySetting, MARGIN_SECS, ROUNDING_SECS};
 use netban_targets::{ItemResult, OwnershipKind, Step, Target, TargetError};
 use netban_testlab::netban::{Binaries, Daemon};
+use netban_testlab::plans::{in_secs, now, prefix as p};
 use netban_testlab::wait_until;
 use peer::{Peer, COMMUNITY, COMMUNITY_NAME, KEY, READ_ONLY_KEY};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn now() -> Timestamp {
-    Timestamp(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64,
-    )
-}
-
-fn p(s: &str) -> Prefix {
-    Prefix::parse(s).unwrap()
-}
-
-fn in_secs(secs: i64) -> Expiry {
-    Expiry::At(Timestamp(now().0 + secs))
-}
+use std::time::{Duration, Instant};
 
 fn config_for(peer: &Peer, key: &str) -> ExafsConfig {
     let file = peer.key_file(&format!("key-{key}"), key, 0o600);

@@ -6,12 +6,16 @@
 //! raw NETCONF, independent of netban's client. Installed by scripts/setup.d/netconf.sh.
 #![cfg(feature = "netconf")]
 
+#[path = "common/report.rs"]
+mod report;
+
 use netban_core::plan::{plan, Ownership};
 use netban_core::{Expiry, Prefix};
 use netban_targets::netconf::{Netconf, NetconfConfig};
 use netban_targets::{ItemResult, Step, Target};
 use netban_testlab::netban::{Binaries, Daemon};
 use netban_testlab::plans::{adds, prefix as p, removes};
+use report::assert_all_done;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -414,6 +418,12 @@ impl Admin {
         .await;
     }
 
+    /// Edits the tenant member's addresses and commits them.
+    async fn commit_member(&mut self, entries: &str) {
+        self.edit_member(entries).await;
+        self.ok("<commit/>").await;
+    }
+
     /// The addresses in running, as text.
     async fn running_addresses(&mut self) -> BTreeSet<String> {
         let reply = self
@@ -448,27 +458,14 @@ fn set(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn assert_all_done(report: &netban_targets::ApplyReport) {
-    for item in &report.items {
-        assert!(
-            matches!(item.result, ItemResult::Done { .. }),
-            "{} {:?}: {:?}",
-            item.prefix,
-            item.step,
-            item.result
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ban_and_unban_v4_and_v6_leaving_foreign_entries() {
     let server = Server::start();
     let mut admin = server.admin().await;
     // An operator's own entry in the same member: netban must leave it.
     admin
-        .edit_member("<address>198.51.100.50/32</address>")
+        .commit_member("<address>198.51.100.50/32</address>")
         .await;
-    admin.ok("<commit/>").await;
 
     let mut t = server.target("");
     t.prepare().await.unwrap();
@@ -658,9 +655,8 @@ async fn an_address_removed_by_another_session_is_restored() {
     let server = Server::start();
     let mut admin = server.admin().await;
     admin
-        .edit_member("<address>198.51.100.50/32</address>")
+        .commit_member("<address>198.51.100.50/32</address>")
         .await;
-    admin.ok("<commit/>").await;
 
     let mut t = server.target("");
     let desired: BTreeMap<Prefix, Expiry> = [
@@ -694,9 +690,8 @@ async fn an_address_removed_by_another_session_is_restored() {
         owned.extend(report.items.iter().map(|i| (i.prefix, None)));
         if round == 0 {
             admin
-                .edit_member("<address nc:operation=\"delete\">2001:db8::30/128</address>")
+                .commit_member("<address nc:operation=\"delete\">2001:db8::30/128</address>")
                 .await;
-            admin.ok("<commit/>").await;
             assert_eq!(
                 admin.running_addresses().await,
                 set(&["198.51.100.50/32", "203.0.113.30/32"])
@@ -918,9 +913,8 @@ async fn daemon_bans_on_two_conductors_and_repairs_drift() {
     let (mut admin_a, mut admin_b) = (a.admin().await, b.admin().await);
     // An operator's own entry on conductor b, committed before netban starts: it stays.
     admin_b
-        .edit_member("<address>198.51.100.10/32</address>")
+        .commit_member("<address>198.51.100.10/32</address>")
         .await;
-    admin_b.ok("<commit/>").await;
 
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
@@ -953,9 +947,8 @@ async fn daemon_bans_on_two_conductors_and_repairs_drift() {
 
     // Drift: another administrator deletes netban's address on conductor a and commits.
     admin_a
-        .edit_member("<address nc:operation=\"remove\">203.0.113.60/32</address>")
+        .commit_member("<address nc:operation=\"remove\">203.0.113.60/32</address>")
         .await;
-    admin_a.ok("<commit/>").await;
     assert_eq!(
         admin_a.running_addresses().await,
         set(&["2001:db8::60/128"])

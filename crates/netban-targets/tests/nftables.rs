@@ -5,34 +5,18 @@
 //! single namespace ("fw"). Every test makes its own lab, removed on drop even if it fails.
 
 use netban_core::plan::{Desired, ExpiryTracking, Held, Plan};
-use netban_core::{Expiry, Prefix, Timestamp};
+use netban_core::{Expiry, Prefix};
 use netban_targets::nftables::{Hook, Nftables, NftablesConfig};
 use netban_targets::{ItemResult, Step, Target, TargetError};
+use netban_testlab::plans::{in_secs, prefix as p};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab, Process};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const PORT: u16 = 8080;
 const GRACE: u64 = 60;
 /// How long a blocked connection attempt is given (an allowed one completes in milliseconds).
 const BLOCKED_WAIT: Duration = Duration::from_millis(700);
-
-fn now() -> Timestamp {
-    Timestamp(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64,
-    )
-}
-
-fn p(s: &str) -> Prefix {
-    Prefix::parse(s).unwrap()
-}
-
-fn in_secs(secs: i64) -> Expiry {
-    Expiry::At(Timestamp(now().0 + secs))
-}
 
 fn target_on(host: &Host) -> Nftables {
     Nftables::new(

@@ -2,7 +2,22 @@
 //! `apply` a batch written as address text.
 
 use netban_core::plan::{Desired, Held, Plan};
-use netban_core::{Expiry, Prefix};
+use netban_core::{Expiry, Prefix, Timestamp};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The wall clock, in whole seconds (for expiries a test hands a device).
+pub fn now() -> Timestamp {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    Timestamp(secs as i64)
+}
+
+/// An expiry `secs` from now.
+pub fn in_secs(secs: i64) -> Expiry {
+    Expiry::At(Timestamp(now().0 + secs))
+}
 
 /// Parses a prefix the test wrote (panics on a typo in the test).
 pub fn prefix(text: &str) -> Prefix {

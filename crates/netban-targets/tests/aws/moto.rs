@@ -3,7 +3,7 @@
 //! PID when dropped. Also SDK clients for the tests' own setup and checks, and a credentials
 //! file for the driver (moto accepts any credentials unless auth checking is on).
 
-use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use netban_testlab::wait_until;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -106,37 +106,29 @@ impl Moto {
         path
     }
 
-    /// The test's own EC2 client (for setup and for checking what netban did).
-    pub fn ec2(&self) -> aws_sdk_ec2::Client {
-        let config = aws_sdk_ec2::Config::builder()
+    /// The test's own client configuration: moto's endpoint, its test credentials.
+    fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(self.url())
-            .credentials_provider(Credentials::new(
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
                 "testing",
                 "testing",
                 None,
                 None,
                 "netban-test",
-            ))
-            .build();
-        aws_sdk_ec2::Client::from_conf(config)
+            )))
+            .build()
+    }
+
+    /// The test's own EC2 client (for setup and for checking what netban did).
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.sdk_config())
     }
 
     pub fn waf(&self) -> aws_sdk_wafv2::Client {
-        let config = aws_sdk_wafv2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .endpoint_url(self.url())
-            .credentials_provider(Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "netban-test",
-            ))
-            .build();
-        aws_sdk_wafv2::Client::from_conf(config)
+        aws_sdk_wafv2::Client::new(&self.sdk_config())
     }
 }
 
