@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 use netban_config::Config;
 use netban_core::{Prefix, Timestamp};
 use netban_ledger::sqlite::SqliteLedger;
-use netban_ledger::{EventKind, Ledger, Outcome, Write};
+use netban_ledger::{AdmitError, EventKind, Ledger, Outcome, Write};
 use netban_proto::{BanArgs, HistoryEvent, ItemResult, ListedBan, SourceBan, UnbanArgs};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -54,7 +54,7 @@ pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
     let mut slots = Vec::new();
     for &prefix in &args.prefixes {
         let request = args.request(prefix, config.daemon.host.as_ref());
-        match netban_ledger::admit(&mut ledger, &policy, request, args.restored, now)? {
+        match netban_ledger::admit(&mut ledger, &policy, request, args.restored, now) {
             Ok(write) => {
                 if let Write::Ban {
                     escalation_step, ..
@@ -67,7 +67,8 @@ pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
                 writes.push(write);
                 slots.push(Some(writes.len() - 1));
             }
-            Err(refusal) => {
+            Err(AdmitError::Ledger(e)) => return Err(e.into()),
+            Err(AdmitError::Refused(refusal)) => {
                 slots.push(None);
                 let mut r = result(prefix);
                 r.error = Some(refusal.to_string());
@@ -78,7 +79,7 @@ pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
     let outcomes = ledger.record(&writes, now)?;
     for (r, slot) in results.iter_mut().zip(slots) {
         if let Some(Outcome::Banned { expiry, .. }) = slot.and_then(|i| outcomes.get(i)) {
-            r.expiry = Some(expiry.to_epoch_or_minus_one());
+            r.expiry = Some(*expiry);
             r.changed = true;
             r.still_banned = true;
         }
@@ -163,7 +164,7 @@ pub fn history(config: &Config, prefix: Prefix, limit: usize) -> Result<Vec<Hist
         .into_iter()
         .map(|e| HistoryEvent {
             at: e.at,
-            kind: format!("{:?}", e.kind).to_lowercase(),
+            kind: e.kind,
             prefix: e.prefix,
             source: e.source,
             expiry: e.expiry,

@@ -16,7 +16,7 @@ mod output;
 use anyhow::{anyhow, Context as _, Result};
 use clap::{Parser, Subcommand};
 use netban_config::Config;
-use netban_core::{OriginHost, Prefix, Reason, Source};
+use netban_core::{BanDuration, OriginHost, Prefix, Reason, Source};
 use netban_proto::{BanArgs, Body, Request, UnbanArgs};
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -260,7 +260,11 @@ fn run(cli: Cli) -> Result<()> {
             let args = BanArgs {
                 prefixes,
                 source,
-                bantime: if permanent { -1 } else { bantime },
+                duration: if permanent {
+                    BanDuration::Permanent
+                } else {
+                    BanDuration::from_fail2ban(bantime)
+                },
                 reason,
                 failures,
                 origin_host,

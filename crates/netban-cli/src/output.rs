@@ -50,10 +50,7 @@ pub fn item_results(verb: &str, results: &[ItemResult]) -> Result<()> {
                 refused = true;
             }
             None if verb == "banned" => {
-                let until = r
-                    .expiry
-                    .map(|e| expiry(Expiry::from_epoch_or_minus_one(e)))
-                    .unwrap_or_default();
+                let until = r.expiry.map(expiry).unwrap_or_default();
                 let escalated = if r.escalation_step > 0 {
                     format!(
                         " (repeat offender: {} earlier ban(s), escalated)",

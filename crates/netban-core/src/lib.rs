@@ -15,6 +15,7 @@
 
 pub mod aggregation;
 pub mod ban;
+pub mod event;
 pub mod placement;
 pub mod plan;
 pub mod policy;
@@ -23,5 +24,6 @@ pub mod table;
 pub mod time;
 
 pub use ban::{Ban, BanDuration, BanRequest, Expiry, OriginHost, Reason, Source};
+pub use event::EventKind;
 pub use prefix::{Family, Prefix, PrefixError};
 pub use time::Timestamp;

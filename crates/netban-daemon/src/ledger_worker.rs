@@ -1,57 +1,87 @@
 //! The ledger's own thread, with group commit.
 //!
-//! SQLite is synchronous and wants one writer. Every request that touches the ledger becomes a
-//! [`Job`] on this thread's queue; when the thread picks up a job it also takes every write job
-//! already waiting and records them all in one transaction (one fsync). A burst of bans costs
-//! one commit per batch, not one per ban, and each ban is still acknowledged only once it is on
-//! disk.
+//! The ledger is synchronous and wants one writer. Every request that touches it becomes a
+//! typed [`Job`] on this thread's queue; when the thread picks up a job it also takes every
+//! job already waiting and records all their writes in one transaction (one fsync). A burst of
+//! bans costs one commit per batch, not one per ban, and each ban is still acknowledged only
+//! once it is on disk.
 //!
 //! After each commit the thread reads the new events from the ledger (its change feed) and hands
-//! them to the [`Engine`](crate::engine::Engine) *before* replying, so `netban list` right after
-//! `netban ban` shows the ban. Writes made by other processes (the client's fallback when the
-//! daemon was down, other hosts later) arrive the same way, with the periodic [`Job::Expire`].
+//! them to the [`Engine`] *before* replying, so `netban list` right after `netban ban` shows the
+//! ban. Writes made by other processes (the client's fallback when the daemon was down, other
+//! hosts later) arrive the same way, with the periodic [`Job::Expire`].
 
-use crate::engine::SharedEngine;
+use crate::engine::Engine;
+use netban_core::plan::Held;
 use netban_core::policy::Policy;
-use netban_core::{Prefix, Timestamp};
-use netban_ledger::{EventId, EventKind, Ledger, LedgerError, Outcome, Write};
+use netban_core::{EventKind, OriginHost, Prefix, Timestamp};
+use netban_ledger::{AdmitError, Event, EventId, Ledger, LedgerError, Outcome, Write};
 use netban_proto::{BanArgs, ItemResult, UnbanArgs};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Results per requested prefix, or an error for the whole request.
-pub type Reply = oneshot::Sender<Result<Vec<ItemResult>, String>>;
+/// Why a request to the ledger thread got no answer of its own.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LedgerRequestError {
+    /// The transaction (or read) failed; nothing of this request was recorded.
+    #[error("the ledger could not record this: {0}")]
+    Failed(#[source] Arc<LedgerError>),
+    /// The ledger thread is gone (the daemon is shutting down).
+    #[error("the daemon is shutting down")]
+    Stopped,
+}
 
-/// A read that runs on the ledger thread.
-pub type ReadJob = Box<dyn FnOnce(&mut dyn Ledger) + Send>;
+impl From<LedgerError> for LedgerRequestError {
+    fn from(e: LedgerError) -> Self {
+        LedgerRequestError::Failed(Arc::new(e))
+    }
+}
 
+type Reply<T> = oneshot::Sender<Result<T, LedgerRequestError>>;
+
+/// Everything the ledger thread does, one variant per kind of request.
 pub enum Job {
+    /// Record bans (policy decided here, with the ledger's memory of earlier bans).
     Ban {
         args: BanArgs,
         policy: Arc<Policy>,
-        reply: Reply,
+        reply: Reply<Vec<ItemResult>>,
     },
     Unban {
         args: UnbanArgs,
-        reply: Reply,
+        reply: Reply<Vec<ItemResult>>,
     },
-    /// Lift bans the allowlist now covers (every source).
+    /// Lift bans the allowlist now covers (every source); answered once the lift is durable.
     Lift {
         prefixes: Vec<Prefix>,
+        reply: Option<Reply<()>>,
     },
     /// End bans whose expiry has passed (sent every `poll_millis`; like every job, it is
     /// followed by reading the change feed, which picks up other processes' writes).
     Expire,
-    Read(ReadJob),
+    /// The history of a prefix and those around it, newest first.
+    History {
+        prefix: Prefix,
+        limit: usize,
+        reply: Reply<Vec<Event>>,
+    },
+    /// The entries netban recorded creating on a target (shared areas).
+    TargetEntries {
+        target: String,
+        reply: Reply<Vec<Held>>,
+    },
+    /// Records entries a worker created on or removed from its target.
+    RecordTargetEntries {
+        target: String,
+        added: Vec<Held>,
+        removed: Vec<Prefix>,
+        reply: Reply<()>,
+    },
 }
 
 impl Job {
-    fn is_write(&self) -> bool {
-        !matches!(self, Job::Read(_))
-    }
-
     /// A client waiting for its answer (what the group-commit linger counts).
     fn is_client_write(&self) -> bool {
         matches!(self, Job::Ban { .. } | Job::Unban { .. })
@@ -65,22 +95,20 @@ pub struct LedgerHandle {
 }
 
 impl LedgerHandle {
+    /// Queues a job. After shutdown the job is dropped, and so is its reply sender: whoever
+    /// waits on it hears [`LedgerRequestError::Stopped`].
     pub fn send(&self, job: Job) {
-        // The thread lives as long as the daemon; a send after shutdown is harmless to drop.
         let _ = self.tx.send(job);
     }
 
-    /// Runs `read` on the ledger thread and returns its result.
-    pub async fn read<T: Send + 'static>(
+    /// Sends the job `make` builds around a reply channel, and waits for the answer.
+    pub async fn ask<T>(
         &self,
-        read: impl FnOnce(&mut dyn Ledger) -> Result<T, LedgerError> + Send + 'static,
-    ) -> Result<T, String> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Read(Box::new(move |ledger| {
-            let _ = tx.send(read(ledger).map_err(|e| e.to_string()));
-        })));
-        rx.await
-            .map_err(|_| "the ledger thread stopped".to_string())?
+        make: impl FnOnce(Reply<T>) -> Job,
+    ) -> Result<T, LedgerRequestError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(make(reply));
+        answer.await.unwrap_or(Err(LedgerRequestError::Stopped))
     }
 }
 
@@ -94,20 +122,26 @@ const LINGER: Duration = Duration::from_micros(300);
 /// Starts the ledger thread. It ends when every [`LedgerHandle`] is dropped.
 pub fn start(
     mut ledger: Box<dyn Ledger>,
-    engine: SharedEngine,
-    origin: Option<netban_core::OriginHost>,
+    engine: Engine,
+    origin: Option<OriginHost>,
 ) -> Result<(LedgerHandle, std::thread::JoinHandle<()>), LedgerError> {
     let mut cursor = ledger.last_event_id()?;
     let (tx, rx) = mpsc::channel::<Job>();
     let thread = std::thread::Builder::new()
         .name("netban-ledger".into())
         .spawn(move || {
+            let mut thread = LedgerThread {
+                ledger: &mut *ledger,
+                engine: &engine,
+                origin: origin.as_ref(),
+                cursor: &mut cursor,
+            };
             let mut writers_last_time = 1;
             while let Ok(first) = rx.recv() {
                 let mut jobs = vec![first];
                 gather(&rx, &mut jobs, writers_last_time);
                 writers_last_time = jobs.iter().filter(|j| j.is_client_write()).count().max(1);
-                run_jobs(&mut *ledger, &engine, origin.as_ref(), &mut cursor, jobs);
+                thread.run(jobs);
             }
         })
         .expect("spawning the ledger thread");
@@ -141,258 +175,278 @@ fn gather(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected_writers: usize
     }
 }
 
-/// How the writes of one job map back onto its reply.
-enum Pending {
-    Ban { reply: Reply, items: Vec<Slot> },
-    Unban { reply: Reply, items: Vec<Slot> },
-    None,
-}
-
-/// One requested prefix: refused before writing, or the index of its write.
-enum Slot {
+/// One requested prefix of a ban or unban, between deciding and answering.
+enum Decision {
+    /// Policy refused it: nothing is written.
     Refused(Prefix, String),
-    Skipped(ItemResult),
+    /// Answered without a write (a restore of a ban already held).
+    Answered(ItemResult),
+    /// Written: the index of its write in the group's transaction.
     Written(Prefix, usize),
     /// An unban of every ban of a source: several writes, one result each.
-    Many(Vec<(Prefix, usize)>),
+    WrittenMany(Vec<(Prefix, usize)>),
 }
 
-fn run_jobs(
-    ledger: &mut dyn Ledger,
-    engine: &SharedEngine,
-    origin: Option<&netban_core::OriginHost>,
-    cursor: &mut EventId,
-    jobs: Vec<Job>,
-) {
-    let now = crate::clock::now();
-    let mut writes: Vec<Write> = Vec::new();
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut expire = false;
-    let mut reads = Vec::new();
-    for job in jobs {
-        if !job.is_write() {
-            if let Job::Read(read) = job {
-                reads.push(read);
-            }
-            continue;
-        }
-        match job {
-            Job::Ban {
-                args,
-                policy,
-                reply,
-            } => {
-                let items = plan_bans(ledger, engine, &policy, &args, origin, now, &mut writes);
-                pending.push(Pending::Ban { reply, items });
-            }
-            Job::Unban { args, reply } => {
-                let items = plan_unbans(engine, &args, origin, &mut writes);
-                pending.push(Pending::Unban { reply, items });
-            }
-            Job::Lift { prefixes } => {
-                for prefix in prefixes {
-                    writes.push(Write::Unban {
+/// A job whose answer waits for the group's commit.
+enum Waiting {
+    Items {
+        reply: Reply<Vec<ItemResult>>,
+        decisions: Vec<Decision>,
+    },
+    Lift {
+        reply: Reply<()>,
+    },
+}
+
+/// The thread's state, borrowed for its life.
+struct LedgerThread<'a> {
+    ledger: &'a mut dyn Ledger,
+    engine: &'a Engine,
+    origin: Option<&'a OriginHost>,
+    /// The newest event handed to the engine.
+    cursor: &'a mut EventId,
+}
+
+impl LedgerThread<'_> {
+    /// Runs one group: decide every write, commit them in one transaction, expire, read the
+    /// change feed into the engine, answer, then serve the other requests.
+    fn run(&mut self, jobs: Vec<Job>) {
+        let now = crate::clock::now();
+        let mut writes: Vec<Write> = Vec::new();
+        let mut waiting: Vec<Waiting> = Vec::new();
+        let mut expire = false;
+        let mut after_commit = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Ban {
+                    args,
+                    policy,
+                    reply,
+                } => {
+                    let decisions = self.decide_bans(&policy, &args, now, &mut writes);
+                    waiting.push(Waiting::Items { reply, decisions });
+                }
+                Job::Unban { args, reply } => {
+                    let decisions = self.decide_unbans(&args, &mut writes);
+                    waiting.push(Waiting::Items { reply, decisions });
+                }
+                Job::Lift { prefixes, reply } => {
+                    writes.extend(prefixes.into_iter().map(|prefix| Write::Unban {
                         prefix,
                         source: None,
                         kind: EventKind::Lift,
-                        origin_host: origin.cloned(),
-                    });
-                }
-                pending.push(Pending::None);
-            }
-            Job::Expire => expire = true,
-            Job::Read(_) => unreachable!("filtered above"),
-        }
-    }
-
-    let outcomes = if writes.is_empty() {
-        Ok(Vec::new())
-    } else {
-        ledger.record(&writes, now)
-    };
-    if expire {
-        if let Err(e) = ledger.expire(now) {
-            tracing::error!(error = %e, "expiring bans in the ledger failed; will retry");
-        }
-    }
-    // Apply every new event (ours and other processes') before anyone hears back.
-    match ledger.events_since(*cursor, usize::MAX) {
-        Ok(events) => {
-            if let Some(last) = events.last() {
-                *cursor = last.id;
-            }
-            if !events.is_empty() {
-                engine.lock().expect("engine lock").apply_events(&events);
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "reading the ledger's change feed failed"),
-    }
-    match outcomes {
-        Ok(outcomes) => {
-            let table = engine.lock().expect("engine lock");
-            for p in pending {
-                match p {
-                    Pending::Ban { reply, items } => {
-                        let _ = reply.send(Ok(resolve(items, &writes, &outcomes, |p| {
-                            table.is_banned(p)
-                        })));
+                        origin_host: self.origin.cloned(),
+                    }));
+                    if let Some(reply) = reply {
+                        waiting.push(Waiting::Lift { reply });
                     }
-                    Pending::Unban { reply, items } => {
-                        let _ = reply.send(Ok(resolve(items, &writes, &outcomes, |p| {
-                            table.is_banned(p)
-                        })));
-                    }
-                    Pending::None => {}
                 }
+                Job::Expire => expire = true,
+                other => after_commit.push(other),
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "recording in the ledger failed");
-            for p in pending {
-                if let Pending::Ban { reply, .. } | Pending::Unban { reply, .. } = p {
-                    let _ = reply.send(Err(format!("the ledger could not record this: {e}")));
-                }
-            }
-        }
-    }
-    for read in reads {
-        read(ledger);
-    }
-}
 
-fn plan_bans(
-    ledger: &mut dyn Ledger,
-    engine: &SharedEngine,
-    policy: &Policy,
-    args: &BanArgs,
-    origin: Option<&netban_core::OriginHost>,
-    now: Timestamp,
-    writes: &mut Vec<Write>,
-) -> Vec<Slot> {
-    let mut items = Vec::with_capacity(args.prefixes.len());
-    for &prefix in &args.prefixes {
-        if args.restored {
-            // fail2ban re-asserting after its own restart: if we hold the ban, nothing to do.
-            let held =
-                engine
-                    .lock()
-                    .expect("engine lock")
-                    .source_expiry(&prefix, &args.source, now);
-            if let Some(expiry) = held {
-                items.push(Slot::Skipped(ItemResult {
-                    prefix,
-                    error: None,
-                    expiry: Some(expiry.to_epoch_or_minus_one()),
-                    escalation_step: 0,
-                    still_banned: true,
-                    changed: false,
-                }));
-                continue;
-            }
-        }
-        match netban_ledger::admit(
-            ledger,
-            policy,
-            args.request(prefix, origin),
-            args.restored,
-            now,
-        ) {
-            Ok(Ok(write)) => {
-                writes.push(write);
-                items.push(Slot::Written(prefix, writes.len() - 1));
-            }
-            Ok(Err(refusal)) => items.push(Slot::Refused(prefix, refusal.to_string())),
-            Err(e) => items.push(Slot::Refused(
-                prefix,
-                format!("the ledger could not decide: {e}"),
-            )),
-        }
-    }
-    items
-}
-
-fn plan_unbans(
-    engine: &SharedEngine,
-    args: &UnbanArgs,
-    origin: Option<&netban_core::OriginHost>,
-    writes: &mut Vec<Write>,
-) -> Vec<Slot> {
-    let origin_host = args.origin_host.clone().or_else(|| origin.cloned());
-    let unban = |prefix: Prefix, writes: &mut Vec<Write>| {
-        writes.push(Write::Unban {
-            prefix,
-            source: args.source.clone(),
-            kind: EventKind::Unban,
-            origin_host: origin_host.clone(),
-        });
-        writes.len() - 1
-    };
-    if args.all_of_source {
-        let prefixes = match &args.source {
-            Some(source) => engine
-                .lock()
-                .expect("engine lock")
-                .prefixes_of_source(source),
-            None => Vec::new(),
+        let outcomes = if writes.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.ledger.record(&writes, now)
         };
-        let many = prefixes
-            .into_iter()
-            .map(|p| (p, unban(p, writes)))
-            .collect();
-        return vec![Slot::Many(many)];
+        if expire {
+            if let Err(e) = self.ledger.expire(now) {
+                tracing::error!(error = %e, "expiring bans in the ledger failed; will retry");
+            }
+        }
+        // Apply every new event (ours and other processes') before anyone hears back.
+        self.read_feed();
+        match outcomes {
+            Ok(outcomes) => {
+                for job in waiting {
+                    match job {
+                        Waiting::Items { reply, decisions } => {
+                            let results = self.resolve(decisions, &writes, &outcomes);
+                            let _ = reply.send(Ok(results));
+                        }
+                        Waiting::Lift { reply } => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recording in the ledger failed");
+                let failure = LedgerRequestError::from(e);
+                for job in waiting {
+                    match job {
+                        Waiting::Items { reply, .. } => {
+                            let _ = reply.send(Err(failure.clone()));
+                        }
+                        Waiting::Lift { reply } => {
+                            let _ = reply.send(Err(failure.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        for job in after_commit {
+            self.serve(job);
+        }
     }
-    args.prefixes
-        .iter()
-        .map(|&p| Slot::Written(p, unban(p, writes)))
-        .collect()
-}
 
-fn resolve(
-    items: Vec<Slot>,
-    writes: &[Write],
-    outcomes: &[Outcome],
-    is_banned: impl Fn(&Prefix) -> bool,
-) -> Vec<ItemResult> {
-    let result_of = |prefix: Prefix, index: usize| {
-        let mut result = ItemResult {
+    /// Hands every event after the cursor to the engine.
+    fn read_feed(&mut self) {
+        match self.ledger.events_since(*self.cursor, usize::MAX) {
+            Ok(events) => {
+                if let Some(last) = events.last() {
+                    *self.cursor = last.id;
+                }
+                if !events.is_empty() {
+                    self.engine.apply_events(&events);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reading the ledger's change feed failed"),
+        }
+    }
+
+    /// Serves a request that is not part of the group's transaction.
+    fn serve(&mut self, job: Job) {
+        match job {
+            Job::History {
+                prefix,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.ledger.history(&prefix, limit).map_err(Into::into));
+            }
+            Job::TargetEntries { target, reply } => {
+                let _ = reply.send(self.ledger.target_entries(&target).map_err(Into::into));
+            }
+            Job::RecordTargetEntries {
+                target,
+                added,
+                removed,
+                reply,
+            } => {
+                let result = self.ledger.update_target_entries(&target, &added, &removed);
+                let _ = reply.send(result.map_err(Into::into));
+            }
+            Job::Ban { .. } | Job::Unban { .. } | Job::Lift { .. } | Job::Expire => {
+                unreachable!("writes are part of the group's transaction")
+            }
+        }
+    }
+
+    fn decide_bans(
+        &mut self,
+        policy: &Policy,
+        args: &BanArgs,
+        now: Timestamp,
+        writes: &mut Vec<Write>,
+    ) -> Vec<Decision> {
+        let mut decisions = Vec::with_capacity(args.prefixes.len());
+        for &prefix in &args.prefixes {
+            if args.restored {
+                // fail2ban re-asserting after its own restart: if we hold the ban, nothing to do.
+                if let Some(expiry) = self.engine.source_expiry(&prefix, &args.source, now) {
+                    decisions.push(Decision::Answered(ItemResult {
+                        prefix,
+                        error: None,
+                        expiry: Some(expiry),
+                        escalation_step: 0,
+                        still_banned: true,
+                        changed: false,
+                    }));
+                    continue;
+                }
+            }
+            let request = args.request(prefix, self.origin);
+            match netban_ledger::admit(&mut *self.ledger, policy, request, args.restored, now) {
+                Ok(write) => {
+                    writes.push(write);
+                    decisions.push(Decision::Written(prefix, writes.len() - 1));
+                }
+                Err(AdmitError::Refused(refusal)) => {
+                    decisions.push(Decision::Refused(prefix, refusal.to_string()))
+                }
+                Err(e @ AdmitError::Ledger(_)) => {
+                    decisions.push(Decision::Refused(prefix, e.to_string()))
+                }
+            }
+        }
+        decisions
+    }
+
+    fn decide_unbans(&self, args: &UnbanArgs, writes: &mut Vec<Write>) -> Vec<Decision> {
+        let origin_host = args.origin_host.clone().or_else(|| self.origin.cloned());
+        let mut unban = |prefix: Prefix| {
+            writes.push(Write::Unban {
+                prefix,
+                source: args.source.clone(),
+                kind: EventKind::Unban,
+                origin_host: origin_host.clone(),
+            });
+            writes.len() - 1
+        };
+        if args.all_of_source {
+            let prefixes = match &args.source {
+                Some(source) => self.engine.prefixes_of_source(source),
+                None => Vec::new(),
+            };
+            let many = prefixes.into_iter().map(|p| (p, unban(p))).collect();
+            return vec![Decision::WrittenMany(many)];
+        }
+        args.prefixes
+            .iter()
+            .map(|&p| Decision::Written(p, unban(p)))
+            .collect()
+    }
+
+    /// The answer for each requested prefix, once the group is committed and applied.
+    fn resolve(
+        &self,
+        decisions: Vec<Decision>,
+        writes: &[Write],
+        outcomes: &[Outcome],
+    ) -> Vec<ItemResult> {
+        let blank = |prefix: Prefix| ItemResult {
             prefix,
             error: None,
             expiry: None,
             escalation_step: 0,
-            still_banned: is_banned(&prefix),
+            still_banned: self.engine.is_banned(&prefix),
             changed: false,
         };
-        match outcomes.get(index) {
-            Some(Outcome::Banned { expiry, .. }) => {
-                result.expiry = Some(expiry.to_epoch_or_minus_one());
-                result.changed = true;
-                if let Some(Write::Ban {
-                    escalation_step, ..
-                }) = writes.get(index)
-                {
-                    result.escalation_step = *escalation_step;
+        let written = |prefix: Prefix, index: usize| {
+            let mut result = blank(prefix);
+            match outcomes.get(index) {
+                Some(Outcome::Banned { expiry, .. }) => {
+                    result.expiry = Some(*expiry);
+                    result.changed = true;
+                    if let Some(Write::Ban {
+                        escalation_step, ..
+                    }) = writes.get(index)
+                    {
+                        result.escalation_step = *escalation_step;
+                    }
+                }
+                Some(Outcome::Unbanned { removed, .. }) => result.changed = *removed > 0,
+                None => result.error = Some("internal error: no outcome for this write".into()),
+            }
+            result
+        };
+        let mut results = Vec::new();
+        for decision in decisions {
+            match decision {
+                Decision::Refused(prefix, error) => results.push(ItemResult {
+                    error: Some(error),
+                    ..blank(prefix)
+                }),
+                Decision::Answered(result) => results.push(result),
+                Decision::Written(prefix, index) => results.push(written(prefix, index)),
+                Decision::WrittenMany(list) => {
+                    results.extend(list.into_iter().map(|(p, i)| written(p, i)))
                 }
             }
-            Some(Outcome::Unbanned { removed, .. }) => result.changed = *removed > 0,
-            None => result.error = Some("internal error: no outcome for this write".into()),
         }
-        result
-    };
-    let mut results = Vec::new();
-    for item in items {
-        match item {
-            Slot::Refused(prefix, error) => results.push(ItemResult {
-                prefix,
-                error: Some(error),
-                expiry: None,
-                escalation_step: 0,
-                still_banned: is_banned(&prefix),
-                changed: false,
-            }),
-            Slot::Skipped(result) => results.push(result),
-            Slot::Written(prefix, index) => results.push(result_of(prefix, index)),
-            Slot::Many(list) => results.extend(list.into_iter().map(|(p, i)| result_of(p, i))),
-        }
+        results
     }
-    results
 }

@@ -10,6 +10,7 @@
 
 mod clock;
 mod engine;
+mod housekeeping;
 mod ledger_worker;
 mod reconciler;
 mod server;
@@ -17,15 +18,15 @@ mod targets;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use engine::Engine;
+use engine::{Engine, TargetId};
+use housekeeping::Housekeeping;
 use netban_config::Config;
 use netban_core::Prefix;
 use netban_ledger::sqlite::SqliteLedger;
 use netban_ledger::Ledger;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
@@ -61,9 +62,8 @@ fn main() {
 
 fn run(args: Args) -> Result<()> {
     let config = Config::load(&args.config)?;
-    let built = targets::build(&config.targets)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("in {}", args.config.display()))?;
+    let built =
+        targets::build(&config.targets).with_context(|| format!("in {}", args.config.display()))?;
     let own = own_addresses();
     let (policy, _) = config.policy(&own)?;
     if args.check_config {
@@ -74,7 +74,7 @@ fn run(args: Args) -> Result<()> {
             if built.len() == 1 { "" } else { "s" },
             built
                 .iter()
-                .map(|b| format!("{} ({})", b.slot.info.name, b.slot.info.kind))
+                .map(|b| format!("{} ({})", b.spec.info.name, b.spec.info.kind))
                 .collect::<Vec<_>>()
                 .join(", "),
             policy.allowlist.len(),
@@ -103,6 +103,7 @@ fn own_addresses() -> Vec<Prefix> {
     }
 }
 
+/// Start-up in dependency order, then shutdown in reverse (see the module documentation).
 async fn serve(
     config: Config,
     built: Vec<targets::Built>,
@@ -115,54 +116,66 @@ async fn serve(
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut ledger = SqliteLedger::open(&ledger_path)?;
-    let (drivers, slots): (Vec<_>, Vec<_>) = built.into_iter().map(|b| (b.driver, b.slot)).unzip();
-    let wakes: Vec<_> = slots.iter().map(|s| s.wake.clone()).collect();
-    let mut engine = Engine::new(policy, slots);
-    ledger.for_each_active(started_at, &mut |ban| engine.load(&ban))?;
-    engine.placed_after_load();
+
+    // The engine, loaded from the ledger; capacity-limited targets placed before any worker
+    // runs, so a restart moves nothing.
+    let (drivers, specs): (Vec<_>, Vec<_>) = built.into_iter().map(|b| (b.driver, b.spec)).unzip();
+    let engine = Engine::new(policy, specs);
+    let mut loading = Vec::with_capacity(4096);
+    ledger.for_each_active(started_at, &mut |ban| {
+        loading.push(ban);
+        if loading.len() == loading.capacity() {
+            engine.load(loading.drain(..));
+        }
+    })?;
+    let active = engine.load(loading);
+    engine.place_all();
     let lifted = engine.covered_by_policy();
-    tracing::info!(bans = engine.table().len(), ledger = %ledger_path.display(), "ledger loaded");
-    let engine = Arc::new(Mutex::new(engine));
+    tracing::info!(bans = active, ledger = %ledger_path.display(), "ledger loaded");
+
+    // The ledger thread: every write, with group commit; feeds the engine.
     let origin = config.daemon.host.clone().or_else(local_hostname);
     let (ledger_handle, ledger_thread) =
         ledger_worker::start(Box::new(ledger), engine.clone(), origin)?;
     ledger_handle.send(ledger_worker::Job::Expire);
     if !lifted.is_empty() {
         tracing::warn!(count = lifted.len(), "lifting bans the allowlist covers");
-        ledger_handle.send(ledger_worker::Job::Lift { prefixes: lifted });
+        ledger_handle.send(ledger_worker::Job::Lift {
+            prefixes: lifted,
+            reply: None,
+        });
     }
 
+    // One worker per target.
     let listener = bind_socket(&config.daemon.socket)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut worker_tasks = Vec::new();
-    let mut worker_handles = Vec::new();
-    for (index, (driver, wake)) in drivers.into_iter().zip(wakes).enumerate() {
+    let mut tasks = Vec::new();
+    let mut workers = Vec::new();
+    for (n, driver) in drivers.into_iter().enumerate() {
         let (worker, handle) = reconciler::Worker::new(
-            index,
             driver,
-            engine.clone(),
+            engine.target(TargetId::nth(n)),
             ledger_handle.clone(),
             config.reconciler.clone(),
-            wake,
         );
-        worker_handles.push(handle);
-        worker_tasks.push(tokio::spawn(worker.run(shutdown_rx.clone())));
+        workers.push(handle);
+        tasks.push(tokio::spawn(worker.run(shutdown_rx.clone())));
     }
 
-    let reload = reloader(config.clone(), own, engine.clone(), ledger_handle.clone());
+    // Expiry, other processes' writes, allowlist files.
+    let (housekeeping, reloader) =
+        Housekeeping::new(config.clone(), own, engine.clone(), ledger_handle.clone());
+    tasks.push(tokio::spawn(housekeeping.run(shutdown_rx.clone())));
+
+    // The socket.
     let context = Arc::new(server::Context {
-        engine: engine.clone(),
+        engine,
         ledger: ledger_handle.clone(),
-        workers: worker_handles,
+        workers,
+        reloader,
         started_at,
         ledger_description: format!("sqlite {}", ledger_path.display()),
-        reload,
     });
-    let poll = tokio::spawn(poll_loop(
-        config.clone(),
-        context.clone(),
-        shutdown_rx.clone(),
-    ));
     let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
     tracing::info!(socket = %config.daemon.socket.display(), "netban is serving");
 
@@ -170,8 +183,7 @@ async fn serve(
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = server.await;
-    let _ = poll.await;
-    for task in worker_tasks {
+    for task in tasks {
         let _ = task.await;
     }
     let _ = std::fs::remove_file(&config.daemon.socket);
@@ -180,60 +192,6 @@ async fn serve(
     let _ = tokio::task::spawn_blocking(move || ledger_thread.join()).await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Every `poll_millis`: end expired bans and pick up other processes' ledger writes (one
-/// ledger job), and re-read the allowlist files if they changed.
-async fn poll_loop(
-    config: Config,
-    context: Arc<server::Context>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut stamps = config.allowlist_stamps();
-    let mut tick =
-        tokio::time::interval(Duration::from_millis(config.reconciler.poll_millis.max(10)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tick.tick() => {}
-        }
-        // One job does both: the ledger ends bans whose expiry passed (an indexed query that
-        // finds nothing most of the time) and, like after every job, reads the change feed,
-        // which brings in writes other processes made.
-        context.ledger.send(ledger_worker::Job::Expire);
-        let now_stamps = config.allowlist_stamps();
-        if now_stamps != stamps {
-            stamps = now_stamps;
-            match (context.reload)() {
-                Ok((entries, lifted)) => {
-                    tracing::info!(entries, lifted = lifted.len(), "allowlist reloaded")
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "allowlist reload failed; keeping the previous one")
-                }
-            }
-        }
-    }
-}
-
-fn reloader(
-    config: Config,
-    own: Vec<Prefix>,
-    engine: engine::SharedEngine,
-    ledger: ledger_worker::LedgerHandle,
-) -> server::Reload {
-    Box::new(move || {
-        let (policy, _) = config.policy(&own).map_err(|e| e.to_string())?;
-        let entries = policy.allowlist.len();
-        let lifted = engine.lock().expect("engine lock").set_policy(policy);
-        if !lifted.is_empty() {
-            ledger.send(ledger_worker::Job::Lift {
-                prefixes: lifted.clone(),
-            });
-        }
-        Ok((entries, lifted))
-    })
 }
 
 fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {

@@ -14,33 +14,70 @@
 //! the device rejects for good is reported and left until its ban changes.
 
 use crate::clock;
-use crate::engine::SharedEngine;
-use crate::ledger_worker::LedgerHandle;
+use crate::engine::TargetHandle;
+use crate::ledger_worker::{Job, LedgerHandle, LedgerRequestError};
 use netban_config::ReconcilerSection;
 use netban_core::plan::{self, Held, Ownership, Plan};
-use netban_core::Prefix;
-use netban_proto::TargetStatus;
+use netban_core::{Expiry, Prefix};
+use netban_proto::{Health, TargetStatus};
 use netban_targets::{ItemResult, OwnershipKind, Step, Target, TargetError};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// Requests the server sends to a worker.
 pub enum Command {
     /// Observe the device and say what a full sync would change, changing nothing.
-    Plan(oneshot::Sender<Result<Plan, String>>),
+    Plan(oneshot::Sender<Result<Plan, TargetError>>),
     /// Full sync now.
-    Sync(oneshot::Sender<Result<(), String>>),
+    Sync(oneshot::Sender<Result<(), TargetError>>),
 }
 
-/// The server's handle on one worker.
+/// Why a command to a worker got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("the target's worker has stopped")]
+    Stopped,
+}
+
+/// The server's handle on one worker: its commands, and the status it publishes.
 #[derive(Clone)]
 pub struct WorkerHandle {
     pub name: String,
-    pub commands: mpsc::Sender<Command>,
-    pub status: Arc<Mutex<TargetStatus>>,
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<TargetStatus>,
+}
+
+impl WorkerHandle {
+    /// The worker's latest status.
+    pub fn status(&self) -> TargetStatus {
+        self.status.borrow().clone()
+    }
+
+    /// What a full sync would change now, changing nothing.
+    pub async fn plan(&self) -> Result<Plan, WorkerError> {
+        self.ask(Command::Plan).await
+    }
+
+    /// Observes the device and repairs it now.
+    pub async fn sync(&self) -> Result<(), WorkerError> {
+        self.ask(Command::Sync).await
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, TargetError>>) -> Command,
+    ) -> Result<T, WorkerError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| WorkerError::Stopped)?;
+        Ok(answer.await.map_err(|_| WorkerError::Stopped)??)
+    }
 }
 
 /// How long changes may gather after a batch before the next one goes out (see
@@ -48,14 +85,14 @@ pub struct WorkerHandle {
 const COALESCE: Duration = Duration::from_millis(20);
 
 pub struct Worker {
-    index: usize,
     target: Box<dyn Target>,
-    engine: SharedEngine,
+    /// This target's part of the engine: what it should hold, and the wake-ups.
+    engine: TargetHandle,
     ledger: LedgerHandle,
     settings: ReconcilerSection,
-    status: Arc<Mutex<TargetStatus>>,
+    /// Published to the server (`netban status`); only this worker writes it.
+    status: watch::Sender<TargetStatus>,
     commands: mpsc::Receiver<Command>,
-    wake: Arc<Notify>,
     /// What the device holds, as last observed and since changed by our own applies.
     held: BTreeMap<Prefix, Vec<Held>>,
     /// On shared areas: the (prefix, handle) entries netban created.
@@ -73,18 +110,16 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        index: usize,
         target: Box<dyn Target>,
-        engine: SharedEngine,
+        engine: TargetHandle,
         ledger: LedgerHandle,
         settings: ReconcilerSection,
-        wake: Arc<Notify>,
     ) -> (Worker, WorkerHandle) {
         let info = target.info().clone();
-        let status = Arc::new(Mutex::new(TargetStatus {
+        let (status, status_rx) = watch::channel(TargetStatus {
             name: info.name.clone(),
             kind: info.kind.to_string(),
-            health: "starting".into(),
+            health: Health::Starting,
             desired: 0,
             held: 0,
             overflow: 0,
@@ -93,22 +128,20 @@ impl Worker {
             last_sync: None,
             last_error: None,
             consecutive_failures: 0,
-        }));
+        });
         let (tx, rx) = mpsc::channel(16);
         let handle = WorkerHandle {
             name: info.name.clone(),
             commands: tx,
-            status: status.clone(),
+            status: status_rx,
         };
         let worker = Worker {
-            index,
             target,
             engine,
             ledger,
             settings,
             status,
             commands: rx,
-            wake,
             held: BTreeMap::new(),
             owned: BTreeSet::new(),
             rejected: BTreeMap::new(),
@@ -136,8 +169,12 @@ impl Worker {
     /// Runs until `shutdown` turns true; finishes the batch in flight first.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         if self.target.info().ownership == OwnershipKind::Recorded {
-            let name = self.name().to_string();
-            match self.ledger.read(move |l| l.target_entries(&name)).await {
+            let target = self.name().to_string();
+            match self
+                .ledger
+                .ask(|reply| Job::TargetEntries { target, reply })
+                .await
+            {
                 Ok(entries) => {
                     self.owned = entries.into_iter().map(|h| (h.prefix, h.handle)).collect()
                 }
@@ -155,10 +192,7 @@ impl Worker {
             if retry_at.is_none_or(|t| t <= now) {
                 if self.item_retry_at.is_some_and(|t| t <= now) {
                     let failed = std::mem::take(&mut self.failed);
-                    self.engine
-                        .lock()
-                        .expect("engine lock")
-                        .mark_dirty(self.index, failed);
+                    self.engine.mark_dirty(failed);
                     self.item_retry_at = None;
                 }
                 let result = if need_full || now >= next_resync {
@@ -193,7 +227,7 @@ impl Worker {
                 _ = shutdown.changed() => break,
                 Some(command) = self.commands.recv() => match command {
                     Command::Plan(reply) => {
-                        let _ = reply.send(self.dry_run().await.map_err(|e| e.to_string()));
+                        let _ = reply.send(self.dry_run().await);
                     }
                     Command::Sync(reply) => {
                         let result = self.full_sync().await;
@@ -207,10 +241,10 @@ impl Worker {
                             Err(e) => self.report_down(e),
                         }
                         self.publish_status();
-                        let _ = reply.send(result.map_err(|e| e.to_string()));
+                        let _ = reply.send(result);
                     }
                 },
-                _ = self.wake.notified() => {}
+                _ = self.engine.work_signalled() => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
@@ -229,15 +263,12 @@ impl Worker {
             self.prepared = true;
         }
         let held = self.target.observe().await?;
-        let desired = {
-            let mut engine = self.engine.lock().expect("engine lock");
-            engine.refresh_placement(self.index);
-            engine.desired_all(self.index)
-        };
+        self.engine.refresh_placement();
+        let desired = self.engine.all_desired();
         Ok(self.plan_full(&desired, &held))
     }
 
-    fn plan_full(&self, desired: &BTreeMap<Prefix, netban_core::Expiry>, held: &[Held]) -> Plan {
+    fn plan_full(&self, desired: &BTreeMap<Prefix, Expiry>, held: &[Held]) -> Plan {
         let info = self.target.info();
         let ownership = match self.ownership_kind() {
             OwnershipKind::Exclusive => Ownership::Exclusive,
@@ -254,12 +285,8 @@ impl Worker {
             self.prepared = true;
         }
         let held = self.target.observe().await?;
-        let desired = {
-            let mut engine = self.engine.lock().expect("engine lock");
-            engine.refresh_placement(self.index);
-            let _ = engine.take_dirty(self.index);
-            engine.desired_all(self.index)
-        };
+        self.engine.refresh_placement();
+        let desired = self.engine.take_all_desired();
         self.held.clear();
         for h in &held {
             self.held.entry(h.prefix).or_default().push(h.clone());
@@ -275,10 +302,10 @@ impl Worker {
             );
         }
         self.apply(plan).await?;
-        if let Ok(mut s) = self.status.lock() {
+        self.status.send_modify(|s| {
             s.last_sync = Some(clock::now());
             s.desired = desired.len();
-        }
+        });
         Ok(())
     }
 
@@ -289,36 +316,32 @@ impl Worker {
         if let Some(last) = self.last_batch_at {
             tokio::time::sleep_until(last + COALESCE).await;
         }
-        let plan = {
-            let mut engine = self.engine.lock().expect("engine lock");
-            engine.refresh_placement(self.index);
-            let dirty = engine.take_dirty(self.index);
-            if dirty.is_empty() {
-                return Ok(());
-            }
-            for prefix in &dirty {
-                self.rejected.remove(prefix);
-            }
-            let ownership = match self.ownership_kind() {
-                OwnershipKind::Exclusive => Ownership::Exclusive,
-                OwnershipKind::Recorded => Ownership::Recorded(&self.owned),
-            };
-            let engine_ref = &*engine;
-            let index = self.index;
-            plan::plan_prefixes(
-                &dirty,
-                &|p| engine_ref.desired_of(index, p),
-                &self.held,
-                &ownership,
-                self.target.info().expiry,
-            )
+        self.engine.refresh_placement();
+        let dirty = self.engine.take_dirty();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        for prefix in dirty.keys() {
+            self.rejected.remove(prefix);
+        }
+        let ownership = match self.ownership_kind() {
+            OwnershipKind::Exclusive => Ownership::Exclusive,
+            OwnershipKind::Recorded => Ownership::Recorded(&self.owned),
         };
+        let prefixes: BTreeSet<Prefix> = dirty.keys().copied().collect();
+        let plan = plan::plan_prefixes(
+            &prefixes,
+            &|p| dirty.get(p).copied().flatten(),
+            &self.held,
+            &ownership,
+            self.target.info().expiry,
+        );
         self.last_batch_at = Some(Instant::now());
         // What the target should hold moves by what this plan adds and removes; a full sync
         // recounts it exactly.
-        if let Ok(mut s) = self.status.lock() {
+        self.status.send_modify(|s| {
             s.desired = (s.desired + plan.add.len()).saturating_sub(plan.remove.len());
-        }
+        });
         self.apply(plan).await
     }
 
@@ -332,15 +355,11 @@ impl Worker {
             let report = match self.target.apply(&batch).await {
                 Ok(report) => report,
                 Err(error) => {
-                    let prefixes = batch_prefixes(&batch);
-                    self.engine
-                        .lock()
-                        .expect("engine lock")
-                        .mark_dirty(self.index, prefixes);
+                    self.engine.mark_dirty(batch_prefixes(&batch));
                     return Err(error);
                 }
             };
-            let desired: BTreeMap<Prefix, netban_core::Expiry> = batch
+            let desired: BTreeMap<Prefix, Expiry> = batch
                 .add
                 .iter()
                 .chain(batch.refresh.iter().map(|(_, d)| d))
@@ -391,11 +410,16 @@ impl Worker {
                 for p in &removed {
                     forget_owned(&mut self.owned, p);
                 }
-                let name = self.name().to_string();
+                let target = self.name().to_string();
                 self.ledger
-                    .read(move |l| l.update_target_entries(&name, &added, &removed))
+                    .ask(|reply| Job::RecordTargetEntries {
+                        target,
+                        added,
+                        removed,
+                        reply,
+                    })
                     .await
-                    .map_err(TargetError::Device)?;
+                    .map_err(|e: LedgerRequestError| TargetError::Device(e.to_string()))?;
             }
         }
         if !self.failed.is_empty() && self.item_retry_at.is_none() {
@@ -410,44 +434,36 @@ impl Worker {
     }
 
     fn set_error(&self, message: String) {
-        if let Ok(mut s) = self.status.lock() {
-            s.last_error = Some(message);
-        }
+        self.status.send_modify(|s| s.last_error = Some(message));
     }
 
     fn report_down(&self, error: &TargetError) {
         tracing::error!(target = self.name(), %error, retry_in = ?self.backoff(), "target failed");
-        if let Ok(mut s) = self.status.lock() {
-            s.health = "down".into();
+        self.status.send_modify(|s| {
+            s.health = Health::Down;
             s.last_error = Some(error.to_string());
             s.consecutive_failures = self.failures;
-        }
+        });
     }
 
     fn publish_status(&self) {
-        let (pending, overflow, aggregates) = {
-            let engine = self.engine.lock().expect("engine lock");
-            (
-                engine.targets()[self.index].dirty.len(),
-                engine.overflow_count(self.index),
-                engine.aggregate_count(self.index),
-            )
-        };
-        if let Ok(mut s) = self.status.lock() {
+        let counts = self.engine.counts();
+        let healthy = self.failures == 0;
+        let item_trouble = !self.failed.is_empty() || !self.rejected.is_empty();
+        self.status.send_modify(|s| {
             s.held = self.held.len();
-            s.pending = pending + self.failed.len();
-            s.overflow = overflow;
-            s.aggregates = aggregates;
+            s.pending = counts.dirty + self.failed.len();
+            s.overflow = counts.overflow;
+            s.aggregates = counts.aggregates;
             s.consecutive_failures = self.failures;
-            if self.failures == 0 {
-                s.health = if self.failed.is_empty() && self.rejected.is_empty() {
-                    "ok"
+            if healthy {
+                s.health = if item_trouble {
+                    Health::Degraded
                 } else {
-                    "degraded"
-                }
-                .into();
+                    Health::Ok
+                };
             }
-        }
+        });
     }
 }
 

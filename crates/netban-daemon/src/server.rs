@@ -2,31 +2,27 @@
 //! (see `netban-proto`). Each connection is its own task; bans go to the ledger thread and are
 //! answered once they are durable.
 
-use crate::engine::SharedEngine;
+use crate::engine::Engine;
+use crate::housekeeping::PolicyReloader;
 use crate::ledger_worker::{Job, LedgerHandle};
-use crate::reconciler::{Command, WorkerHandle};
-use netban_core::Prefix;
+use crate::reconciler::WorkerHandle;
 use netban_proto::{
-    Body, HistoryEvent, ListedBan, Request, Response, SourceBan, StatusReport, TargetPlan,
-    PROTOCOL_VERSION,
+    Body, HistoryEvent, Request, Response, StatusReport, TargetPlan, PROTOCOL_VERSION,
 };
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 /// Everything a connection needs to answer requests.
 pub struct Context {
-    pub engine: SharedEngine,
+    pub engine: Engine,
     pub ledger: LedgerHandle,
     pub workers: Vec<WorkerHandle>,
+    pub reloader: PolicyReloader,
     pub started_at: netban_core::Timestamp,
     pub ledger_description: String,
-    pub reload: Reload,
 }
-
-/// Re-reads the allowlist files; returns (entries, lifted prefixes).
-pub type Reload = Box<dyn Fn() -> Result<(usize, Vec<Prefix>), String> + Send + Sync>;
 
 /// Accepts connections on `listener` until `shutdown` turns true.
 pub async fn run(
@@ -87,64 +83,39 @@ async fn handle(request: Request, context: &Context) -> Response {
             version: PROTOCOL_VERSION,
         }),
         Request::Ban(args) => {
-            let policy = context.engine.lock().expect("engine lock").policy();
-            let (reply, wait) = oneshot::channel();
-            context.ledger.send(Job::Ban {
-                args,
-                policy,
-                reply,
-            });
-            match wait.await {
-                Ok(Ok(results)) => ok(Body::Banned { results }),
-                Ok(Err(e)) => error(e),
-                Err(_) => error("the daemon is shutting down"),
+            let policy = context.engine.policy();
+            let answer = context
+                .ledger
+                .ask(|reply| Job::Ban {
+                    args,
+                    policy,
+                    reply,
+                })
+                .await;
+            match answer {
+                Ok(results) => ok(Body::Banned { results }),
+                Err(e) => error(e.to_string()),
             }
         }
         Request::Unban(args) => {
             if args.all_of_source && (args.source.is_none() || !args.prefixes.is_empty()) {
                 return error("unbanning all of a source needs a source and no addresses");
             }
-            let (reply, wait) = oneshot::channel();
-            context.ledger.send(Job::Unban { args, reply });
-            match wait.await {
-                Ok(Ok(results)) => ok(Body::Unbanned { results }),
-                Ok(Err(e)) => error(e),
-                Err(_) => error("the daemon is shutting down"),
+            match context.ledger.ask(|reply| Job::Unban { args, reply }).await {
+                Ok(results) => ok(Body::Unbanned { results }),
+                Err(e) => error(e.to_string()),
             }
         }
-        Request::List { prefix } => {
-            let engine = context.engine.lock().expect("engine lock");
-            let table = engine.table();
-            let bans = table
-                .iter_effective()
-                .filter(|(p, _)| prefix.is_none_or(|q| q.overlaps(p)))
-                .map(|(p, expiry)| ListedBan {
-                    prefix: p,
-                    expiry,
-                    sources: table
-                        .sources(&p)
-                        .into_iter()
-                        .map(|(source, expiry)| SourceBan { source, expiry })
-                        .collect(),
-                })
-                .collect();
-            ok(Body::List { bans })
-        }
-        Request::Status => {
-            let active_bans = context.engine.lock().expect("engine lock").table().len();
-            let targets = context
-                .workers
-                .iter()
-                .map(|w| w.status.lock().expect("status lock").clone())
-                .collect();
-            ok(Body::Status(StatusReport {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                ledger: context.ledger_description.clone(),
-                started_at: context.started_at,
-                active_bans,
-                targets,
-            }))
-        }
+        Request::List { prefix } => ok(Body::List {
+            bans: context.engine.list(prefix),
+        }),
+        Request::Status => ok(Body::Status(StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ledger: context.ledger_description.clone(),
+            started_at: context.started_at,
+            active_bans: context.engine.active_bans(),
+            targets: context.workers.iter().map(WorkerHandle::status).collect(),
+        })),
         Request::Plan { target } => {
             let workers = match select_workers(&context.workers, target.as_deref()) {
                 Ok(w) => w,
@@ -152,25 +123,23 @@ async fn handle(request: Request, context: &Context) -> Response {
             };
             let mut plans = Vec::new();
             for worker in workers {
-                let (reply, wait) = oneshot::channel();
-                let result = match worker.commands.send(Command::Plan(reply)).await {
-                    Ok(()) => wait.await.unwrap_or_else(|_| Err("worker stopped".into())),
-                    Err(_) => Err("worker stopped".into()),
+                let empty = TargetPlan {
+                    target: worker.name.clone(),
+                    add: vec![],
+                    remove: vec![],
+                    refresh: vec![],
+                    error: None,
                 };
-                plans.push(match result {
+                plans.push(match worker.plan().await {
                     Ok(plan) => TargetPlan {
-                        target: worker.name.clone(),
                         add: plan.add.iter().map(|d| d.prefix).collect(),
                         remove: plan.remove.iter().map(|h| h.prefix).collect(),
                         refresh: plan.refresh.iter().map(|(_, d)| d.prefix).collect(),
-                        error: None,
+                        ..empty
                     },
                     Err(e) => TargetPlan {
-                        target: worker.name.clone(),
-                        add: vec![],
-                        remove: vec![],
-                        refresh: vec![],
-                        error: Some(e),
+                        error: Some(e.to_string()),
+                        ..empty
                     },
                 });
             }
@@ -184,12 +153,7 @@ async fn handle(request: Request, context: &Context) -> Response {
             let mut synced = Vec::new();
             let mut failures = Vec::new();
             for worker in workers {
-                let (reply, wait) = oneshot::channel();
-                let result = match worker.commands.send(Command::Sync(reply)).await {
-                    Ok(()) => wait.await.unwrap_or_else(|_| Err("worker stopped".into())),
-                    Err(_) => Err("worker stopped".into()),
-                };
-                match result {
+                match worker.sync().await {
                     Ok(()) => synced.push(worker.name.clone()),
                     Err(e) => failures.push(format!("{}: {e}", worker.name)),
                 }
@@ -201,17 +165,22 @@ async fn handle(request: Request, context: &Context) -> Response {
             }
         }
         Request::History { prefix, limit } => {
-            match context
+            let limit = limit.clamp(1, 10_000);
+            let answer = context
                 .ledger
-                .read(move |l| l.history(&prefix, limit.clamp(1, 10_000)))
-                .await
-            {
+                .ask(|reply| Job::History {
+                    prefix,
+                    limit,
+                    reply,
+                })
+                .await;
+            match answer {
                 Ok(events) => ok(Body::History {
                     events: events
                         .into_iter()
                         .map(|e| HistoryEvent {
                             at: e.at,
-                            kind: format!("{:?}", e.kind).to_lowercase(),
+                            kind: e.kind,
                             prefix: e.prefix,
                             source: e.source,
                             expiry: e.expiry,
@@ -221,15 +190,15 @@ async fn handle(request: Request, context: &Context) -> Response {
                         })
                         .collect(),
                 }),
-                Err(e) => error(e),
+                Err(e) => error(e.to_string()),
             }
         }
-        Request::Reload => match (context.reload)() {
-            Ok((allowlist_entries, lifted)) => ok(Body::Reloaded {
-                allowlist_entries,
-                lifted,
+        Request::Reload => match context.reloader.reload().await {
+            Ok(reloaded) => ok(Body::Reloaded {
+                allowlist_entries: reloaded.allowlist_entries,
+                lifted: reloaded.lifted,
             }),
-            Err(e) => error(e),
+            Err(e) => error(e.to_string()),
         },
     }
 }

@@ -17,16 +17,40 @@
 //!   protected networks; `netban_core::aggregation`). Off unless set: a covering prefix also
 //!   blocks addresses nobody banned.
 
-use crate::engine::{Scope, TargetSlot};
+use crate::engine::{Scope, TargetId, TargetSpec};
 use netban_core::aggregation::Aggregation;
 use netban_core::placement::Capacity;
 use netban_core::Source;
 use netban_targets::config::TargetKind;
-use netban_targets::Target;
+use netban_targets::{Target, TargetError};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use tokio::sync::Notify;
+
+/// Why the `[[targets]]` tables cannot be used; each names the target and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetConfigError {
+    /// A key is missing, unknown or of the wrong type (the parser's words).
+    #[error("target {target}: {problem}")]
+    Table { target: String, problem: String },
+    #[error("target name {0:?}: use letters, digits, '-' and '_' (at most 32)")]
+    BadName(String),
+    #[error("target name {0:?} is used twice")]
+    DuplicateName(String),
+    /// The driver refused its settings.
+    #[error("target {target}: {source}")]
+    Driver { target: String, source: TargetError },
+    #[error("target {target}: fallback {fallback:?} is not a configured target")]
+    UnknownFallback { target: String, fallback: String },
+    #[error("target {0}: a target cannot be its own fallback")]
+    OwnFallback(String),
+    #[error(
+        "target {0}: fallback_only, but no target names it as its fallback (it would hold nothing)"
+    )]
+    UnusedFallbackOnly(String),
+    /// `aggregate_*` settings that cannot work.
+    #[error("target {target}: {problem}")]
+    Aggregation { target: String, problem: String },
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,8 +91,14 @@ const AGGREGATE_V4: std::ops::RangeInclusive<u8> = 16..=31;
 const AGGREGATE_V6: std::ops::RangeInclusive<u8> = 32..=127;
 
 /// The aggregation settings of a target, checked against its capacity.
-fn aggregation(common: &Common, capacity: Capacity) -> Result<Option<Aggregation>, String> {
-    let name = &common.name;
+fn aggregation(
+    common: &Common,
+    capacity: Capacity,
+) -> Result<Option<Aggregation>, TargetConfigError> {
+    let problem = |problem: String| TargetConfigError::Aggregation {
+        target: common.name.clone(),
+        problem,
+    };
     for (key, len, range, cap) in [
         (
             "aggregate_v4",
@@ -85,32 +115,32 @@ fn aggregation(common: &Common, capacity: Capacity) -> Result<Option<Aggregation
     ] {
         let Some(len) = len else { continue };
         if !range.contains(&len) {
-            return Err(format!(
-                "target {name}: {key} = {len}: use a prefix length from {} to {}",
+            return Err(problem(format!(
+                "{key} = {len}: use a prefix length from {} to {}",
                 range.start(),
                 range.end()
-            ));
+            )));
         }
         if cap.is_none() {
-            return Err(format!(
-                "target {name}: {key} merges bans only to fit a limited capacity, and this \
+            return Err(problem(format!(
+                "{key} merges bans only to fit a limited capacity, and this \
                  target has none for that family (set capacity_v4/capacity_v6)"
-            ));
+            )));
         }
     }
     if common.aggregate_v4.is_none() && common.aggregate_v6.is_none() {
         if common.aggregate_min.is_some() {
-            return Err(format!(
-                "target {name}: aggregate_min needs aggregate_v4 or aggregate_v6"
+            return Err(problem(
+                "aggregate_min needs aggregate_v4 or aggregate_v6".to_string(),
             ));
         }
         return Ok(None);
     }
     let min_members = common.aggregate_min.unwrap_or(2);
     if min_members < 2 {
-        return Err(format!(
-            "target {name}: aggregate_min = {min_members}: a covering prefix must stand for at least 2 bans"
-        ));
+        return Err(problem(format!(
+            "aggregate_min = {min_members}: a covering prefix must stand for at least 2 bans"
+        )));
     }
     Ok(Some(Aggregation {
         len_v4: common.aggregate_v4,
@@ -119,14 +149,15 @@ fn aggregation(common: &Common, capacity: Capacity) -> Result<Option<Aggregation
     }))
 }
 
-/// A built target: the driver and its slot in the engine.
+/// A built target: the driver, and how it takes part in the engine. The `n`th built target
+/// is [`TargetId::nth`]`(n)`.
 pub struct Built {
     pub driver: Box<dyn Target>,
-    pub slot: TargetSlot,
+    pub spec: TargetSpec,
 }
 
 /// Builds every target; errors name the target and say what to fix.
-pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, String> {
+pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, TargetConfigError> {
     let mut commons = Vec::new();
     let mut built = Vec::new();
     let mut names = BTreeMap::new();
@@ -145,24 +176,27 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, String> {
                 driver_table.insert(key.clone(), value.clone());
             }
         }
-        let common: Common = common_table
-            .try_into()
-            .map_err(|e| format!("target {label}: {}", e.to_string().trim()))?;
+        let table_error = |e: toml::de::Error| TargetConfigError::Table {
+            target: label.clone(),
+            problem: e.to_string().trim().to_string(),
+        };
+        let common: Common = common_table.try_into().map_err(table_error)?;
         if !valid_name(&common.name) {
-            return Err(format!(
-                "target name {:?}: use letters, digits, '-' and '_' (at most 32)",
-                common.name
-            ));
+            return Err(TargetConfigError::BadName(common.name));
         }
-        if names.insert(common.name.clone(), position).is_some() {
-            return Err(format!("target name {:?} is used twice", common.name));
+        if names
+            .insert(common.name.clone(), TargetId::nth(position))
+            .is_some()
+        {
+            return Err(TargetConfigError::DuplicateName(common.name));
         }
-        let kind: TargetKind = driver_table
-            .try_into()
-            .map_err(|e| format!("target {label}: {}", e.to_string().trim()))?;
+        let kind: TargetKind = driver_table.try_into().map_err(table_error)?;
         let driver = kind
             .build(&common.name)
-            .map_err(|e| format!("target {label}: {e}"))?;
+            .map_err(|source| TargetConfigError::Driver {
+                target: label.clone(),
+                source,
+            })?;
         let info = driver.info().clone();
         let capacity = Capacity {
             v4: min_some(info.capacity.v4, common.capacity_v4),
@@ -176,45 +210,34 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, String> {
                 .map(|s| s.into_iter().collect::<BTreeSet<_>>()),
             fallback_only: common.fallback_only,
         };
-        let slot = TargetSlot {
+        let spec = TargetSpec {
             info,
             scope,
             fallback: None,
             capacity,
-            placed: BTreeSet::new(),
-            overflow: BTreeSet::new(),
             aggregation,
-            aggregates: BTreeMap::new(),
-            dirty: BTreeSet::new(),
-            placement_stale: false,
-            wake: Arc::new(Notify::new()),
         };
         commons.push(common);
-        built.push(Built { driver, slot });
+        built.push(Built { driver, spec });
     }
-    for (index, common) in commons.iter().enumerate() {
+    for (position, common) in commons.iter().enumerate() {
         if let Some(fallback) = &common.fallback {
-            let Some(&f) = names.get(fallback) else {
-                return Err(format!(
-                    "target {}: fallback {fallback:?} is not a configured target",
-                    common.name
-                ));
+            let Some(&id) = names.get(fallback) else {
+                return Err(TargetConfigError::UnknownFallback {
+                    target: common.name.clone(),
+                    fallback: fallback.clone(),
+                });
             };
-            if f == index {
-                return Err(format!(
-                    "target {}: a target cannot be its own fallback",
-                    common.name
-                ));
+            if id == TargetId::nth(position) {
+                return Err(TargetConfigError::OwnFallback(common.name.clone()));
             }
-            built[index].slot.fallback = Some(f);
+            built[position].spec.fallback = Some(id);
         }
     }
-    for (index, common) in commons.iter().enumerate() {
-        if common.fallback_only && !built.iter().any(|b| b.slot.fallback == Some(index)) {
-            return Err(format!(
-                "target {}: fallback_only, but no target names it as its fallback (it would hold nothing)",
-                common.name
-            ));
+    for (position, common) in commons.iter().enumerate() {
+        let id = TargetId::nth(position);
+        if common.fallback_only && !built.iter().any(|b| b.spec.fallback == Some(id)) {
+            return Err(TargetConfigError::UnusedFallbackOnly(common.name.clone()));
         }
     }
     Ok(built)
@@ -259,16 +282,19 @@ mod tests {
 
     #[test]
     fn aggregation_settings_are_checked() {
-        assert_eq!(aggregation(&common(None, None, None), V4_ONLY), Ok(None));
         assert_eq!(
-            aggregation(&common(Some(28), None, None), V4_ONLY),
-            Ok(Some(Aggregation {
+            aggregation(&common(None, None, None), V4_ONLY).unwrap(),
+            None
+        );
+        assert_eq!(
+            aggregation(&common(Some(28), None, None), V4_ONLY).unwrap(),
+            Some(Aggregation {
                 len_v4: Some(28),
                 len_v6: None,
                 min_members: 2
-            }))
+            })
         );
-        let error = |c: Common| aggregation(&c, V4_ONLY).unwrap_err();
+        let error = |c: Common| aggregation(&c, V4_ONLY).unwrap_err().to_string();
         assert!(error(common(Some(8), None, None)).contains("from 16 to 31"));
         assert!(error(common(Some(32), None, None)).contains("from 16 to 31"));
         assert!(error(common(None, Some(128), None)).contains("from 32 to 127"));

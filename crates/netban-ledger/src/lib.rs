@@ -23,22 +23,7 @@ use serde::{Deserialize, Serialize};
 /// Position in the event feed. Ids only grow.
 pub type EventId = i64;
 
-/// What happened, as kept in history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    /// A new (prefix, source) ban.
-    Ban,
-    /// An existing (prefix, source) ban re-asserted with a later (or equal) expiry: a
-    /// fail2ban restore, prolong or re-ban. Does not count as a repeat offence.
-    Extend,
-    /// Removed on request (`netban unban`, fail2ban's actionunban).
-    Unban,
-    /// Ended because its expiry passed.
-    Expire,
-    /// Lifted because the allowlist or a protected network now covers it.
-    Lift,
-}
+pub use netban_core::EventKind;
 
 /// One entry of history / the change feed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,8 +139,19 @@ pub trait Ledger: Send {
     ) -> Result<(), LedgerError>;
 }
 
+/// Why [`admit`] wrote nothing for a ban request.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// Policy refused the request (allowlisted, protected, too broad…): the message says why.
+    #[error(transparent)]
+    Refused(#[from] netban_core::policy::Refusal),
+    /// The ledger could not be read to count earlier bans.
+    #[error("the ledger could not decide: {0}")]
+    Ledger(#[from] LedgerError),
+}
+
 /// Decides a ban request against policy and the ledger's memory of earlier bans, and returns
-/// the write that records it (or policy's refusal). Shared by the daemon and by the client's
+/// the write that records it (or why there is none). Shared by the daemon and by the client's
 /// fallback, so the two can never decide differently.
 ///
 /// Earlier bans inside the escalation window are counted only when escalation is on and the
@@ -167,25 +163,24 @@ pub fn admit(
     request: netban_core::BanRequest,
     restored: bool,
     now: Timestamp,
-) -> Result<Result<Write, netban_core::policy::Refusal>, LedgerError> {
+) -> Result<Write, AdmitError> {
     let prior = if policy.escalation.enabled && !restored {
         let window = i64::try_from(policy.escalation.window_secs).unwrap_or(i64::MAX);
         ledger.prior_bans(&request.prefix, Timestamp(now.0.saturating_sub(window)))?
     } else {
         0
     };
-    Ok(policy
-        .admit(&request, prior, now)
-        .map(|admitted| Write::Ban {
-            ban: Ban {
-                prefix: request.prefix,
-                source: request.source,
-                created: now,
-                expiry: admitted.expiry,
-                reason: request.reason,
-                failures: request.failures,
-                origin_host: request.origin_host,
-            },
-            escalation_step: admitted.escalation_step,
-        }))
+    let admitted = policy.admit(&request, prior, now)?;
+    Ok(Write::Ban {
+        ban: Ban {
+            prefix: request.prefix,
+            source: request.source,
+            created: now,
+            expiry: admitted.expiry,
+            reason: request.reason,
+            failures: request.failures,
+            origin_host: request.origin_host,
+        },
+        escalation_step: admitted.escalation_step,
+    })
 }

@@ -283,31 +283,14 @@ fn expiry_to_sql(e: Expiry) -> i64 {
 }
 
 fn kind_to_sql(k: EventKind) -> &'static str {
-    match k {
-        EventKind::Ban => "ban",
-        EventKind::Extend => "extend",
-        EventKind::Unban => "unban",
-        EventKind::Expire => "expire",
-        EventKind::Lift => "lift",
-    }
+    k.as_str()
 }
 
 fn kind_from_sql(s: &str) -> Result<EventKind, LedgerError> {
-    Ok(match s {
-        "ban" => EventKind::Ban,
-        "extend" => EventKind::Extend,
-        "unban" => EventKind::Unban,
-        "expire" => EventKind::Expire,
-        "lift" => EventKind::Lift,
-        other => {
-            return Err(LedgerError::Corrupt(format!(
-                "unknown event kind {other:?}"
-            )))
-        }
-    })
+    s.parse()
+        .map_err(|e: netban_core::event::UnknownEventKind| LedgerError::Corrupt(e.to_string()))
 }
 
-/// The family (4 or 6) and network address bytes of `p`, as in `events.fam` / `events.lo`.
 fn range_key(p: &Prefix) -> (i64, Vec<u8>) {
     match p.addr() {
         IpAddr::V4(a) => (4, a.octets().to_vec()),

@@ -8,11 +8,14 @@
 //!
 //! The daemon only acknowledges a ban after the ledger has it on disk.
 
-use netban_core::{BanDuration, BanRequest, Expiry, OriginHost, Prefix, Reason, Source, Timestamp};
+use netban_core::{
+    BanDuration, BanRequest, EventKind, Expiry, OriginHost, Prefix, Reason, Source, Timestamp,
+};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// Bumped when a request or response changes shape incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The default socket path of the daemon.
 pub const DEFAULT_SOCKET: &str = "/run/netban/netban.sock";
@@ -45,8 +48,8 @@ pub enum Request {
 pub struct BanArgs {
     pub prefixes: Vec<Prefix>,
     pub source: Source,
-    /// Seconds; -1 = permanent (fail2ban's convention).
-    pub bantime: i64,
+    /// How long: `{"seconds": N}` or `"permanent"` on the wire.
+    pub duration: BanDuration,
     pub reason: Option<Reason>,
     pub failures: Option<u32>,
     pub origin_host: Option<OriginHost>,
@@ -62,7 +65,7 @@ impl BanArgs {
         BanRequest {
             prefix,
             source: self.source.clone(),
-            duration: BanDuration::from_fail2ban(self.bantime),
+            duration: self.duration,
             reason: self.reason.clone(),
             failures: self.failures,
             origin_host: self.origin_host.clone().or_else(|| default_origin.cloned()),
@@ -127,8 +130,8 @@ pub struct ItemResult {
     pub prefix: Prefix,
     /// `None` on success; otherwise why nothing was recorded for this prefix.
     pub error: Option<String>,
-    /// For bans: the (prefix, source) expiry now recorded, -1 = permanent.
-    pub expiry: Option<i64>,
+    /// For bans: the (prefix, source) expiry now recorded.
+    pub expiry: Option<Expiry>,
     /// For bans: how many earlier bans escalated this one.
     pub escalation_step: u32,
     /// For unbans: whether the prefix is still banned by other sources afterwards.
@@ -166,8 +169,7 @@ pub struct StatusReport {
 pub struct TargetStatus {
     pub name: String,
     pub kind: String,
-    /// `ok`, `degraded` (some items failed), `down` (last attempt failed), `starting`.
-    pub health: String,
+    pub health: Health,
     pub desired: usize,
     pub held: usize,
     /// Bans this target should hold but cannot (capacity), sent to its fallback.
@@ -179,6 +181,37 @@ pub struct TargetStatus {
     pub last_sync: Option<Timestamp>,
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
+}
+
+/// How a target is doing, as `netban status` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Not yet synced since the daemon started.
+    Starting,
+    /// The last sync and every item since succeeded.
+    Ok,
+    /// Reachable, but some items failed (retried) or were rejected by the device.
+    Degraded,
+    /// The last attempt failed as a whole; retried with backoff.
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Starting => "starting",
+            Health::Ok => "ok",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -193,7 +226,7 @@ pub struct TargetPlan {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEvent {
     pub at: Timestamp,
-    pub kind: String,
+    pub kind: EventKind,
     pub prefix: Prefix,
     pub source: Option<Source>,
     pub expiry: Option<Expiry>,
@@ -223,7 +256,7 @@ mod tests {
         let req = Request::Ban(BanArgs {
             prefixes: vec![Prefix::parse("203.0.113.7").unwrap()],
             source: Source::new("sshd").unwrap(),
-            bantime: 600,
+            duration: BanDuration::Seconds(600),
             reason: None,
             failures: Some(3),
             origin_host: None,
@@ -235,10 +268,26 @@ mod tests {
     }
 
     #[test]
-    fn the_daemon_reparses_prefixes_strictly() {
-        let line = br#"{"op":"ban","prefixes":["203.0.113.7;reboot"],"source":"sshd","bantime":1,"reason":null,"failures":null,"origin_host":null}"#;
+    fn durations_and_health_are_typed_on_the_wire() {
+        let line = br#"{"op":"ban","prefixes":["203.0.113.7"],"source":"sshd","duration":"permanent","reason":null,"failures":null,"origin_host":null}"#;
+        let Request::Ban(args) = decode::<Request>(line).unwrap() else {
+            panic!("not a ban")
+        };
+        assert_eq!(args.duration, BanDuration::Permanent);
+        // fail2ban's -1 sentinel is the CLI's business, never the protocol's.
+        let line = br#"{"op":"ban","prefixes":["203.0.113.7"],"source":"sshd","duration":-1,"reason":null,"failures":null,"origin_host":null}"#;
         assert!(decode::<Request>(line).is_err());
-        let line = br#"{"op":"ban","prefixes":["203.0.113.7"],"source":"ss hd","bantime":1,"reason":null,"failures":null,"origin_host":null}"#;
+        assert_eq!(
+            serde_json::to_string(&Health::Degraded).unwrap(),
+            "\"degraded\""
+        );
+    }
+
+    #[test]
+    fn the_daemon_reparses_prefixes_strictly() {
+        let line = br#"{"op":"ban","prefixes":["203.0.113.7;reboot"],"source":"sshd","duration":{"seconds":1},"reason":null,"failures":null,"origin_host":null}"#;
+        assert!(decode::<Request>(line).is_err());
+        let line = br#"{"op":"ban","prefixes":["203.0.113.7"],"source":"ss hd","duration":{"seconds":1},"reason":null,"failures":null,"origin_host":null}"#;
         assert!(decode::<Request>(line).is_err());
     }
 }

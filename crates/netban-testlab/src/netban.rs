@@ -214,7 +214,7 @@ pub fn ban_over_socket(
     socket: &Path,
     prefixes: &[String],
     source: &str,
-    bantime: i64,
+    seconds: u64,
 ) -> Vec<String> {
     use std::io::{BufRead, BufReader, Write};
     let mut acked = Vec::with_capacity(prefixes.len());
@@ -228,7 +228,7 @@ pub fn ban_over_socket(
     let mut line = String::new();
     for p in prefixes {
         let request = serde_json::json!({
-            "op": "ban", "prefixes": [p], "source": source, "bantime": bantime,
+            "op": "ban", "prefixes": [p], "source": source, "duration": {"seconds": seconds},
             "reason": null, "failures": null, "origin_host": null,
         });
         let mut bytes = serde_json::to_vec(&request).expect("json");

@@ -1,0 +1,134 @@
+//! Housekeeping: the daemon's periodic work, and the one place its policy is reloaded.
+//!
+//! Every `poll_millis` one task asks the ledger thread to end expired bans (which also reads
+//! the change feed, bringing in writes other processes made) and checks whether the allowlist
+//! files changed. A change, or `netban reload` ([`PolicyReloader::reload`]), re-reads the
+//! policy, installs it in the engine, and lifts the bans it now covers; the reload is answered
+//! only once the lift is durable.
+
+use crate::engine::Engine;
+use crate::ledger_worker::{Job, LedgerHandle, LedgerRequestError};
+use netban_config::{Config, ConfigError};
+use netban_core::Prefix;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// What a reload did.
+#[derive(Clone, Debug)]
+pub struct Reloaded {
+    pub allowlist_entries: usize,
+    /// Banned prefixes the new policy covers, now lifted.
+    pub lifted: Vec<Prefix>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The files are unreadable or invalid: the previous policy stays.
+    #[error("{0}; keeping the previous allowlist")]
+    Config(#[from] ConfigError),
+    #[error("the new policy is in force, but lifting the bans it covers failed: {0}")]
+    Lift(#[from] LedgerRequestError),
+    #[error("the daemon is shutting down")]
+    Stopped,
+}
+
+type ReloadReply = oneshot::Sender<Result<Reloaded, ReloadError>>;
+
+/// The server's way to ask for a reload.
+#[derive(Clone)]
+pub struct PolicyReloader {
+    requests: mpsc::Sender<ReloadReply>,
+}
+
+impl PolicyReloader {
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(reply)
+            .await
+            .map_err(|_| ReloadError::Stopped)?;
+        answer.await.unwrap_or(Err(ReloadError::Stopped))
+    }
+}
+
+/// The housekeeping task's state.
+pub struct Housekeeping {
+    config: Config,
+    /// This machine's addresses, protected when the policy says so.
+    own: Vec<Prefix>,
+    engine: Engine,
+    ledger: LedgerHandle,
+    requests: mpsc::Receiver<ReloadReply>,
+}
+
+impl Housekeeping {
+    pub fn new(
+        config: Config,
+        own: Vec<Prefix>,
+        engine: Engine,
+        ledger: LedgerHandle,
+    ) -> (Housekeeping, PolicyReloader) {
+        let (tx, requests) = mpsc::channel(4);
+        let task = Housekeeping {
+            config,
+            own,
+            engine,
+            ledger,
+            requests,
+        };
+        (task, PolicyReloader { requests: tx })
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut stamps = self.config.allowlist_stamps();
+        let period = Duration::from_millis(self.config.reconciler.poll_millis.max(10));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(reply) = self.requests.recv() => {
+                    stamps = self.config.allowlist_stamps();
+                    let _ = reply.send(self.reload().await);
+                }
+                _ = tick.tick() => {
+                    // The ledger ends bans whose expiry passed (an indexed query that finds
+                    // nothing most of the time) and, as after every job, reads the change feed.
+                    self.ledger.send(Job::Expire);
+                    let now_stamps = self.config.allowlist_stamps();
+                    if now_stamps != stamps {
+                        stamps = now_stamps;
+                        match self.reload().await {
+                            Ok(r) => tracing::info!(
+                                entries = r.allowlist_entries,
+                                lifted = r.lifted.len(),
+                                "allowlist reloaded"
+                            ),
+                            Err(e) => tracing::error!(error = %e, "allowlist reload failed"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let (policy, _) = self.config.policy(&self.own)?;
+        let allowlist_entries = policy.allowlist.len();
+        let lifted = self.engine.set_policy(policy);
+        if !lifted.is_empty() {
+            let prefixes = lifted.clone();
+            self.ledger
+                .ask(|reply| Job::Lift {
+                    prefixes,
+                    reply: Some(reply),
+                })
+                .await?;
+        }
+        Ok(Reloaded {
+            allowlist_entries,
+            lifted,
+        })
+    }
+}
