@@ -14,7 +14,7 @@
 use crate::engine::SharedEngine;
 use netban_core::policy::Policy;
 use netban_core::{Prefix, Timestamp};
-use netban_ledger::{EventId, EventKind, Ledger, LedgerError, Outcome, Write};
+use netban_ledger::{EventKind, FeedCursor, Ledger, LedgerError, Outcome, Write};
 use netban_proto::{BanArgs, ItemResult, UnbanArgs};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -97,7 +97,7 @@ pub fn start(
     engine: SharedEngine,
     origin: Option<netban_core::OriginHost>,
 ) -> Result<(LedgerHandle, std::thread::JoinHandle<()>), LedgerError> {
-    let mut cursor = ledger.last_event_id()?;
+    let mut cursor = ledger.feed_start()?;
     let (tx, rx) = mpsc::channel::<Job>();
     let thread = std::thread::Builder::new()
         .name("netban-ledger".into())
@@ -161,7 +161,7 @@ fn run_jobs(
     ledger: &mut dyn Ledger,
     engine: &SharedEngine,
     origin: Option<&netban_core::OriginHost>,
-    cursor: &mut EventId,
+    cursor: &mut FeedCursor,
     jobs: Vec<Job>,
 ) {
     let now = crate::clock::now();
@@ -216,11 +216,9 @@ fn run_jobs(
         }
     }
     // Apply every new event (ours and other processes') before anyone hears back.
-    match ledger.events_since(*cursor, usize::MAX) {
-        Ok(events) => {
-            if let Some(last) = events.last() {
-                *cursor = last.id;
-            }
+    match ledger.feed(cursor, usize::MAX) {
+        Ok((events, next)) => {
+            *cursor = next;
             if !events.is_empty() {
                 engine.lock().expect("engine lock").apply_events(&events);
             }
