@@ -15,12 +15,48 @@ use postgres::{Client, Row, Statement, Transaction};
 const EVENT_COLUMNS: &str = "xid::text AS xid_text, id, at, kind, prefix::text AS prefix_text, \
                              source, expires, reason, failures, origin_host, escalation_step";
 
+/// One ban, in one round trip: the SQLite ledger's decision (a ban of an active pair keeps
+/// the later expiry, keeps `created` and refreshes only the details given, and is an
+/// `extend` with escalation step 0; otherwise the row is replaced and it is a `ban`) as one
+/// statement. `old` sees the row as it was before the statement; the caller holds the
+/// prefix's bucket lock, so nobody else changes it meanwhile. `ON CONFLICT` also covers a
+/// row another host inserted. Parameters: prefix, source, created, expires, reason,
+/// failures, origin host, now, escalation step. Returns the event id, kind and expiry.
+const BAN_SQL: &str = "
+    WITH old AS (
+        SELECT expires < 0 OR expires > $8 AS active
+        FROM bans WHERE prefix = $1::text::cidr AND source = $2
+    ), stored AS (
+        INSERT INTO bans AS b (prefix, source, created, expires, reason, failures, origin_host)
+        VALUES ($1::text::cidr, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (prefix, source) DO UPDATE SET
+            created = CASE WHEN b.expires < 0 OR b.expires > $8
+                           THEN b.created ELSE excluded.created END,
+            expires = CASE WHEN NOT (b.expires < 0 OR b.expires > $8) THEN excluded.expires
+                           WHEN b.expires < 0 OR excluded.expires < 0 THEN -1
+                           ELSE greatest(b.expires, excluded.expires) END,
+            reason = CASE WHEN b.expires < 0 OR b.expires > $8
+                          THEN COALESCE(excluded.reason, b.reason) ELSE excluded.reason END,
+            failures = CASE WHEN b.expires < 0 OR b.expires > $8
+                            THEN COALESCE(excluded.failures, b.failures) ELSE excluded.failures END,
+            origin_host = CASE WHEN b.expires < 0 OR b.expires > $8
+                               THEN COALESCE(excluded.origin_host, b.origin_host)
+                               ELSE excluded.origin_host END
+        RETURNING expires
+    ), kind AS (
+        SELECT COALESCE((SELECT active FROM old), false) AS extend
+    )
+    INSERT INTO events (at, kind, prefix, source, expires, reason, failures, origin_host,
+                        escalation_step)
+    SELECT $8, CASE WHEN kind.extend THEN 'extend' ELSE 'ban' END, $1::text::cidr, $2,
+           stored.expires, $5, $6, $7, CASE WHEN kind.extend THEN 0 ELSE $9::bigint END
+    FROM stored, kind
+    RETURNING id, kind, expires";
+
 /// The statements of one connection.
 pub(super) struct Statements {
     lock_buckets: Statement,
-    ban_expires: Statement,
-    ban_extend: Statement,
-    ban_insert: Statement,
+    ban: Statement,
     event_insert: Statement,
     unban_source: Statement,
     unban_all: Statement,
@@ -45,24 +81,7 @@ impl Statements {
             lock_buckets: prepare(
                 "SELECT pg_advisory_xact_lock($1::int4, k) FROM unnest($2::int4[]) AS k",
             )?,
-            ban_expires: prepare(
-                "SELECT expires FROM bans WHERE prefix = $1::text::cidr AND source = $2",
-            )?,
-            ban_extend: prepare(
-                "UPDATE bans SET expires = $3,
-                                 reason = COALESCE($4, reason),
-                                 failures = COALESCE($5, failures),
-                                 origin_host = COALESCE($6, origin_host)
-                 WHERE prefix = $1::text::cidr AND source = $2",
-            )?,
-            ban_insert: prepare(
-                "INSERT INTO bans (prefix, source, created, expires, reason, failures, origin_host)
-                 VALUES ($1::text::cidr, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (prefix, source) DO UPDATE SET
-                    created = excluded.created, expires = excluded.expires,
-                    reason = excluded.reason, failures = excluded.failures,
-                    origin_host = excluded.origin_host",
-            )?,
+            ban: prepare(BAN_SQL)?,
             event_insert: prepare(
                 "INSERT INTO events (at, kind, prefix, source, expires, reason, failures,
                                      origin_host, escalation_step)
@@ -202,7 +221,7 @@ fn append_event(
     Ok(row.try_get(0)?)
 }
 
-/// As the SQLite ledger's `record_ban`: the same decisions, the same events.
+/// As the SQLite ledger's `record_ban`: the same decisions, the same events ([`BAN_SQL`]).
 fn record_ban(
     tx: &mut Transaction<'_>,
     st: &Statements,
@@ -210,72 +229,24 @@ fn record_ban(
     escalation_step: u32,
     now: Timestamp,
 ) -> Result<Outcome, LedgerError> {
-    let prefix_text = ban.prefix.to_string();
-    let source = ban.source.as_str();
-    let existing: Option<i64> = tx
-        .query_opt(&st.ban_expires, &[&prefix_text, &source])?
-        .map(|r| r.try_get(0))
-        .transpose()?;
-    let reason = ban.reason.as_ref();
-    let origin_host = ban.origin_host.as_ref();
-    let active = existing
-        .map(Expiry::from_epoch_or_minus_one)
-        .filter(|e| !e.is_past(now));
-    let (kind, expiry, escalation_step) = match active {
-        Some(held) => {
-            // Re-asserted while active: keep the later expiry, refresh what was given.
-            let expiry = held.max(ban.expiry);
-            tx.execute(
-                &st.ban_extend,
-                &[
-                    &prefix_text,
-                    &source,
-                    &expiry_to_sql(expiry),
-                    &reason.map(Reason::as_str),
-                    &u32_to_sql(ban.failures),
-                    &origin_host.map(OriginHost::as_str),
-                ],
-            )?;
-            (EventKind::Extend, expiry, 0)
-        }
-        None => {
-            // New, or replacing a row whose expiry has passed but that `expire` has not
-            // removed yet; ON CONFLICT also covers a row another host just inserted.
-            tx.execute(
-                &st.ban_insert,
-                &[
-                    &prefix_text,
-                    &source,
-                    &ban.created.0,
-                    &expiry_to_sql(ban.expiry),
-                    &reason.map(Reason::as_str),
-                    &u32_to_sql(ban.failures),
-                    &origin_host.map(OriginHost::as_str),
-                ],
-            )?;
-            let stored = Expiry::from_epoch_or_minus_one(expiry_to_sql(ban.expiry));
-            (EventKind::Ban, stored, escalation_step)
-        }
-    };
-    let event = append_event(
-        tx,
-        st,
-        &NewEvent {
-            at: now,
-            kind,
-            prefix_text: &prefix_text,
-            source: Some(&ban.source),
-            expiry: Some(expiry),
-            reason,
-            failures: ban.failures,
-            origin_host,
-            escalation_step,
-        },
+    let row = tx.query_one(
+        &st.ban,
+        &[
+            &ban.prefix.to_string(),
+            &ban.source.as_str(),
+            &ban.created.0,
+            &expiry_to_sql(ban.expiry),
+            &ban.reason.as_ref().map(Reason::as_str),
+            &u32_to_sql(ban.failures),
+            &ban.origin_host.as_ref().map(OriginHost::as_str),
+            &now.0,
+            &i64::from(escalation_step),
+        ],
     )?;
     Ok(Outcome::Banned {
-        event,
-        kind,
-        expiry,
+        event: row.try_get(0)?,
+        kind: kind_from_sql(row.try_get(1)?)?,
+        expiry: Expiry::from_epoch_or_minus_one(row.try_get(2)?),
     })
 }
 
