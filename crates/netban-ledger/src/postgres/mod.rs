@@ -50,7 +50,7 @@
 //!
 //! Escalation (`prior_bans`) counts every host's bans, since they share the events table.
 
-mod queries;
+pub mod queries;
 pub mod schema;
 
 use crate::LedgerError;

@@ -1,5 +1,5 @@
 //! The queries: every [`Ledger`] method of [`PostgresLedger`], on statements prepared once
-//! per connection.
+//! per connection. The read queries' SQL is public so that tests can check their plans.
 
 use super::{bucket, PostgresLedger, Session, LOCK_SPACE};
 use crate::stored::*;
@@ -10,10 +10,42 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement, Transaction};
 
-/// The columns of an event row, as [`event_from_row`] reads them.
-/// (Output columns get names of their own: `ORDER BY xid` must mean the column, not its text.)
-const EVENT_COLUMNS: &str = "xid::text AS xid_text, id, at, kind, prefix::text AS prefix_text, \
-                             source, expires, reason, failures, origin_host, escalation_step";
+/// The columns of an event row, as [`event_from_row`] reads them. (Output columns get names
+/// of their own: `ORDER BY xid` must mean the column, not its text.)
+macro_rules! event_columns {
+    () => {
+        "xid::text AS xid_text, id, at, kind, prefix::text AS prefix_text, source, expires, \
+         reason, failures, origin_host, escalation_step"
+    };
+}
+
+/// The change feed: events after the cursor ($1 xid as text, $2 id), below the horizon, in
+/// (xid, id) order, at most $3.
+pub const FEED_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events
+     WHERE (xid, id) > ($1::text::xid8, $2)
+       AND xid < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY xid, id LIMIT $3"
+);
+
+/// History: events of prefixes containing or inside $1, newest first, at most $2.
+pub const HISTORY_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events
+     WHERE prefix >>= $1::text::cidr OR prefix <<= $1::text::cidr
+     ORDER BY id DESC LIMIT $2"
+);
+
+/// `Ban` events of exactly $1 at or after $2.
+pub const PRIOR_BANS_SQL: &str = "SELECT count(*) FROM events
+     WHERE prefix = $1::text::cidr AND kind = 'ban' AND at >= $2";
+
+/// The (prefix, source) pairs whose expiry is at or before $1.
+pub const EXPIRED_SQL: &str =
+    "SELECT prefix::text, source FROM bans WHERE expires >= 0 AND expires <= $1";
 
 /// One ban, in one round trip: the SQLite ledger's decision (a ban of an active pair keeps
 /// the later expiry, keeps `created` and refreshes only the details given, and is an
@@ -92,9 +124,7 @@ impl Statements {
                 "DELETE FROM bans WHERE prefix = $1::text::cidr AND source = $2",
             )?,
             unban_all: prepare("DELETE FROM bans WHERE prefix = $1::text::cidr")?,
-            expired: prepare(
-                "SELECT prefix::text, source FROM bans WHERE expires >= 0 AND expires <= $1",
-            )?,
+            expired: prepare(EXPIRED_SQL)?,
             // Re-checks the expiry: the candidates were read before the locks.
             expire_delete: prepare(
                 "DELETE FROM bans b USING unnest($2::text[], $3::text[]) AS c(prefix, source)
@@ -106,22 +136,10 @@ impl Statements {
                 "SELECT prefix::text, source, created, expires, reason, failures, origin_host
                  FROM bans WHERE expires < 0 OR expires > $1",
             )?,
-            prior_bans: prepare(
-                "SELECT count(*) FROM events
-                 WHERE prefix = $1::text::cidr AND kind = 'ban' AND at >= $2",
-            )?,
+            prior_bans: prepare(PRIOR_BANS_SQL)?,
             horizon: prepare("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")?,
-            feed: prepare(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events
-                 WHERE (xid, id) > ($1::text::xid8, $2)
-                   AND xid < pg_snapshot_xmin(pg_current_snapshot())
-                 ORDER BY xid, id LIMIT $3"
-            ))?,
-            history: prepare(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events
-                 WHERE prefix >>= $1::text::cidr OR prefix <<= $1::text::cidr
-                 ORDER BY id DESC LIMIT $2"
-            ))?,
+            feed: prepare(FEED_SQL)?,
+            history: prepare(HISTORY_SQL)?,
             target_entries: prepare(
                 "SELECT prefix::text, handle, expires FROM target_entries WHERE target = $1",
             )?,
@@ -163,7 +181,7 @@ fn xid_from_sql(s: &str) -> Result<u64, LedgerError> {
         .map_err(|_| LedgerError::Corrupt(format!("transaction id {s:?}")))
 }
 
-/// An event row of [`EVENT_COLUMNS`], with the writing transaction's id.
+/// An event row of `event_columns!()`, with the writing transaction's id.
 fn event_from_row(r: &Row) -> Result<(u64, Event), LedgerError> {
     let xid = xid_from_sql(r.try_get(0)?)?;
     let event = Event {

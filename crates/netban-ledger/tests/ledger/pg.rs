@@ -468,3 +468,39 @@ fn record_latency_postgres_and_sqlite() {
         table.join("\n")
     );
 }
+
+/// The plans of the ledger's read queries, with real parameters: the feed reads the
+/// (xid, id) index in order (no sort: an output column named like the table's would sort by
+/// its text), history uses the GiST index, prior_bans and expire their btrees. Sequential
+/// scans are disabled so the planner shows whether an index is usable at all on the small
+/// test tables.
+#[test]
+fn queries_use_their_indexes() {
+    use netban_ledger::postgres::queries::{EXPIRED_SQL, FEED_SQL, HISTORY_SQL, PRIOR_BANS_SQL};
+    let Some(db) = postgres_database() else {
+        return;
+    };
+    PostgresLedger::connect(&db.url(), None).unwrap();
+    let mut client = raw_client(&db.url());
+    client.batch_execute("SET enable_seqscan = off").unwrap();
+    let mut plan = |sql: &str, params: &[&(dyn ::postgres::types::ToSql + Sync)]| -> String {
+        client
+            .query(&format!("EXPLAIN {sql}"), params)
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let feed = plan(FEED_SQL, &[&"5", &3i64, &10i64]);
+    assert!(
+        feed.contains("events_feed") && !feed.contains("Sort"),
+        "{feed}"
+    );
+    let history = plan(HISTORY_SQL, &[&"10.0.0.0/8", &5i64]);
+    assert!(history.contains("events_overlap"), "{history}");
+    let prior = plan(PRIOR_BANS_SQL, &[&"10.0.0.1/32", &5i64]);
+    assert!(prior.contains("events_prior"), "{prior}");
+    let expired = plan(EXPIRED_SQL, &[&100i64]);
+    assert!(expired.contains("bans_expires"), "{expired}");
+}
