@@ -110,8 +110,8 @@ impl Rng {
 /// Slow and fast writers at once while a reader tails the feed:
 /// - "slow" writers hold transactions open for a random while (0-4 ms) with 1-3 events,
 ///   committing most and rolling back some;
-/// - "fast" writers are ledgers banning and unbanning a few prefixes (so their events
-///   conflict), each through `record`.
+/// - "fast" writers are ledgers banning and unbanning (one source or all) a few prefixes in
+///   transactions of 1-3 writes (so their events conflict), each through `record`.
 ///
 /// The reader must see every committed event exactly once and no rolled-back one, and
 /// applying what it saw in order must give the bans table's final state (the events of one
@@ -164,19 +164,25 @@ fn under_slow_and_fast_writers_the_feed_delivers_every_committed_event_once() {
             let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (w + 1));
             let mut ledger = PostgresLedger::connect(&url, None).unwrap();
             for _ in 0..ROUNDS {
-                let prefix = format!("203.0.113.{}", rng.below(4));
-                let source = ["sshd", "nginx"][rng.below(2) as usize];
-                let write = if rng.below(3) == 0 {
-                    w_unban(&prefix, Some(source), EventKind::Unban)
-                } else {
-                    w_ban(ban(&prefix, source, 1, at(1000 + rng.below(100) as i64)))
-                };
-                let outcome = ledger.record(&[write], Timestamp(1)).unwrap();
-                let id = match &outcome[0] {
+                // 1-3 writes per transaction, so a transaction can take its xid on one
+                // prefix and write another that a later transaction has just written.
+                let writes: Vec<Write> = (0..1 + rng.below(3))
+                    .map(|_| {
+                        let prefix = format!("203.0.113.{}", rng.below(4));
+                        let source = ["sshd", "nginx"][rng.below(2) as usize];
+                        match rng.below(6) {
+                            0 => w_unban(&prefix, None, EventKind::Unban),
+                            1 | 2 => w_unban(&prefix, Some(source), EventKind::Unban),
+                            _ => w_ban(ban(&prefix, source, 1, at(1000 + rng.below(100) as i64))),
+                        }
+                    })
+                    .collect();
+                let outcomes = ledger.record(&writes, Timestamp(1)).unwrap();
+                let ids = outcomes.iter().filter_map(|o| match o {
                     netban_ledger::Outcome::Banned { event, .. } => Some(*event),
                     netban_ledger::Outcome::Unbanned { event, .. } => *event,
-                };
-                committed.lock().unwrap().extend(id);
+                });
+                committed.lock().unwrap().extend(ids);
             }
         }));
     }
@@ -237,14 +243,14 @@ fn under_slow_and_fast_writers_the_feed_delivers_every_committed_event_once() {
         .iter()
         .filter(|e| e.prefix.to_string().starts_with("203.0.113."))
     {
-        let key = (e.prefix, e.source.clone().unwrap());
-        match e.kind {
-            EventKind::Ban | EventKind::Extend => {
-                state.insert(key, e.expiry.unwrap());
+        match (e.kind, &e.source) {
+            (EventKind::Ban | EventKind::Extend, Some(source)) => {
+                state.insert((e.prefix, source.clone()), e.expiry.unwrap());
             }
-            _ => {
-                state.remove(&key);
+            (_, Some(source)) => {
+                state.remove(&(e.prefix, source.clone()));
             }
+            (_, None) => state.retain(|(prefix, _), _| *prefix != e.prefix),
         }
     }
     let table: BTreeMap<(Prefix, Source), Expiry> = reader
@@ -503,4 +509,76 @@ fn queries_use_their_indexes() {
     assert!(prior.contains("events_prior"), "{prior}");
     let expired = plan(EXPIRED_SQL, &[&100i64]);
     assert!(expired.contains("bans_expires"), "{expired}");
+}
+
+/// Why the feed gives the events of one prefix in commit order: a writer takes its prefixes'
+/// bucket locks before it has a transaction id. Here another writer holds the lock of P's
+/// bucket; a ledger recording (a ban of Q, then one of P) waits for it, and while it waits it
+/// has no xid yet, so its xid will be above the other writer's, as its commit will be.
+#[test]
+fn a_writer_waits_for_its_prefixes_locks_before_it_takes_a_transaction_id() {
+    use netban_ledger::postgres::{bucket, LOCK_SPACE};
+    let Some(db) = postgres_database() else {
+        return;
+    };
+    let p_text = "203.0.113.7/32";
+    let q_text = (0..=255)
+        .map(|i| format!("198.51.100.{i}/32"))
+        .find(|q| bucket(q) != bucket(p_text))
+        .unwrap();
+    let mut other = raw_client(&db.url());
+    let mut held = other.transaction().unwrap();
+    held.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_SPACE, &bucket(p_text)],
+    )
+    .unwrap();
+    let held_xid: String = held
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .unwrap()
+        .get(0);
+
+    let url = format!("{}?application_name=netban_order_test", db.url());
+    let q = q_text.clone();
+    let writer = std::thread::spawn(move || {
+        let mut l = PostgresLedger::connect(&url, None).unwrap();
+        let writes = [
+            w_ban(ban(&q, "sshd", 1, at(1000))),
+            w_ban(ban(p_text, "sshd", 1, at(1000))),
+        ];
+        l.record(&writes, Timestamp(1)).unwrap();
+    });
+
+    // Wait (bounded) until the writer is blocked on a lock, then look at its xid.
+    let mut observer = raw_client(&db.url());
+    let mut state = None;
+    let blocked = wait_until(Duration::from_secs(20), Duration::from_millis(5), || {
+        let row = observer
+            .query_opt(
+                "SELECT wait_event_type, backend_xid::text FROM pg_stat_activity
+                 WHERE application_name = 'netban_order_test' AND state = 'active'",
+                &[],
+            )
+            .unwrap();
+        state = row.map(|r| (r.get::<_, Option<String>>(0), r.get::<_, Option<String>>(1)));
+        matches!(&state, Some((Some(wait), _)) if wait == "Lock")
+    });
+    assert!(blocked, "the writer never waited for the lock: {state:?}");
+    assert_eq!(
+        state.unwrap().1,
+        None,
+        "the writer took an xid before its locks"
+    );
+
+    held.commit().unwrap();
+    writer.join().unwrap();
+    let xids: Vec<String> = observer
+        .query("SELECT xid::text FROM events ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(xids.len(), 2);
+    let writer_xid: u64 = xids[0].parse().unwrap();
+    assert!(writer_xid > held_xid.parse::<u64>().unwrap());
 }
