@@ -1,12 +1,12 @@
-//! What can happen to a ban, as history and the change feed record it. Defined once here and
-//! carried unchanged by the ledger (SQL), the socket protocol and the CLI's output.
+//! What happened to a ban, as kept in the ledger's history: one spelling for serde, SQL and
+//! the wire.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// What happened, as kept in history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What happened, as kept in history. Its text form ([`EventKind::as_str`], serde, and what
+/// the ledgers store) is the lowercase name: `ban`, `extend`, `unban`, `expire`, `lift`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     /// A new (prefix, source) ban.
@@ -23,6 +23,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in declaration order.
     pub const ALL: [EventKind; 5] = [
         EventKind::Ban,
         EventKind::Extend,
@@ -31,8 +32,8 @@ impl EventKind {
         EventKind::Lift,
     ];
 
-    /// The one spelling used everywhere (ledger column, protocol, output).
-    pub fn as_str(self) -> &'static str {
+    /// The lowercase name, as stored and sent.
+    pub const fn as_str(self) -> &'static str {
         match self {
             EventKind::Ban => "ban",
             EventKind::Extend => "extend",
@@ -45,13 +46,13 @@ impl EventKind {
 
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
+        f.write_str(self.as_str())
     }
 }
 
-/// An event kind spelled in a way no netban writes.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event kind {0:?}")]
+/// A text that is not one of the [`EventKind`] names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind {0:?} (expected ban, extend, unban, expire or lift)")]
 pub struct UnknownEventKind(pub String);
 
 impl FromStr for EventKind {
@@ -68,16 +69,22 @@ impl FromStr for EventKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::de::value::{Error, StrDeserializer};
+    use serde::de::IntoDeserializer;
+    use serde::Deserialize;
 
     #[test]
-    fn one_spelling_in_text_and_serde() {
+    fn text_serde_and_parse_agree_on_every_kind() {
+        let names: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["ban", "extend", "unban", "expire", "lift"]);
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));
-            assert_eq!(
-                serde_json::to_string(&kind).unwrap(),
-                format!("\"{}\"", kind.as_str())
-            );
+            assert_eq!(kind.to_string(), kind.as_str());
+            // serde's spelling is the same text.
+            let de: StrDeserializer<'_, Error> = kind.as_str().into_deserializer();
+            assert_eq!(EventKind::deserialize(de), Ok(kind));
         }
-        assert!("Ban".parse::<EventKind>().is_err());
+        let err = "Ban".parse::<EventKind>().unwrap_err();
+        assert!(err.to_string().contains("\"Ban\""), "{err}");
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! - [`prefix`]: parsing and normalising addresses and prefixes, strictly.
 //! - [`ban`]: bans per (prefix, source), expiry, the validated names around them.
+//! - [`event`]: what happened to a ban ([`EventKind`]), spelled once for history and the wire.
 //! - [`table`]: the in-memory table of active bans and the effective ban of each prefix.
 //! - [`policy`]: allowlist, protected networks, breadth limits, escalation.
 //! - [`placement`]: which bans a target of limited capacity holds, and what overflows.
@@ -24,6 +25,6 @@ pub mod table;
 pub mod time;
 
 pub use ban::{Ban, BanDuration, BanRequest, Expiry, OriginHost, Reason, Source};
-pub use event::EventKind;
+pub use event::{EventKind, UnknownEventKind};
 pub use prefix::{Family, Prefix, PrefixError};
 pub use time::Timestamp;

@@ -15,7 +15,7 @@ use crate::engine::Engine;
 use netban_core::plan::Held;
 use netban_core::policy::Policy;
 use netban_core::{EventKind, OriginHost, Prefix, Timestamp};
-use netban_ledger::{AdmitError, Event, EventId, Ledger, LedgerError, Outcome, Write};
+use netban_ledger::{AdmitError, Event, FeedCursor, Ledger, LedgerError, Outcome, Write};
 use netban_proto::{BanArgs, ItemResult, UnbanArgs};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -119,13 +119,15 @@ const MAX_GROUP: usize = 4096;
 /// (see [`gather`]). Short next to the commit itself; never paid by a lone client.
 const LINGER: Duration = Duration::from_micros(300);
 
-/// Starts the ledger thread. It ends when every [`LedgerHandle`] is dropped.
+/// Starts the ledger thread, following the change feed from `cursor` (taken before the
+/// engine was loaded, so no write falls between the two). It ends when every
+/// [`LedgerHandle`] is dropped.
 pub fn start(
     mut ledger: Box<dyn Ledger>,
+    mut cursor: FeedCursor,
     engine: Engine,
     origin: Option<OriginHost>,
-) -> Result<(LedgerHandle, std::thread::JoinHandle<()>), LedgerError> {
-    let mut cursor = ledger.last_event_id()?;
+) -> (LedgerHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Job>();
     let thread = std::thread::Builder::new()
         .name("netban-ledger".into())
@@ -145,7 +147,7 @@ pub fn start(
             }
         })
         .expect("spawning the ledger thread");
-    Ok((LedgerHandle { tx }, thread))
+    (LedgerHandle { tx }, thread)
 }
 
 /// Takes every job already waiting. When the previous transaction served several writers at
@@ -203,8 +205,8 @@ struct LedgerThread<'a> {
     ledger: &'a mut dyn Ledger,
     engine: &'a Engine,
     origin: Option<&'a OriginHost>,
-    /// The newest event handed to the engine.
-    cursor: &'a mut EventId,
+    /// The change feed's position: every event before it is in the engine.
+    cursor: &'a mut FeedCursor,
 }
 
 impl LedgerThread<'_> {
@@ -294,11 +296,9 @@ impl LedgerThread<'_> {
 
     /// Hands every event after the cursor to the engine.
     fn read_feed(&mut self) {
-        match self.ledger.events_since(*self.cursor, usize::MAX) {
-            Ok(events) => {
-                if let Some(last) = events.last() {
-                    *self.cursor = last.id;
-                }
+        match self.ledger.feed(self.cursor, usize::MAX) {
+            Ok((events, next)) => {
+                *self.cursor = next;
                 if !events.is_empty() {
                     self.engine.apply_events(&events);
                 }

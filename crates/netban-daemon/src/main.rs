@@ -116,6 +116,9 @@ async fn serve(
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut ledger = SqliteLedger::open(&ledger_path)?;
+    let ledger_description = ledger.describe();
+    // The feed's position before the state is read: nothing written meanwhile is missed.
+    let cursor = ledger.feed_start()?;
 
     // The engine, loaded from the ledger; capacity-limited targets placed before any worker
     // runs, so a restart moves nothing.
@@ -136,7 +139,7 @@ async fn serve(
     // The ledger thread: every write, with group commit; feeds the engine.
     let origin = config.daemon.host.clone().or_else(local_hostname);
     let (ledger_handle, ledger_thread) =
-        ledger_worker::start(Box::new(ledger), engine.clone(), origin)?;
+        ledger_worker::start(Box::new(ledger), cursor, engine.clone(), origin);
     ledger_handle.send(ledger_worker::Job::Expire);
     if !lifted.is_empty() {
         tracing::warn!(count = lifted.len(), "lifting bans the allowlist covers");
@@ -174,7 +177,7 @@ async fn serve(
         workers,
         reloader,
         started_at,
-        ledger_description: format!("sqlite {}", ledger_path.display()),
+        ledger_description,
     });
     let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
     tracing::info!(socket = %config.daemon.socket.display(), "netban is serving");

@@ -5,7 +5,6 @@
 //! Needs root and network namespaces, `fail2ban` and `nftables` installed, and the binaries
 //! built (`cargo build --workspace --bins`; `scripts/test.sh` does all of this).
 
-use netban_ledger::Ledger;
 use netban_testlab::fail2ban::Fail2ban;
 use netban_testlab::netban::{self, Binaries, Daemon};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};

@@ -1,28 +1,70 @@
 //! The ledger: the durable record of every ban, the truth the targets are rebuilt from.
 //!
 //! [`Ledger`] is the interface; [`sqlite::SqliteLedger`] is the embedded default (WAL,
-//! `synchronous=FULL`, so a write is on disk before it returns). A PostgreSQL ledger for many
-//! hosts will implement the same trait. The ledger stores three things:
+//! `synchronous=FULL`, so a write is on disk before it returns), and
+//! [`postgres::PostgresLedger`] (cargo feature `postgres`, on by default) is the ledger a
+//! fleet of hosts shares. [`open`] picks one from a path or a `postgres://` URL. Both pass
+//! the same contract tests (`tests/ledger/contract.rs`). The ledger stores three things:
 //!
 //! - **bans**: the active (prefix, source) bans, one row each;
 //! - **events**: an append-only history of every ban, extension, unban, expiry and lift, with
-//!   a monotonically increasing id. The id doubles as a change feed: a daemon that tails
-//!   `events_since(cursor)` sees writes made by other processes (the fallback client, other
-//!   hosts later);
+//!   a unique id. They double as a change feed: a daemon that tails [`Ledger::feed`] from a
+//!   [`FeedCursor`] sees writes made by other processes (the fallback client, other hosts);
 //! - **target entries**: per target, the entries netban created on the device and their
 //!   device handles (ExaFS rule ids and the like), so ownership survives restarts.
 //!
 //! The trait is synchronous; the daemon runs it on a dedicated thread.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
+mod stored;
 
 use netban_core::plan::Held;
 use netban_core::{Ban, Expiry, OriginHost, Prefix, Reason, Source, Timestamp};
 use serde::{Deserialize, Serialize};
 
-/// Position in the event feed. Ids only grow.
+/// An event's id: unique, and increasing in the order events were appended (with PostgreSQL
+/// not necessarily the order they committed: use [`FeedCursor`] to follow the feed).
 pub type EventId = i64;
 
+/// A position in the change feed. Opaque: get one from [`Ledger::feed_start`] or
+/// [`Ledger::feed`] and hand it back to [`Ledger::feed`] of the same ledger.
+///
+/// It is the last delivered event's position in feed order, (transaction id, event id):
+/// PostgreSQL orders its feed by the writing transaction's `xid8`, then the id; SQLite, whose
+/// writers are serialised so that ids are commit order, keeps the transaction id at 0.
+/// `FeedCursor::default()` is the beginning of the feed (every event ever recorded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FeedCursor {
+    xid: u64,
+    id: EventId,
+}
+
+impl FeedCursor {
+    /// The position (`xid`, `id`); `xid` is 0 for SQLite.
+    pub(crate) const fn new(xid: u64, id: EventId) -> FeedCursor {
+        FeedCursor { xid, id }
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) const fn xid(&self) -> u64 {
+        self.xid
+    }
+
+    pub(crate) const fn id(&self) -> EventId {
+        self.id
+    }
+}
+
+impl std::fmt::Display for FeedCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.xid, self.id)
+    }
+}
+
+/// What happened, as kept in history: defined once in `netban_core`, re-exported here so
+/// `netban_ledger::EventKind` keeps working. Both ledgers store [`EventKind::as_str`].
 pub use netban_core::EventKind;
 
 /// One entry of history / the change feed.
@@ -87,10 +129,63 @@ pub enum LedgerError {
     Sql(#[from] rusqlite::Error),
     #[error("ledger holds an unreadable row: {0}")]
     Corrupt(String),
+    /// Connecting to (or configuring the connection to) a PostgreSQL ledger failed.
+    #[cfg(feature = "postgres")]
+    #[error("ledger database {target}: {error}")]
+    Connect {
+        /// The servers and database, without the password.
+        target: String,
+        #[source]
+        error: ::postgres::Error,
+    },
+    #[cfg(feature = "postgres")]
+    #[error("ledger query failed: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("ledger password file {path}: {error}")]
+    PasswordFile {
+        path: std::path::PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error(
+        "the ledger is a PostgreSQL URL, but this netban was built without the `postgres` feature"
+    )]
+    PostgresNotBuilt,
+}
+
+/// Opens the ledger `spec` names: a `postgres://` or `postgresql://` URL (several hosts
+/// allowed, as libpq spells them) is a [`postgres::PostgresLedger`], with its password read
+/// from `password_file` when given (first line; the URL's own password otherwise); anything
+/// else is the path of a [`sqlite::SqliteLedger`] file (`password_file` is not used).
+pub fn open(
+    spec: &str,
+    password_file: Option<&std::path::Path>,
+) -> Result<Box<dyn Ledger>, LedgerError> {
+    if is_postgres_url(spec) {
+        #[cfg(feature = "postgres")]
+        return Ok(Box::new(postgres::PostgresLedger::connect(
+            spec,
+            password_file,
+        )?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(LedgerError::PostgresNotBuilt);
+    }
+    let _ = password_file;
+    Ok(Box::new(sqlite::SqliteLedger::open(std::path::Path::new(
+        spec,
+    ))?))
+}
+
+/// Whether `spec` is a PostgreSQL URL (rather than a file path).
+pub fn is_postgres_url(spec: &str) -> bool {
+    spec.starts_with("postgres://") || spec.starts_with("postgresql://")
 }
 
 /// The durable record of bans. Every method that writes is one transaction, durable on return.
 pub trait Ledger: Send {
+    /// What this ledger is, for status output and logs (never a password).
+    fn describe(&self) -> String;
+
     /// Applies `writes` in order in one transaction at time `now`; one outcome per write.
     fn record(&mut self, writes: &[Write], now: Timestamp) -> Result<Vec<Outcome>, LedgerError>;
 
@@ -116,11 +211,26 @@ pub trait Ledger: Send {
     /// How many `Ban` events (not `Extend`) `prefix` has at or after `since`.
     fn prior_bans(&mut self, prefix: &Prefix, since: Timestamp) -> Result<u32, LedgerError>;
 
-    /// Events with id greater than `after`, oldest first, at most `limit`.
-    fn events_since(&mut self, after: EventId, limit: usize) -> Result<Vec<Event>, LedgerError>;
+    /// The feed's position now: what was recorded before counts as seen. Take it *before*
+    /// reading the state ([`Ledger::for_each_active`]) so that nothing falls between the two;
+    /// an event may then be both in that state and delivered by [`Ledger::feed`] (with
+    /// PostgreSQL, those of transactions open or committed after the oldest open one), which
+    /// is harmless: an event sets the state of one (prefix, source), and the feed delivers
+    /// the events of one prefix in the order they were written.
+    fn feed_start(&mut self) -> Result<FeedCursor, LedgerError>;
 
-    /// The id of the newest event (0 when there is none).
-    fn last_event_id(&mut self) -> Result<EventId, LedgerError>;
+    /// The committed events after `after`, oldest first, at most `limit`, and the cursor to
+    /// pass next time (`after` itself when there are none).
+    ///
+    /// Every committed event is delivered exactly once, including one whose transaction
+    /// commits after events with higher ids were delivered (PostgreSQL: the feed holds back
+    /// events at and above the oldest transaction still open; see [`postgres`]). Events of one
+    /// prefix come in the order their transactions committed.
+    fn feed(
+        &mut self,
+        after: &FeedCursor,
+        limit: usize,
+    ) -> Result<(Vec<Event>, FeedCursor), LedgerError>;
 
     /// History of `prefix` and of every prefix that contains it or that it contains, newest
     /// first, at most `limit`.

@@ -29,6 +29,7 @@ mod host;
 mod lab;
 pub mod netban;
 pub mod plans;
+pub mod postgres;
 mod probe;
 
 pub use edge::Edge;

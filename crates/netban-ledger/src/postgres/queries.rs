@@ -1,0 +1,535 @@
+//! The queries: every [`Ledger`] method of [`PostgresLedger`], on statements prepared once
+//! per connection. The read queries' SQL is public so that tests can check their plans.
+
+use super::{bucket, PostgresLedger, Session, LOCK_SPACE};
+use crate::stored::*;
+use crate::{Event, EventId, EventKind, FeedCursor, Ledger, LedgerError, Outcome, Write};
+use netban_core::plan::Held;
+use netban_core::{Ban, Expiry, OriginHost, Prefix, Reason, Source, Timestamp};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
+use postgres::{Client, Row, Statement, Transaction};
+
+/// The columns of an event row, as [`event_from_row`] reads them. (Output columns get names
+/// of their own: `ORDER BY xid` must mean the column, not its text.)
+macro_rules! event_columns {
+    () => {
+        "xid::text AS xid_text, id, at, kind, prefix::text AS prefix_text, source, expires, \
+         reason, failures, origin_host, escalation_step"
+    };
+}
+
+/// The change feed: events after the cursor ($1 xid as text, $2 id), below the horizon, in
+/// (xid, id) order, at most $3.
+pub const FEED_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events
+     WHERE (xid, id) > ($1::text::xid8, $2)
+       AND xid < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY xid, id LIMIT $3"
+);
+
+/// History: events of prefixes containing or inside $1, newest first, at most $2.
+pub const HISTORY_SQL: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events
+     WHERE prefix >>= $1::text::cidr OR prefix <<= $1::text::cidr
+     ORDER BY id DESC LIMIT $2"
+);
+
+/// `Ban` events of exactly $1 at or after $2.
+pub const PRIOR_BANS_SQL: &str = "SELECT count(*) FROM events
+     WHERE prefix = $1::text::cidr AND kind = 'ban' AND at >= $2";
+
+/// The (prefix, source) pairs whose expiry is at or before $1.
+pub const EXPIRED_SQL: &str =
+    "SELECT prefix::text, source FROM bans WHERE expires >= 0 AND expires <= $1";
+
+/// One ban, in one round trip: the SQLite ledger's decision (a ban of an active pair keeps
+/// the later expiry, keeps `created` and refreshes only the details given, and is an
+/// `extend` with escalation step 0; otherwise the row is replaced and it is a `ban`) as one
+/// statement. `old` sees the row as it was before the statement; the caller holds the
+/// prefix's bucket lock, so nobody else changes it meanwhile. `ON CONFLICT` also covers a
+/// row another host inserted. Parameters: prefix, source, created, expires, reason,
+/// failures, origin host, now, escalation step. Returns the event id, kind and expiry.
+const BAN_SQL: &str = "
+    WITH old AS (
+        SELECT expires < 0 OR expires > $8 AS active
+        FROM bans WHERE prefix = $1::text::cidr AND source = $2
+    ), stored AS (
+        INSERT INTO bans AS b (prefix, source, created, expires, reason, failures, origin_host)
+        VALUES ($1::text::cidr, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (prefix, source) DO UPDATE SET
+            created = CASE WHEN b.expires < 0 OR b.expires > $8
+                           THEN b.created ELSE excluded.created END,
+            expires = CASE WHEN NOT (b.expires < 0 OR b.expires > $8) THEN excluded.expires
+                           WHEN b.expires < 0 OR excluded.expires < 0 THEN -1
+                           ELSE greatest(b.expires, excluded.expires) END,
+            reason = CASE WHEN b.expires < 0 OR b.expires > $8
+                          THEN COALESCE(excluded.reason, b.reason) ELSE excluded.reason END,
+            failures = CASE WHEN b.expires < 0 OR b.expires > $8
+                            THEN COALESCE(excluded.failures, b.failures) ELSE excluded.failures END,
+            origin_host = CASE WHEN b.expires < 0 OR b.expires > $8
+                               THEN COALESCE(excluded.origin_host, b.origin_host)
+                               ELSE excluded.origin_host END
+        RETURNING expires
+    ), kind AS (
+        SELECT COALESCE((SELECT active FROM old), false) AS extend
+    )
+    INSERT INTO events (at, kind, prefix, source, expires, reason, failures, origin_host,
+                        escalation_step)
+    SELECT $8, CASE WHEN kind.extend THEN 'extend' ELSE 'ban' END, $1::text::cidr, $2,
+           stored.expires, $5, $6, $7, CASE WHEN kind.extend THEN 0 ELSE $9::bigint END
+    FROM stored, kind
+    RETURNING id, kind, expires";
+
+/// The statements of one connection.
+pub(super) struct Statements {
+    lock_buckets: Statement,
+    ban: Statement,
+    event_insert: Statement,
+    unban_source: Statement,
+    unban_all: Statement,
+    expired: Statement,
+    expire_delete: Statement,
+    active: Statement,
+    prior_bans: Statement,
+    horizon: Statement,
+    feed: Statement,
+    history: Statement,
+    target_entries: Statement,
+    target_entry_delete: Statement,
+    target_entry_upsert: Statement,
+}
+
+impl Statements {
+    pub(super) fn prepare(client: &mut Client) -> Result<Statements, LedgerError> {
+        let mut prepare = |sql: &str| client.prepare(sql);
+        Ok(Statements {
+            // `unnest` yields the (sorted) keys in order, so locks are taken in ascending
+            // order and two writers cannot deadlock on them.
+            lock_buckets: prepare(
+                "SELECT pg_advisory_xact_lock($1::int4, k) FROM unnest($2::int4[]) AS k",
+            )?,
+            ban: prepare(BAN_SQL)?,
+            event_insert: prepare(
+                "INSERT INTO events (at, kind, prefix, source, expires, reason, failures,
+                                     origin_host, escalation_step)
+                 VALUES ($1, $2, $3::text::cidr, $4, $5, $6, $7, $8, $9)
+                 RETURNING id",
+            )?,
+            unban_source: prepare(
+                "DELETE FROM bans WHERE prefix = $1::text::cidr AND source = $2",
+            )?,
+            unban_all: prepare("DELETE FROM bans WHERE prefix = $1::text::cidr")?,
+            expired: prepare(EXPIRED_SQL)?,
+            // Re-checks the expiry: the candidates were read before the locks.
+            expire_delete: prepare(
+                "DELETE FROM bans b USING unnest($2::text[], $3::text[]) AS c(prefix, source)
+                 WHERE b.prefix = c.prefix::cidr AND b.source = c.source
+                   AND b.expires >= 0 AND b.expires <= $1
+                 RETURNING b.prefix::text, b.source, b.expires",
+            )?,
+            active: prepare(
+                "SELECT prefix::text, source, created, expires, reason, failures, origin_host
+                 FROM bans WHERE expires < 0 OR expires > $1",
+            )?,
+            prior_bans: prepare(PRIOR_BANS_SQL)?,
+            horizon: prepare("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")?,
+            feed: prepare(FEED_SQL)?,
+            history: prepare(HISTORY_SQL)?,
+            target_entries: prepare(
+                "SELECT prefix::text, handle, expires FROM target_entries WHERE target = $1",
+            )?,
+            target_entry_delete: prepare(
+                "DELETE FROM target_entries WHERE target = $1 AND prefix = $2::text::cidr",
+            )?,
+            target_entry_upsert: prepare(
+                "INSERT INTO target_entries (target, prefix, handle, expires)
+                 VALUES ($1, $2::text::cidr, $3, $4)
+                 ON CONFLICT (target, prefix) DO UPDATE SET
+                    handle = excluded.handle, expires = excluded.expires",
+            )?,
+        })
+    }
+}
+
+/// Takes the advisory locks of the buckets of `prefix_texts` (see the module documentation of
+/// [`super`]): before the transaction's first write.
+fn lock_buckets<'a>(
+    tx: &mut Transaction<'_>,
+    st: &Statements,
+    prefix_texts: impl IntoIterator<Item = &'a str>,
+) -> Result<(), LedgerError> {
+    let mut keys: Vec<i32> = prefix_texts.into_iter().map(bucket).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if !keys.is_empty() {
+        tx.execute(&st.lock_buckets, &[&LOCK_SPACE, &keys])?;
+    }
+    Ok(())
+}
+
+fn u32_to_sql(v: Option<u32>) -> Option<i64> {
+    v.map(i64::from)
+}
+
+fn xid_from_sql(s: &str) -> Result<u64, LedgerError> {
+    s.parse()
+        .map_err(|_| LedgerError::Corrupt(format!("transaction id {s:?}")))
+}
+
+/// An event row of `event_columns!()`, with the writing transaction's id.
+fn event_from_row(r: &Row) -> Result<(u64, Event), LedgerError> {
+    let xid = xid_from_sql(r.try_get(0)?)?;
+    let event = Event {
+        id: r.try_get(1)?,
+        at: Timestamp(r.try_get(2)?),
+        kind: kind_from_sql(r.try_get(3)?)?,
+        prefix: prefix_from_sql(r.try_get(4)?)?,
+        source: r
+            .try_get::<_, Option<&str>>(5)?
+            .map(source_from_sql)
+            .transpose()?,
+        expiry: r
+            .try_get::<_, Option<i64>>(6)?
+            .map(Expiry::from_epoch_or_minus_one),
+        reason: reason_from_sql(r.try_get(7)?)?,
+        failures: u32_from_sql(r.try_get(8)?, "failures")?,
+        origin_host: origin_from_sql(r.try_get(9)?)?,
+        escalation_step: u32_from_sql(Some(r.try_get(10)?), "escalation step")?.unwrap_or(0),
+    };
+    Ok((xid, event))
+}
+
+/// One event to append.
+struct NewEvent<'a> {
+    at: Timestamp,
+    kind: EventKind,
+    prefix_text: &'a str,
+    source: Option<&'a Source>,
+    expiry: Option<Expiry>,
+    reason: Option<&'a Reason>,
+    failures: Option<u32>,
+    origin_host: Option<&'a OriginHost>,
+    escalation_step: u32,
+}
+
+fn append_event(
+    tx: &mut Transaction<'_>,
+    st: &Statements,
+    e: &NewEvent<'_>,
+) -> Result<EventId, LedgerError> {
+    let row = tx.query_one(
+        &st.event_insert,
+        &[
+            &e.at.0,
+            &e.kind.as_str(),
+            &e.prefix_text,
+            &e.source.map(Source::as_str),
+            &e.expiry.map(expiry_to_sql),
+            &e.reason.map(Reason::as_str),
+            &u32_to_sql(e.failures),
+            &e.origin_host.map(OriginHost::as_str),
+            &i64::from(e.escalation_step),
+        ],
+    )?;
+    Ok(row.try_get(0)?)
+}
+
+/// As the SQLite ledger's `record_ban`: the same decisions, the same events ([`BAN_SQL`]).
+fn record_ban(
+    tx: &mut Transaction<'_>,
+    st: &Statements,
+    ban: &Ban,
+    escalation_step: u32,
+    now: Timestamp,
+) -> Result<Outcome, LedgerError> {
+    let row = tx.query_one(
+        &st.ban,
+        &[
+            &ban.prefix.to_string(),
+            &ban.source.as_str(),
+            &ban.created.0,
+            &expiry_to_sql(ban.expiry),
+            &ban.reason.as_ref().map(Reason::as_str),
+            &u32_to_sql(ban.failures),
+            &ban.origin_host.as_ref().map(OriginHost::as_str),
+            &now.0,
+            &i64::from(escalation_step),
+        ],
+    )?;
+    Ok(Outcome::Banned {
+        event: row.try_get(0)?,
+        kind: kind_from_sql(row.try_get(1)?)?,
+        expiry: Expiry::from_epoch_or_minus_one(row.try_get(2)?),
+    })
+}
+
+fn record_unban(
+    tx: &mut Transaction<'_>,
+    st: &Statements,
+    unban: (&Prefix, Option<&Source>, EventKind, Option<&OriginHost>),
+    now: Timestamp,
+) -> Result<Outcome, LedgerError> {
+    let (prefix, source, kind, origin_host) = unban;
+    let prefix_text = prefix.to_string();
+    let removed = match source {
+        Some(s) => tx.execute(&st.unban_source, &[&prefix_text, &s.as_str()])?,
+        None => tx.execute(&st.unban_all, &[&prefix_text])?,
+    };
+    let event = if removed > 0 {
+        Some(append_event(
+            tx,
+            st,
+            &NewEvent {
+                at: now,
+                kind,
+                prefix_text: &prefix_text,
+                source,
+                expiry: None,
+                reason: None,
+                failures: None,
+                origin_host,
+                escalation_step: 0,
+            },
+        )?)
+    } else {
+        None
+    };
+    Ok(Outcome::Unbanned {
+        event,
+        removed: usize::try_from(removed).unwrap_or(usize::MAX),
+    })
+}
+
+fn write_prefix(write: &Write) -> &Prefix {
+    match write {
+        Write::Ban { ban, .. } => &ban.prefix,
+        Write::Unban { prefix, .. } => prefix,
+    }
+}
+
+impl Ledger for PostgresLedger {
+    fn describe(&self) -> String {
+        self.target.clone()
+    }
+
+    /// Applies `writes` in one transaction, after locking their prefixes' buckets; the
+    /// decisions are the SQLite ledger's.
+    fn record(&mut self, writes: &[Write], now: Timestamp) -> Result<Vec<Outcome>, LedgerError> {
+        self.with_session(|Session { client, st }| {
+            let texts: Vec<String> = writes.iter().map(|w| write_prefix(w).to_string()).collect();
+            let mut tx = client.transaction()?;
+            lock_buckets(&mut tx, st, texts.iter().map(String::as_str))?;
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for write in writes {
+                outcomes.push(match write {
+                    Write::Ban {
+                        ban,
+                        escalation_step,
+                    } => record_ban(&mut tx, st, ban, *escalation_step, now)?,
+                    Write::Unban {
+                        prefix,
+                        source,
+                        kind,
+                        origin_host,
+                    } => record_unban(
+                        &mut tx,
+                        st,
+                        (prefix, source.as_ref(), *kind, origin_host.as_ref()),
+                        now,
+                    )?,
+                });
+            }
+            tx.commit()?;
+            Ok(outcomes)
+        })
+    }
+
+    /// Returns the removed pairs ordered by expiry, then prefix text, then source (as
+    /// SQLite). Safe to run on several hosts at once: each pair is removed, and its `Expire`
+    /// event written, by exactly one of them.
+    fn expire(&mut self, now: Timestamp) -> Result<Vec<(Prefix, Source)>, LedgerError> {
+        self.with_session(|Session { client, st }| {
+            let mut tx = client.transaction()?;
+            let mut candidates_prefix = Vec::new();
+            let mut candidates_source = Vec::new();
+            for r in tx.query(&st.expired, &[&now.0])? {
+                // Canonical text, as writers hash it for the lock.
+                candidates_prefix.push(prefix_from_sql(r.try_get(0)?)?.to_string());
+                candidates_source.push(r.try_get::<_, String>(1)?);
+            }
+            if candidates_prefix.is_empty() {
+                tx.commit()?;
+                return Ok(Vec::new());
+            }
+            lock_buckets(&mut tx, st, candidates_prefix.iter().map(String::as_str))?;
+            let mut removed = Vec::new();
+            for r in tx.query(
+                &st.expire_delete,
+                &[&now.0, &candidates_prefix, &candidates_source],
+            )? {
+                let prefix = prefix_from_sql(r.try_get(0)?)?;
+                let source = source_from_sql(r.try_get(1)?)?;
+                let expires: i64 = r.try_get(2)?;
+                removed.push((expires, prefix.to_string(), prefix, source));
+            }
+            removed.sort_by(|a, b| {
+                (a.0, a.1.as_str(), a.3.as_str()).cmp(&(b.0, b.1.as_str(), b.3.as_str()))
+            });
+            let mut pairs = Vec::with_capacity(removed.len());
+            for (_, prefix_text, prefix, source) in removed {
+                append_event(
+                    &mut tx,
+                    st,
+                    &NewEvent {
+                        at: now,
+                        kind: EventKind::Expire,
+                        prefix_text: &prefix_text,
+                        source: Some(&source),
+                        expiry: None,
+                        reason: None,
+                        failures: None,
+                        origin_host: None,
+                        escalation_step: 0,
+                    },
+                )?;
+                pairs.push((prefix, source));
+            }
+            tx.commit()?;
+            Ok(pairs)
+        })
+    }
+
+    /// Streams the rows: a million bans are never all in memory twice.
+    fn for_each_active(
+        &mut self,
+        now: Timestamp,
+        visit: &mut dyn FnMut(Ban),
+    ) -> Result<usize, LedgerError> {
+        self.with_session(|Session { client, st }| {
+            let mut rows = client.query_raw(&st.active, [&now.0 as &dyn ToSql])?;
+            let mut count = 0;
+            while let Some(r) = rows.next()? {
+                count += 1;
+                visit(Ban {
+                    prefix: prefix_from_sql(r.try_get(0)?)?,
+                    source: source_from_sql(r.try_get(1)?)?,
+                    created: Timestamp(r.try_get(2)?),
+                    expiry: Expiry::from_epoch_or_minus_one(r.try_get(3)?),
+                    reason: reason_from_sql(r.try_get(4)?)?,
+                    failures: u32_from_sql(r.try_get(5)?, "failures")?,
+                    origin_host: origin_from_sql(r.try_get(6)?)?,
+                });
+            }
+            Ok(count)
+        })
+    }
+
+    fn prior_bans(&mut self, prefix: &Prefix, since: Timestamp) -> Result<u32, LedgerError> {
+        self.with_session(|Session { client, st }| {
+            let n: i64 = client
+                .query_one(&st.prior_bans, &[&prefix.to_string(), &since.0])?
+                .try_get(0)?;
+            Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
+    }
+
+    /// Just below the horizon: every event of a transaction that has ended before the oldest
+    /// one still open counts as seen; those of the open ones and of everything after are
+    /// delivered by [`Ledger::feed`].
+    fn feed_start(&mut self) -> Result<FeedCursor, LedgerError> {
+        self.with_session(|Session { client, st }| {
+            let horizon = xid_from_sql(client.query_one(&st.horizon, &[])?.try_get(0)?)?;
+            // (horizon, 0) is below every event of transaction `horizon` (ids start at 1).
+            Ok(FeedCursor::new(horizon, 0))
+        })
+    }
+
+    /// Events after `after` in (xid, id) order, below the horizon.
+    fn feed(
+        &mut self,
+        after: &FeedCursor,
+        limit: usize,
+    ) -> Result<(Vec<Event>, FeedCursor), LedgerError> {
+        if limit == 0 {
+            return Ok((Vec::new(), *after));
+        }
+        self.with_session(|Session { client, st }| {
+            let rows = client.query(
+                &st.feed,
+                &[&after.xid().to_string(), &after.id(), &limit_to_sql(limit)],
+            )?;
+            let mut next = *after;
+            let mut events = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let (xid, event) = event_from_row(r)?;
+                next = FeedCursor::new(xid, event.id);
+                events.push(event);
+            }
+            Ok((events, next))
+        })
+    }
+
+    fn history(&mut self, prefix: &Prefix, limit: usize) -> Result<Vec<Event>, LedgerError> {
+        self.with_session(|Session { client, st }| {
+            client
+                .query(&st.history, &[&prefix.to_string(), &limit_to_sql(limit)])?
+                .iter()
+                .map(|r| event_from_row(r).map(|(_, e)| e))
+                .collect()
+        })
+    }
+
+    /// The recorded entries, ordered by prefix.
+    fn target_entries(&mut self, target: &str) -> Result<Vec<Held>, LedgerError> {
+        self.with_session(|Session { client, st }| {
+            let mut held = client
+                .query(&st.target_entries, &[&target])?
+                .iter()
+                .map(|r| {
+                    Ok(Held {
+                        prefix: prefix_from_sql(r.try_get(0)?)?,
+                        handle: r.try_get(1)?,
+                        expiry: r
+                            .try_get::<_, Option<i64>>(2)?
+                            .map(Expiry::from_epoch_or_minus_one),
+                    })
+                })
+                .collect::<Result<Vec<_>, LedgerError>>()?;
+            held.sort_by_key(|h| h.prefix);
+            Ok(held)
+        })
+    }
+
+    /// Applies `removed` first, then `added`: a prefix in both ends up recorded.
+    fn update_target_entries(
+        &mut self,
+        target: &str,
+        added: &[Held],
+        removed: &[Prefix],
+    ) -> Result<(), LedgerError> {
+        self.with_session(|Session { client, st }| {
+            let mut tx = client.transaction()?;
+            for p in removed {
+                tx.execute(&st.target_entry_delete, &[&target, &p.to_string()])?;
+            }
+            for h in added {
+                tx.execute(
+                    &st.target_entry_upsert,
+                    &[
+                        &target,
+                        &h.prefix.to_string(),
+                        &h.handle,
+                        &h.expiry.map(expiry_to_sql),
+                    ],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+}
