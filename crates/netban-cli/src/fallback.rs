@@ -3,9 +3,8 @@
 //! loads every active ban and picks up later writes from the ledger's change feed).
 
 use anyhow::{Context as _, Result};
-use netban_config::Config;
+use netban_config::{Config, LedgerLocation};
 use netban_core::{Prefix, Timestamp};
-use netban_ledger::sqlite::SqliteLedger;
 use netban_ledger::{AdmitError, EventKind, Ledger, Outcome, Write};
 use netban_proto::{BanArgs, HistoryEvent, ItemResult, ListedBan, SourceBan, UnbanArgs};
 use std::collections::BTreeMap;
@@ -20,12 +19,18 @@ fn now() -> Timestamp {
     )
 }
 
-fn open(config: &Config) -> Result<SqliteLedger> {
-    if let Some(dir) = config.daemon.ledger.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+fn open(config: &Config) -> Result<Box<dyn Ledger>> {
+    let location = &config.daemon.ledger;
+    if let LedgerLocation::Sqlite(path) = location {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
     }
-    SqliteLedger::open(&config.daemon.ledger)
-        .with_context(|| format!("opening the ledger {}", config.daemon.ledger.display()))
+    netban_ledger::open(
+        &location.spec(),
+        config.daemon.ledger_password_file.as_deref(),
+    )
+    .with_context(|| format!("opening {location}"))
 }
 
 fn own_addresses() -> Vec<Prefix> {
@@ -54,7 +59,7 @@ pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
     let mut slots = Vec::new();
     for &prefix in &args.prefixes {
         let request = args.request(prefix, config.daemon.host.as_ref());
-        match netban_ledger::admit(&mut ledger, &policy, request, args.restored, now) {
+        match netban_ledger::admit(&mut *ledger, &policy, request, args.restored, now) {
             Ok(write) => {
                 if let Write::Ban {
                     escalation_step, ..

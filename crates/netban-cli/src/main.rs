@@ -281,7 +281,7 @@ fn run(cli: Cli) -> Result<()> {
                     eprintln!(
                         "netban: the daemon is not running ({down}); recorded in the ledger {}, \
                          enforced when `netban serve` starts",
-                        config.daemon.ledger.display()
+                        config.daemon.ledger
                     );
                     results
                 }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use netban_core::{Expiry, Timestamp};
-use netban_proto::{HistoryEvent, ItemResult, ListedBan, StatusReport, TargetPlan};
+use netban_proto::{HistoryEvent, ItemResult, ListedBan, StatusReport, TargetPlan, TargetScope};
 use serde::Serialize;
 
 fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
@@ -122,6 +122,18 @@ pub fn status(report: &StatusReport, as_json: bool) -> Result<()> {
             "target {} ({}): {} — holds {}{merged}, should hold {}, pending {}, overflow {}, last sync {}",
             t.name, t.kind, t.health, t.held, t.desired, t.pending, t.overflow, last
         );
+        if t.scope == TargetScope::Fleet {
+            match (&t.driver, t.driving_since) {
+                (Some(host), Some(since)) => {
+                    println!(
+                        "    shared by the fleet: driven by {host} since {}",
+                        time(since)
+                    )
+                }
+                (Some(host), None) => println!("    shared by the fleet: driven by {host}"),
+                _ => println!("    shared by the fleet: no driver known (database unreachable?)"),
+            }
+        }
         if let Some(e) = &t.last_error {
             println!("    last error: {e}");
         }

@@ -72,8 +72,10 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonSection {
     pub socket: PathBuf,
-    pub ledger: PathBuf,
-    /// This host's name in history (defaults to the kernel's hostname).
+    pub ledger: LedgerLocation,
+    /// The PostgreSQL password, first line of this file (kept out of netban.toml).
+    pub ledger_password_file: Option<PathBuf>,
+    /// This host's name in history and in leases (defaults to the kernel's hostname).
     pub host: Option<OriginHost>,
 }
 
@@ -81,9 +83,66 @@ impl Default for DaemonSection {
     fn default() -> Self {
         DaemonSection {
             socket: PathBuf::from("/run/netban/netban.sock"),
-            ledger: PathBuf::from("/var/lib/netban/ledger.db"),
+            ledger: LedgerLocation::Sqlite(PathBuf::from("/var/lib/netban/ledger.db")),
+            ledger_password_file: None,
             host: None,
         }
+    }
+}
+
+/// Where the ledger lives: a SQLite file (the embedded default, one host) or a PostgreSQL
+/// database a fleet of hosts shares (`ledger = "postgres://…"`, several hosts allowed as libpq
+/// spells them).
+#[derive(Clone, PartialEq, Eq)]
+pub enum LedgerLocation {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl LedgerLocation {
+    /// What `netban_ledger::open` takes.
+    pub fn spec(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            LedgerLocation::Sqlite(path) => path.to_string_lossy(),
+            LedgerLocation::Postgres(url) => url.into(),
+        }
+    }
+
+    /// Whether several hosts may share this ledger.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, LedgerLocation::Postgres(_))
+    }
+}
+
+/// Never prints a PostgreSQL URL (it may hold a password).
+impl std::fmt::Debug for LedgerLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerLocation::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+            LedgerLocation::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
+}
+
+impl std::fmt::Display for LedgerLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            LedgerLocation::Postgres(_) => f.write_str("the PostgreSQL ledger"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LedgerLocation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(
+            if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+                LedgerLocation::Postgres(text)
+            } else {
+                LedgerLocation::Sqlite(PathBuf::from(text))
+            },
+        )
     }
 }
 
@@ -160,7 +219,12 @@ impl Config {
             }
         };
         anchor(&mut config.daemon.socket);
-        anchor(&mut config.daemon.ledger);
+        if let LedgerLocation::Sqlite(path) = &mut config.daemon.ledger {
+            anchor(path);
+        }
+        if let Some(path) = &mut config.daemon.ledger_password_file {
+            anchor(path);
+        }
         config.policy.allowlist_files.iter_mut().for_each(anchor);
         if config.reconciler.retry_min_secs == 0
             || config.reconciler.retry_max_secs < config.reconciler.retry_min_secs
@@ -245,9 +309,31 @@ mod tests {
             Path::new("/etc/x/netban.toml"),
         )
         .unwrap();
-        assert_eq!(c.daemon.ledger, PathBuf::from("/etc/x/l.db"));
+        assert_eq!(
+            c.daemon.ledger,
+            LedgerLocation::Sqlite(PathBuf::from("/etc/x/l.db"))
+        );
         assert_eq!(c.daemon.socket, PathBuf::from("/run/netban/netban.sock"));
         assert!(c.policy.escalation.enabled);
+    }
+
+    #[test]
+    fn a_postgres_ledger_is_a_url_never_anchored_or_printed() {
+        let c = Config::parse(
+            "[daemon]\nledger = \"postgres://netban:secret@db1,db2/netban\"\nledger_password_file = \"pw\"\n",
+            Path::new("/etc/x/netban.toml"),
+        )
+        .unwrap();
+        assert!(c.daemon.ledger.is_shared());
+        assert_eq!(
+            c.daemon.ledger.spec(),
+            "postgres://netban:secret@db1,db2/netban"
+        );
+        assert_eq!(
+            c.daemon.ledger_password_file,
+            Some(PathBuf::from("/etc/x/pw"))
+        );
+        assert!(!format!("{:?} {}", c.daemon.ledger, c.daemon.ledger).contains("secret"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod clock;
 mod engine;
 mod housekeeping;
+mod leadership;
 mod ledger_worker;
 mod reconciler;
 mod server;
@@ -20,10 +21,12 @@ use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use engine::{Engine, TargetId};
 use housekeeping::Housekeeping;
-use netban_config::Config;
+use leadership::{Leadership, LeaseKeeper, SharedTarget};
+use netban_config::{Config, LedgerLocation};
 use netban_core::Prefix;
-use netban_ledger::sqlite::SqliteLedger;
-use netban_ledger::Ledger;
+use netban_ledger::postgres::lease::PostgresLeases;
+use netban_ledger::{FeedCursor, Ledger};
+use netban_proto::TargetScope;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,11 +88,13 @@ fn run(args: Args) -> Result<()> {
     if built.is_empty() {
         tracing::warn!("no [[targets]] configured: bans are recorded but enforced nowhere");
     }
+    let started_at = clock::now();
+    let loaded = load(&config, built, policy, started_at)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config, built, policy, own))
+    runtime.block_on(serve(config, loaded, own, started_at))
 }
 
 /// The addresses configured on this machine, protected from bans by default.
@@ -103,26 +108,48 @@ fn own_addresses() -> Vec<Prefix> {
     }
 }
 
-/// Start-up in dependency order, then shutdown in reverse (see the module documentation).
-async fn serve(
-    config: Config,
+/// What start-up reads before any task runs: the ledger, its feed position, and the engine
+/// loaded from it. Blocking (the ledger clients are), so it runs before the async runtime.
+struct Loaded {
+    ledger: Box<dyn Ledger>,
+    ledger_description: String,
+    cursor: FeedCursor,
+    engine: Engine,
+    drivers: Vec<Box<dyn netban_targets::Target>>,
+    scopes: Vec<TargetScope>,
+    /// Banned prefixes the policy covers, to lift at once.
+    lifted: Vec<Prefix>,
+}
+
+fn load(
+    config: &Config,
     built: Vec<targets::Built>,
     policy: netban_core::policy::Policy,
-    own: Vec<Prefix>,
-) -> Result<()> {
-    let started_at = clock::now();
-    let ledger_path = config.daemon.ledger.clone();
-    if let Some(dir) = ledger_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    started_at: netban_core::Timestamp,
+) -> Result<Loaded> {
+    let location = &config.daemon.ledger;
+    if let LedgerLocation::Sqlite(path) = location {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
     }
-    let mut ledger = SqliteLedger::open(&ledger_path)?;
+    let password_file = config.daemon.ledger_password_file.as_deref();
+    let mut ledger = netban_ledger::open(&location.spec(), password_file)
+        .with_context(|| format!("opening {location}"))?;
     let ledger_description = ledger.describe();
     // The feed's position before the state is read: nothing written meanwhile is missed.
     let cursor = ledger.feed_start()?;
 
     // The engine, loaded from the ledger; capacity-limited targets placed before any worker
     // runs, so a restart moves nothing.
-    let (drivers, specs): (Vec<_>, Vec<_>) = built.into_iter().map(|b| (b.driver, b.spec)).unzip();
+    let mut drivers = Vec::new();
+    let mut specs = Vec::new();
+    let mut scopes = Vec::new();
+    for built in built {
+        drivers.push(built.driver);
+        specs.push(built.spec);
+        scopes.push(built.scope);
+    }
     let engine = Engine::new(policy, specs);
     let mut loading = Vec::with_capacity(4096);
     ledger.for_each_active(started_at, &mut |ban| {
@@ -134,12 +161,93 @@ async fn serve(
     let active = engine.load(loading);
     engine.place_all();
     let lifted = engine.covered_by_policy();
-    tracing::info!(bans = active, ledger = %ledger_path.display(), "ledger loaded");
+    tracing::info!(bans = active, ledger = %ledger_description, "ledger loaded");
+    Ok(Loaded {
+        ledger,
+        ledger_description,
+        cursor,
+        engine,
+        drivers,
+        scopes,
+        lifted,
+    })
+}
+
+/// Start-up in dependency order, then shutdown in reverse (see the module documentation).
+async fn serve(
+    config: Config,
+    loaded: Loaded,
+    own: Vec<Prefix>,
+    started_at: netban_core::Timestamp,
+) -> Result<()> {
+    let Loaded {
+        ledger,
+        ledger_description,
+        cursor,
+        engine,
+        drivers,
+        scopes,
+        lifted,
+    } = loaded;
+    let location = &config.daemon.ledger;
+    let password_file = config.daemon.ledger_password_file.as_deref();
 
     // The ledger thread: every write, with group commit; feeds the engine.
     let origin = config.daemon.host.clone().or_else(local_hostname);
+    let host = origin
+        .as_ref()
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| "localhost".to_string());
     let (ledger_handle, ledger_thread) =
-        ledger_worker::start(Box::new(ledger), cursor, engine.clone(), origin);
+        ledger_worker::start(ledger, cursor, engine.clone(), origin);
+
+    // Who drives each target: this daemon, or (shared targets with a shared ledger) the
+    // holder of the target's lease.
+    let fleet = location.is_shared();
+    let mut fixed_leadership = Vec::new();
+    let mut shared_targets = Vec::new();
+    let mut placements = Vec::new();
+    for (driver, scope) in drivers.iter().zip(&scopes) {
+        let name = driver.info().name.clone();
+        let leadership = if fleet && *scope == TargetScope::Fleet {
+            let (tx, rx) = watch::channel(Leadership::Standby {
+                driver: None,
+                since: None,
+            });
+            shared_targets.push(SharedTarget {
+                lease: name.clone(),
+                leadership: tx,
+            });
+            rx
+        } else {
+            let (tx, rx) = watch::channel(Leadership::Driving {
+                since: started_at,
+                until: None,
+            });
+            fixed_leadership.push(tx);
+            rx
+        };
+        let entries_key = if fleet && *scope == TargetScope::Host {
+            format!("{host}/{name}")
+        } else {
+            name
+        };
+        placements.push(reconciler::Placement {
+            scope: *scope,
+            leadership,
+            entries_key,
+            host: host.clone(),
+        });
+    }
+    let lease_keeper = if shared_targets.is_empty() {
+        None
+    } else {
+        let LedgerLocation::Postgres(url) = location else {
+            unreachable!("shared targets only with a shared ledger")
+        };
+        let leases = PostgresLeases::new(url, password_file)?;
+        Some(LeaseKeeper::new(leases, host.clone(), shared_targets).start())
+    };
     ledger_handle.send(ledger_worker::Job::Expire);
     if !lifted.is_empty() {
         tracing::warn!(count = lifted.len(), "lifting bans the allowlist covers");
@@ -154,12 +262,13 @@ async fn serve(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut workers = Vec::new();
-    for (n, driver) in drivers.into_iter().enumerate() {
+    for (n, (driver, placement)) in drivers.into_iter().zip(placements).enumerate() {
         let (worker, handle) = reconciler::Worker::new(
             driver,
             engine.target(TargetId::nth(n)),
             ledger_handle.clone(),
             config.reconciler.clone(),
+            placement,
         );
         workers.push(handle);
         tasks.push(tokio::spawn(worker.run(shutdown_rx.clone())));
@@ -189,6 +298,12 @@ async fn serve(
     for task in tasks {
         let _ = task.await;
     }
+    // Workers are done with their devices: hand shared targets over at once.
+    if let Some((stop, thread)) = lease_keeper {
+        drop(stop);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    drop(fixed_leadership);
     let _ = std::fs::remove_file(&config.daemon.socket);
     drop(context);
     drop(ledger_handle);

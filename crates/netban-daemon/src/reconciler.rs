@@ -15,13 +15,15 @@
 
 use crate::clock;
 use crate::engine::TargetHandle;
+use crate::leadership::Leadership;
 use crate::ledger_worker::{Job, LedgerHandle, LedgerRequestError};
 use netban_config::ReconcilerSection;
 use netban_core::plan::{self, Held, Ownership, Plan};
 use netban_core::{Expiry, Prefix};
-use netban_proto::{Health, TargetStatus};
+use netban_proto::{Health, TargetScope, TargetStatus};
 use netban_targets::{ItemResult, OwnershipKind, Step, Target, TargetError};
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -29,16 +31,22 @@ use tokio::time::Instant;
 /// Requests the server sends to a worker.
 pub enum Command {
     /// Observe the device and say what a full sync would change, changing nothing.
-    Plan(oneshot::Sender<Result<Plan, TargetError>>),
+    Plan(oneshot::Sender<Result<Plan, WorkerError>>),
     /// Full sync now.
-    Sync(oneshot::Sender<Result<(), TargetError>>),
+    Sync(oneshot::Sender<Result<(), WorkerError>>),
 }
 
-/// Why a command to a worker got no answer.
+/// Why a command to a worker did not do what it asked.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// A shared target this host does not drive now: it leaves the device alone.
+    #[error("{}", match driver {
+        Some(host) => format!("this shared target is driven by {host}; ask there"),
+        None => "this host cannot reach the ledger to drive this shared target".to_string(),
+    })]
+    Standby { driver: Option<String> },
     #[error("the target's worker has stopped")]
     Stopped,
 }
@@ -69,15 +77,26 @@ impl WorkerHandle {
 
     async fn ask<T>(
         &self,
-        command: impl FnOnce(oneshot::Sender<Result<T, TargetError>>) -> Command,
+        command: impl FnOnce(oneshot::Sender<Result<T, WorkerError>>) -> Command,
     ) -> Result<T, WorkerError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(command(reply))
             .await
             .map_err(|_| WorkerError::Stopped)?;
-        Ok(answer.await.map_err(|_| WorkerError::Stopped)??)
+        answer.await.unwrap_or(Err(WorkerError::Stopped))
     }
+}
+
+/// Where a worker stands in the fleet.
+pub struct Placement {
+    pub scope: TargetScope,
+    /// Whether this daemon may drive the target (see [`crate::leadership`]).
+    pub leadership: watch::Receiver<Leadership>,
+    /// The ledger's key for the target's recorded entries.
+    pub entries_key: String,
+    /// This host's name.
+    pub host: String,
 }
 
 /// How long changes may gather after a batch before the next one goes out (see
@@ -93,6 +112,13 @@ pub struct Worker {
     /// Published to the server (`netban status`); only this worker writes it.
     status: watch::Sender<TargetStatus>,
     commands: mpsc::Receiver<Command>,
+    /// Whether this daemon may drive the target now (always, unless it is shared by a fleet).
+    leadership: watch::Receiver<Leadership>,
+    /// The ledger's key for the entries netban created on this target: its name, or
+    /// `host/name` for a per-host target in a ledger several hosts share.
+    entries_key: String,
+    /// This host's name, shown as the driver while it drives.
+    host: String,
     /// What the device holds, as last observed and since changed by our own applies.
     held: BTreeMap<Prefix, Vec<Held>>,
     /// On shared areas: the (prefix, handle) entries netban created.
@@ -114,6 +140,7 @@ impl Worker {
         engine: TargetHandle,
         ledger: LedgerHandle,
         settings: ReconcilerSection,
+        place: Placement,
     ) -> (Worker, WorkerHandle) {
         let info = target.info().clone();
         let (status, status_rx) = watch::channel(TargetStatus {
@@ -128,6 +155,9 @@ impl Worker {
             last_sync: None,
             last_error: None,
             consecutive_failures: 0,
+            scope: place.scope,
+            driver: None,
+            driving_since: None,
         });
         let (tx, rx) = mpsc::channel(16);
         let handle = WorkerHandle {
@@ -142,6 +172,9 @@ impl Worker {
             settings,
             status,
             commands: rx,
+            leadership: place.leadership,
+            entries_key: place.entries_key,
+            host: place.host,
             held: BTreeMap::new(),
             owned: BTreeSet::new(),
             rejected: BTreeMap::new(),
@@ -166,30 +199,55 @@ impl Worker {
         Duration::from_secs(secs.min(self.settings.retry_max_secs))
     }
 
-    /// Runs until `shutdown` turns true; finishes the batch in flight first.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        if self.target.info().ownership == OwnershipKind::Recorded {
-            let target = self.name().to_string();
-            match self
-                .ledger
-                .ask(|reply| Job::TargetEntries { target, reply })
-                .await
-            {
-                Ok(entries) => {
-                    self.owned = entries.into_iter().map(|h| (h.prefix, h.handle)).collect()
-                }
-                Err(e) => {
-                    tracing::error!(target = self.name(), error = %e, "cannot read owned entries")
-                }
+    /// Reads the entries netban recorded creating on the target (shared areas): at start and
+    /// whenever this daemon takes a shared target over from another.
+    async fn load_owned(&mut self) {
+        if self.target.info().ownership != OwnershipKind::Recorded {
+            return;
+        }
+        let target = self.entries_key.clone();
+        match self
+            .ledger
+            .ask(|reply| Job::TargetEntries { target, reply })
+            .await
+        {
+            Ok(entries) => self.owned = entries.into_iter().map(|h| (h.prefix, h.handle)).collect(),
+            Err(e) => {
+                tracing::error!(target = self.name(), error = %e, "cannot read owned entries")
             }
         }
+    }
+
+    /// Runs until `shutdown` turns true; finishes the batch in flight first.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let resync = Duration::from_secs(self.settings.resync_secs.max(1));
         let mut need_full = true;
         let mut next_resync = Instant::now();
         let mut retry_at: Option<Instant> = None;
+        let mut was_driving = false;
+        // Per-host targets keep their (fixed) leadership's sender alive for the daemon's life;
+        // the lease keeper drops its senders only after the workers stopped.
+        let mut leadership_open = true;
         loop {
             let now = Instant::now();
-            if retry_at.is_none_or(|t| t <= now) {
+            let leadership = self.leadership.borrow_and_update().clone();
+            let driving = leadership.drives_at(now);
+            if driving && !was_driving {
+                // Starting, or taking a shared target over: what netban owns there may have
+                // changed under another driver; observe everything before any change.
+                self.load_owned().await;
+                self.prepared = false;
+                need_full = true;
+                retry_at = None;
+            }
+            if !driving && was_driving {
+                tracing::info!(target = self.name(), "no longer driving this shared target");
+                self.held.clear();
+            }
+            was_driving = driving;
+            if !driving {
+                self.publish_standby(&leadership);
+            } else if retry_at.is_none_or(|t| t <= now) {
                 if self.item_retry_at.is_some_and(|t| t <= now) {
                     let failed = std::mem::take(&mut self.failed);
                     self.engine.mark_dirty(failed);
@@ -215,9 +273,11 @@ impl Worker {
                         self.report_down(&error);
                     }
                 }
-                self.publish_status();
+                self.publish_status(&leadership);
             }
-            let deadline = [Some(next_resync), retry_at, self.item_retry_at]
+            // Wake for the next resync or retry, and when the lease runs out.
+            let lease_end = leadership.deadline().filter(|_| driving);
+            let deadline = [Some(next_resync), retry_at, self.item_retry_at, lease_end]
                 .into_iter()
                 .flatten()
                 .min();
@@ -227,9 +287,17 @@ impl Worker {
                 _ = shutdown.changed() => break,
                 Some(command) = self.commands.recv() => match command {
                     Command::Plan(reply) => {
-                        let _ = reply.send(self.dry_run().await);
+                        let answer = match self.standby_error() {
+                            Some(standby) => Err(standby),
+                            None => self.dry_run().await.map_err(WorkerError::from),
+                        };
+                        let _ = reply.send(answer);
                     }
                     Command::Sync(reply) => {
+                        if let Some(standby) = self.standby_error() {
+                            let _ = reply.send(Err(standby));
+                            continue;
+                        }
                         let result = self.full_sync().await;
                         match &result {
                             Ok(()) => {
@@ -240,11 +308,14 @@ impl Worker {
                             }
                             Err(e) => self.report_down(e),
                         }
-                        self.publish_status();
-                        let _ = reply.send(result);
+                        self.publish_status(&self.leadership.borrow().clone());
+                        let _ = reply.send(result.map_err(WorkerError::from));
                     }
                 },
                 _ = self.engine.work_signalled() => {}
+                changed = self.leadership.changed(), if leadership_open => {
+                    leadership_open = changed.is_ok();
+                }
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
@@ -256,13 +327,29 @@ impl Worker {
         self.target.info().ownership
     }
 
+    /// Why this worker may not touch the device now, if it may not.
+    fn standby_error(&self) -> Option<WorkerError> {
+        match &*self.leadership.borrow() {
+            l if l.drives_at(Instant::now()) => None,
+            Leadership::Standby { driver, .. } => Some(WorkerError::Standby {
+                driver: driver.clone(),
+            }),
+            Leadership::Driving { .. } => Some(WorkerError::Standby { driver: None }),
+        }
+    }
+
+    /// When this worker must have stopped touching the device (`None`: never).
+    fn fence(&self) -> Option<Instant> {
+        self.leadership.borrow().deadline()
+    }
+
     /// Observes the device and plans everything, without applying.
     async fn dry_run(&mut self) -> Result<Plan, TargetError> {
         if !self.prepared {
-            self.target.prepare().await?;
+            fenced(self.fence(), self.target.prepare()).await?;
             self.prepared = true;
         }
-        let held = self.target.observe().await?;
+        let held = fenced(self.fence(), self.target.observe()).await?;
         self.engine.refresh_placement();
         let desired = self.engine.all_desired();
         Ok(self.plan_full(&desired, &held))
@@ -281,10 +368,10 @@ impl Worker {
 
     async fn full_sync(&mut self) -> Result<(), TargetError> {
         if !self.prepared {
-            self.target.prepare().await?;
+            fenced(self.fence(), self.target.prepare()).await?;
             self.prepared = true;
         }
-        let held = self.target.observe().await?;
+        let held = fenced(self.fence(), self.target.observe()).await?;
         self.engine.refresh_placement();
         let desired = self.engine.take_all_desired();
         self.held.clear();
@@ -352,7 +439,7 @@ impl Worker {
         }
         let max = self.target.info().max_batch.max(1);
         for batch in split(plan, max) {
-            let report = match self.target.apply(&batch).await {
+            let report = match fenced(self.fence(), self.target.apply(&batch)).await {
                 Ok(report) => report,
                 Err(error) => {
                     self.engine.mark_dirty(batch_prefixes(&batch));
@@ -410,7 +497,7 @@ impl Worker {
                 for p in &removed {
                     forget_owned(&mut self.owned, p);
                 }
-                let target = self.name().to_string();
+                let target = self.entries_key.clone();
                 self.ledger
                     .ask(|reply| Job::RecordTargetEntries {
                         target,
@@ -446,11 +533,37 @@ impl Worker {
         });
     }
 
-    fn publish_status(&self) {
+    fn publish_standby(&self, leadership: &Leadership) {
+        let (driver, since) = match leadership {
+            Leadership::Standby { driver, since } => (driver.clone(), *since),
+            // Driving, but the lease ran out and could not be renewed.
+            Leadership::Driving { .. } => (None, None),
+        };
+        let counts = self.engine.counts();
+        self.status.send_if_modified(|s| {
+            let before = (s.health, s.driver.clone(), s.driving_since, s.overflow);
+            s.health = Health::Standby;
+            s.driver = driver;
+            s.driving_since = since;
+            s.held = 0;
+            s.pending = 0;
+            s.overflow = counts.overflow;
+            s.aggregates = counts.aggregates;
+            before != (s.health, s.driver.clone(), s.driving_since, s.overflow)
+        });
+    }
+
+    fn publish_status(&self, leadership: &Leadership) {
         let counts = self.engine.counts();
         let healthy = self.failures == 0;
         let item_trouble = !self.failed.is_empty() || !self.rejected.is_empty();
+        let since = match leadership {
+            Leadership::Driving { since, .. } => Some(*since),
+            Leadership::Standby { .. } => None,
+        };
         self.status.send_modify(|s| {
+            s.driver = Some(self.host.clone());
+            s.driving_since = since;
             s.held = self.held.len();
             s.pending = counts.dirty + self.failed.len();
             s.overflow = counts.overflow;
@@ -465,6 +578,32 @@ impl Worker {
             }
         });
     }
+}
+
+/// Runs one device operation, but never past `fence` (the end of this daemon's lease on a
+/// shared target): one not started by then is not started, one still running then is
+/// abandoned (its outcome is unknown, so the next leader observes before it changes
+/// anything).
+async fn fenced<T>(
+    fence: Option<Instant>,
+    operation: impl Future<Output = Result<T, TargetError>>,
+) -> Result<T, TargetError> {
+    let Some(fence) = fence else {
+        return operation.await;
+    };
+    let lapsed = || {
+        TargetError::Unreachable(
+            "this host's lease on the shared target ran out (the ledger did not renew it); \
+             another host may drive it now"
+                .to_string(),
+        )
+    };
+    if Instant::now() >= fence {
+        return Err(lapsed());
+    }
+    tokio::time::timeout_at(fence, operation)
+        .await
+        .unwrap_or_else(|_| Err(lapsed()))
 }
 
 /// Drops every recorded (prefix, handle) entry of `prefix`: a range lookup, not a scan, so a

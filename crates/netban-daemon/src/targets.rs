@@ -16,11 +16,16 @@
 //!   that share a covering prefix of that length into it (never over the allowlist or
 //!   protected networks; `netban_core::aggregation`). Off unless set: a covering prefix also
 //!   blocks addresses nobody banned.
+//! - `scope`: `"host"` (every host enforces its own instance; the default for nftables) or
+//!   `"fleet"` (one device the fleet shares, driven by one daemon at a time through a lease
+//!   in a shared PostgreSQL ledger; the default for every network device). With a SQLite
+//!   ledger every target is driven by this daemon.
 
 use crate::engine::{Scope, TargetId, TargetSpec};
 use netban_core::aggregation::Aggregation;
 use netban_core::placement::Capacity;
 use netban_core::Source;
+use netban_proto::TargetScope;
 use netban_targets::config::TargetKind;
 use netban_targets::{Target, TargetError};
 use serde::Deserialize;
@@ -72,9 +77,11 @@ struct Common {
     aggregate_v6: Option<u8>,
     #[serde(default)]
     aggregate_min: Option<usize>,
+    #[serde(default)]
+    scope: Option<TargetScope>,
 }
 
-const COMMON_KEYS: [&str; 9] = [
+const COMMON_KEYS: [&str; 10] = [
     "name",
     "sources",
     "fallback",
@@ -84,6 +91,7 @@ const COMMON_KEYS: [&str; 9] = [
     "aggregate_v4",
     "aggregate_v6",
     "aggregate_min",
+    "scope",
 ];
 
 /// The narrowest and broadest covering prefixes `aggregate_v4`/`aggregate_v6` accept.
@@ -154,6 +162,17 @@ fn aggregation(
 pub struct Built {
     pub driver: Box<dyn Target>,
     pub spec: TargetSpec,
+    /// Whether each host drives its own instance or one host drives it for the fleet.
+    pub scope: TargetScope,
+}
+
+/// The scope of a target whose configuration says none: a host's own firewall is enforced
+/// by every host itself; a network device is one device the fleet shares.
+fn default_scope(kind: &str) -> TargetScope {
+    match kind {
+        "nftables" => TargetScope::Host,
+        _ => TargetScope::Fleet,
+    }
 }
 
 /// Builds every target; errors name the target and say what to fix.
@@ -210,6 +229,7 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, TargetConfigError> {
                 .map(|s| s.into_iter().collect::<BTreeSet<_>>()),
             fallback_only: common.fallback_only,
         };
+        let target_scope = common.scope.unwrap_or_else(|| default_scope(info.kind));
         let spec = TargetSpec {
             info,
             scope,
@@ -218,7 +238,11 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, TargetConfigError> {
             aggregation,
         };
         commons.push(common);
-        built.push(Built { driver, spec });
+        built.push(Built {
+            driver,
+            spec,
+            scope: target_scope,
+        });
     }
     for (position, common) in commons.iter().enumerate() {
         if let Some(fallback) = &common.fallback {
@@ -273,6 +297,7 @@ mod tests {
             aggregate_v4: v4,
             aggregate_v6: v6,
             aggregate_min: min,
+            scope: None,
         }
     }
     const V4_ONLY: Capacity = Capacity {

@@ -12,6 +12,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod fleet;
+
 const PORT: u16 = 8080;
 const SHORT: Duration = Duration::from_millis(800);
 

@@ -181,6 +181,37 @@ pub struct TargetStatus {
     pub last_sync: Option<Timestamp>,
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
+    /// Whether each host enforces this target itself or one host drives it for the fleet.
+    #[serde(default)]
+    pub scope: TargetScope,
+    /// The host that drives this target (this one for a per-host target); `None` while
+    /// nobody can tell (the database is unreachable).
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Since when `driver` drives it.
+    #[serde(default)]
+    pub driving_since: Option<Timestamp>,
+}
+
+/// Who enforces a target: every host itself, or one host for the whole fleet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetScope {
+    /// Every host drives its own instance (its own nftables): all of them enforce.
+    #[default]
+    Host,
+    /// One device shared by the fleet (an edge router, an AWS NACL, ExaFS): exactly one
+    /// daemon drives it at a time, through a lease in the shared ledger.
+    Fleet,
+}
+
+impl TargetScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetScope::Host => "host",
+            TargetScope::Fleet => "fleet",
+        }
+    }
 }
 
 /// How a target is doing, as `netban status` shows it.
@@ -195,6 +226,9 @@ pub enum Health {
     Degraded,
     /// The last attempt failed as a whole; retried with backoff.
     Down,
+    /// A shared target another host drives (or, with the database unreachable, that this
+    /// host may not drive): this daemon leaves the device alone.
+    Standby,
 }
 
 impl Health {
@@ -204,6 +238,7 @@ impl Health {
             Health::Ok => "ok",
             Health::Degraded => "degraded",
             Health::Down => "down",
+            Health::Standby => "standby",
         }
     }
 }

@@ -60,14 +60,26 @@ impl Daemon {
     /// `[[targets]]` sections; the `[daemon]` section with socket and ledger in `dir` is added
     /// here), starts the daemon and waits until it answers.
     pub fn start(bins: &Binaries, dir: &Path, body: &str) -> io::Result<Daemon> {
+        let ledger = dir.join("ledger.db");
+        Daemon::start_as(bins, dir, &ledger.display().to_string(), "lab", body)
+    }
+
+    /// Like [`Daemon::start`], for host `host` of a fleet sharing the ledger `ledger` (a
+    /// `postgres://` URL).
+    pub fn start_as(
+        bins: &Binaries,
+        dir: &Path,
+        ledger_spec: &str,
+        host: &str,
+        body: &str,
+    ) -> io::Result<Daemon> {
         std::fs::create_dir_all(dir)?;
         let socket = dir.join("netban.sock");
         let ledger = dir.join("ledger.db");
         let config = dir.join("netban.toml");
         let text = format!(
-            "[daemon]\nsocket = \"{}\"\nledger = \"{}\"\nhost = \"lab\"\n\n{body}\n",
+            "[daemon]\nsocket = \"{}\"\nledger = \"{ledger_spec}\"\nhost = \"{host}\"\n\n{body}\n",
             socket.display(),
-            ledger.display()
         );
         std::fs::write(&config, text)?;
         let mut daemon = Daemon {

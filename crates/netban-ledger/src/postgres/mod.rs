@@ -50,6 +50,7 @@
 //!
 //! Escalation (`prior_bans`) counts every host's bans, since they share the events table.
 
+pub mod lease;
 pub mod queries;
 pub mod schema;
 
@@ -108,24 +109,7 @@ impl PostgresLedger {
     /// Connects to the database `url` names (see the module documentation), with the password
     /// from the first line of `password_file` when given, and brings its schema up to date.
     pub fn connect(url: &str, password_file: Option<&Path>) -> Result<PostgresLedger, LedgerError> {
-        let mut config: Config = url.parse().map_err(|error| LedgerError::Connect {
-            target: "(connection string)".to_string(),
-            error,
-        })?;
-        if let Some(path) = password_file {
-            let text =
-                std::fs::read_to_string(path).map_err(|error| LedgerError::PasswordFile {
-                    path: path.to_path_buf(),
-                    error,
-                })?;
-            config.password(text.lines().next().unwrap_or(""));
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("netban");
-        }
+        let config = connection_config(url, password_file)?;
         let target = describe(&config);
         let mut ledger = PostgresLedger {
             config,
@@ -181,6 +165,31 @@ impl PostgresLedger {
         }
         result
     }
+}
+
+/// The client configuration `url` and `password_file` give (see the module documentation).
+pub(crate) fn connection_config(
+    url: &str,
+    password_file: Option<&Path>,
+) -> Result<Config, LedgerError> {
+    let mut config: Config = url.parse().map_err(|error| LedgerError::Connect {
+        target: "(connection string)".to_string(),
+        error,
+    })?;
+    if let Some(path) = password_file {
+        let text = std::fs::read_to_string(path).map_err(|error| LedgerError::PasswordFile {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        config.password(text.lines().next().unwrap_or(""));
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("netban");
+    }
+    Ok(config)
 }
 
 /// `host:port,host:port/dbname as user`, from the parsed configuration (no password).

@@ -12,6 +12,8 @@
 //!   index events_overlap gist(prefix)      -- history: prefixes containing or inside another
 //! target_entries(target text, prefix cidr, handle text NULL, expires bigint NULL,
 //!                PRIMARY KEY (target, prefix))
+//! leases(name text PRIMARY KEY, holder text, since timestamptz, until timestamptz,
+//!        epoch bigint)                      -- who drives each shared target (version 2)
 //! netban_schema(version integer PRIMARY KEY, applied_at timestamptz)
 //! ```
 //!
@@ -64,6 +66,14 @@ pub const MIGRATIONS: &[&str] = &[
         handle  text,
         expires bigint,
         PRIMARY KEY (target, prefix)
+    );",
+    // 2: leases on shared targets (see `lease`).
+    "CREATE TABLE leases (
+        name   text        PRIMARY KEY,
+        holder text        NOT NULL,
+        since  timestamptz NOT NULL,
+        until  timestamptz NOT NULL,
+        epoch  bigint      NOT NULL
     );",
 ];
 
