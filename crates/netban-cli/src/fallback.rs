@@ -47,6 +47,7 @@ fn result(prefix: Prefix) -> ItemResult {
         escalation_step: 0,
         still_banned: false,
         changed: false,
+        spooled: false,
     }
 }
 

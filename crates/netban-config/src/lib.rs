@@ -75,6 +75,8 @@ pub struct DaemonSection {
     pub ledger: LedgerLocation,
     /// The PostgreSQL password, first line of this file (kept out of netban.toml).
     pub ledger_password_file: Option<PathBuf>,
+    /// With a shared ledger: this host's spool, where bans wait while the ledger is away.
+    pub spool: PathBuf,
     /// This host's name in history and in leases (defaults to the kernel's hostname).
     pub host: Option<OriginHost>,
 }
@@ -85,6 +87,7 @@ impl Default for DaemonSection {
             socket: PathBuf::from("/run/netban/netban.sock"),
             ledger: LedgerLocation::Sqlite(PathBuf::from("/var/lib/netban/ledger.db")),
             ledger_password_file: None,
+            spool: PathBuf::from("/var/lib/netban/spool.db"),
             host: None,
         }
     }
@@ -225,6 +228,7 @@ impl Config {
         if let Some(path) = &mut config.daemon.ledger_password_file {
             anchor(path);
         }
+        anchor(&mut config.daemon.spool);
         config.policy.allowlist_files.iter_mut().for_each(anchor);
         if config.reconciler.retry_min_secs == 0
             || config.reconciler.retry_max_secs < config.reconciler.retry_min_secs

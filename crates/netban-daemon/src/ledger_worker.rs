@@ -9,18 +9,30 @@
 //! After each commit the thread reads the new events from the ledger (its change feed) and hands
 //! them to the [`Engine`] *before* replying, so `netban list` right after `netban ban` shows the
 //! ban. Writes made by other processes (the client's fallback when the daemon was down, other
-//! hosts later) arrive the same way, with the periodic [`Job::Expire`].
+//! hosts) arrive the same way, with the periodic [`Job::Expire`]. (With PostgreSQL a write of
+//! ours may reach the feed a moment later, while an older transaction elsewhere is still
+//! open; it is durable either way.)
+//!
+//! # When the shared ledger is away
+//! With a PostgreSQL ledger the thread has a local [`Spool`]. When the ledger does not answer,
+//! the group's writes go to the spool instead (durable, `synchronous=FULL`), the engine gets
+//! them at once (so this host's own targets enforce them), and clients are answered with
+//! `spooled: true`. Bans are then decided without the fleet's history (no escalation). The
+//! thread leaves the ledger alone until its retry time (1 s, doubling to 10 s), then forwards
+//! the spool in order; once it is empty, everything runs as before. `netban status` shows
+//! the outage and the spool's depth ([`LedgerHealth`]).
 
 use crate::engine::Engine;
 use netban_core::plan::Held;
 use netban_core::policy::Policy;
 use netban_core::{EventKind, OriginHost, Prefix, Timestamp};
+use netban_ledger::spool::Spool;
 use netban_ledger::{AdmitError, Event, FeedCursor, Ledger, LedgerError, Outcome, Write};
-use netban_proto::{BanArgs, ItemResult, UnbanArgs};
+use netban_proto::{BanArgs, ItemResult, LedgerHealth, UnbanArgs};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Why a request to the ledger thread got no answer of its own.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -119,15 +131,48 @@ const MAX_GROUP: usize = 4096;
 /// (see [`gather`]). Short next to the commit itself; never paid by a lone client.
 const LINGER: Duration = Duration::from_micros(300);
 
+/// The first wait before forwarding the spool again after the ledger failed.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between attempts.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+/// Spooled writes forwarded per transaction.
+const FORWARD_BATCH: usize = 1000;
+
 /// Starts the ledger thread, following the change feed from `cursor` (taken before the
-/// engine was loaded, so no write falls between the two). It ends when every
-/// [`LedgerHandle`] is dropped.
+/// engine was loaded, so no write falls between the two), with `spool` for a shared ledger.
+/// It ends when every [`LedgerHandle`] is dropped. The returned receiver shows whether the
+/// ledger answers.
 pub fn start(
     mut ledger: Box<dyn Ledger>,
     mut cursor: FeedCursor,
     engine: Engine,
     origin: Option<OriginHost>,
-) -> (LedgerHandle, std::thread::JoinHandle<()>) {
+    spool: Option<Spool>,
+) -> Result<
+    (
+        LedgerHandle,
+        watch::Receiver<LedgerHealth>,
+        std::thread::JoinHandle<()>,
+    ),
+    LedgerError,
+> {
+    let mut spool = spool;
+    let spooled = match &mut spool {
+        Some(spool) => spool.len()?,
+        None => 0,
+    };
+    let (health, health_rx) = watch::channel(LedgerHealth {
+        spooled,
+        ..LedgerHealth::default()
+    });
+    // Writes spooled before this start (by the client while the daemon was down, or by a
+    // previous run) are forwarded at the first group.
+    let outage = (spooled > 0).then(|| Outage {
+        since: crate::clock::now(),
+        retry_at: Instant::now(),
+        backoff: RETRY_MIN,
+        error: "spooled writes wait from before this start".into(),
+    });
     let (tx, rx) = mpsc::channel::<Job>();
     let thread = std::thread::Builder::new()
         .name("netban-ledger".into())
@@ -137,6 +182,9 @@ pub fn start(
                 engine: &engine,
                 origin: origin.as_ref(),
                 cursor: &mut cursor,
+                spool,
+                outage,
+                health,
             };
             let mut writers_last_time = 1;
             while let Ok(first) = rx.recv() {
@@ -147,7 +195,7 @@ pub fn start(
             }
         })
         .expect("spawning the ledger thread");
-    (LedgerHandle { tx }, thread)
+    Ok((LedgerHandle { tx }, health_rx, thread))
 }
 
 /// Takes every job already waiting. When the previous transaction served several writers at
@@ -207,6 +255,20 @@ struct LedgerThread<'a> {
     origin: Option<&'a OriginHost>,
     /// The change feed's position: every event before it is in the engine.
     cursor: &'a mut FeedCursor,
+    /// Where writes go while a shared ledger is away (`None`: a SQLite ledger).
+    spool: Option<Spool>,
+    /// Set while the shared ledger is away (or spooled writes wait).
+    outage: Option<Outage>,
+    health: watch::Sender<LedgerHealth>,
+}
+
+/// The shared ledger stopped answering.
+struct Outage {
+    since: Timestamp,
+    /// Leave the ledger alone until then.
+    retry_at: Instant,
+    backoff: Duration,
+    error: String,
 }
 
 impl LedgerThread<'_> {
@@ -214,6 +276,13 @@ impl LedgerThread<'_> {
     /// change feed into the engine, answer, then serve the other requests.
     fn run(&mut self, jobs: Vec<Job>) {
         let now = crate::clock::now();
+        if self
+            .outage
+            .as_ref()
+            .is_some_and(|o| Instant::now() >= o.retry_at)
+        {
+            self.forward_spool(now);
+        }
         let mut writes: Vec<Write> = Vec::new();
         let mut waiting: Vec<Waiting> = Vec::new();
         let mut expire = false;
@@ -250,22 +319,38 @@ impl LedgerThread<'_> {
 
         let outcomes = if writes.is_empty() {
             Ok(Vec::new())
+        } else if self.outage.is_some() {
+            self.spool_writes(&writes, now)
         } else {
-            self.ledger.record(&writes, now)
-        };
-        if expire {
-            if let Err(e) = self.ledger.expire(now) {
-                tracing::error!(error = %e, "expiring bans in the ledger failed; will retry");
+            match self.ledger.record(&writes, now) {
+                Err(e) if self.spool.is_some() => {
+                    self.enter_outage(&e);
+                    self.spool_writes(&writes, now)
+                }
+                other => other,
             }
+        };
+        let spooled = self.outage.is_some() && !writes.is_empty();
+        if self.outage.is_none() {
+            if expire {
+                if let Err(e) = self.ledger.expire(now) {
+                    tracing::error!(error = %e, "expiring bans in the ledger failed; will retry");
+                }
+            }
+            // Apply every new event (ours and other processes') before anyone hears back.
+            self.read_feed();
         }
-        // Apply every new event (ours and other processes') before anyone hears back.
-        self.read_feed();
         match outcomes {
             Ok(outcomes) => {
                 for job in waiting {
                     match job {
                         Waiting::Items { reply, decisions } => {
-                            let results = self.resolve(decisions, &writes, &outcomes);
+                            let mut results = self.resolve(decisions, &writes, &outcomes);
+                            if spooled {
+                                for r in results.iter_mut().filter(|r| r.error.is_none()) {
+                                    r.spooled = r.changed;
+                                }
+                            }
                             let _ = reply.send(Ok(results));
                         }
                         Waiting::Lift { reply } => {
@@ -291,6 +376,155 @@ impl LedgerThread<'_> {
         }
         for job in after_commit {
             self.serve(job);
+        }
+    }
+
+    /// The shared ledger failed: spool from now on, retry later.
+    fn enter_outage(&mut self, error: &LedgerError) {
+        match &mut self.outage {
+            Some(outage) => {
+                outage.backoff = (outage.backoff * 2).min(RETRY_MAX);
+                outage.retry_at = Instant::now() + outage.backoff;
+                outage.error = error.to_string();
+            }
+            None => {
+                tracing::error!(%error, "the shared ledger does not answer; bans go to the local spool until it does");
+                self.outage = Some(Outage {
+                    since: crate::clock::now(),
+                    retry_at: Instant::now() + RETRY_MIN,
+                    backoff: RETRY_MIN,
+                    error: error.to_string(),
+                });
+            }
+        }
+        self.publish_health();
+    }
+
+    fn publish_health(&mut self) {
+        let spooled = match &mut self.spool {
+            Some(spool) => spool.len().unwrap_or(0),
+            None => 0,
+        };
+        let (since, error) = match &self.outage {
+            Some(o) => (Some(o.since), Some(o.error.clone())),
+            None => (None, None),
+        };
+        self.health.send_replace(LedgerHealth {
+            unreachable_since: since,
+            last_error: error,
+            spooled,
+        });
+    }
+
+    /// Records `writes` in the spool and in the engine, as the ledger would have.
+    fn spool_writes(
+        &mut self,
+        writes: &[Write],
+        now: Timestamp,
+    ) -> Result<Vec<Outcome>, LedgerError> {
+        let spool = self.spool.as_mut().expect("spooling only with a spool");
+        spool.push(writes)?;
+        let mut events = Vec::with_capacity(writes.len());
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            match write {
+                Write::Ban {
+                    ban,
+                    escalation_step,
+                } => {
+                    // As the ledger does: a re-ban keeps the later expiry.
+                    let held = self.engine.source_expiry(&ban.prefix, &ban.source, now);
+                    let expiry = held.map_or(ban.expiry, |h| h.max(ban.expiry));
+                    let kind = if held.is_some() {
+                        EventKind::Extend
+                    } else {
+                        EventKind::Ban
+                    };
+                    events.push(Event {
+                        id: 0,
+                        at: now,
+                        kind,
+                        prefix: ban.prefix,
+                        source: Some(ban.source.clone()),
+                        expiry: Some(expiry),
+                        reason: ban.reason.clone(),
+                        failures: ban.failures,
+                        origin_host: ban.origin_host.clone(),
+                        escalation_step: *escalation_step,
+                    });
+                    outcomes.push(Outcome::Banned {
+                        event: 0,
+                        kind,
+                        expiry,
+                    });
+                }
+                Write::Unban {
+                    prefix,
+                    source,
+                    kind,
+                    origin_host,
+                } => {
+                    let removed = match source {
+                        Some(s) => self.engine.source_expiry(prefix, s, now).is_some(),
+                        None => self.engine.is_banned(prefix),
+                    };
+                    events.push(Event {
+                        id: 0,
+                        at: now,
+                        kind: *kind,
+                        prefix: *prefix,
+                        source: source.clone(),
+                        expiry: None,
+                        reason: None,
+                        failures: None,
+                        origin_host: origin_host.clone(),
+                        escalation_step: 0,
+                    });
+                    outcomes.push(Outcome::Unbanned {
+                        event: None,
+                        removed: usize::from(removed),
+                    });
+                }
+            }
+        }
+        self.engine.apply_events(&events);
+        self.publish_health();
+        Ok(outcomes)
+    }
+
+    /// Forwards the spool to the ledger, oldest first; ends the outage when it is empty.
+    fn forward_spool(&mut self, now: Timestamp) {
+        let Some(spool) = self.spool.as_mut() else {
+            self.outage = None;
+            return;
+        };
+        let mut forwarded = 0;
+        let result = loop {
+            let (writes, through) = match spool.oldest(FORWARD_BATCH, now) {
+                Ok(batch) => batch,
+                Err(e) => break Err(e),
+            };
+            let Some(through) = through else {
+                break Ok(());
+            };
+            if !writes.is_empty() {
+                if let Err(e) = self.ledger.record(&writes, now) {
+                    break Err(e);
+                }
+            }
+            if let Err(e) = spool.remove_through(through) {
+                break Err(e);
+            }
+            forwarded += writes.len();
+        };
+        match result {
+            Ok(()) => {
+                if let Some(outage) = self.outage.take() {
+                    tracing::info!(forwarded, since = ?outage.since, "the shared ledger answers again; the spool is forwarded");
+                }
+                self.publish_health();
+            }
+            Err(e) => self.enter_outage(&e),
         }
     }
 
@@ -354,12 +588,30 @@ impl LedgerThread<'_> {
                         escalation_step: 0,
                         still_banned: true,
                         changed: false,
+                        spooled: false,
                     }));
                     continue;
                 }
             }
             let request = args.request(prefix, self.origin);
-            match netban_ledger::admit(&mut *self.ledger, policy, request, args.restored, now) {
+            let admitted = if self.outage.is_some() {
+                admit_without_history(policy, request, now)
+            } else {
+                match netban_ledger::admit(
+                    &mut *self.ledger,
+                    policy,
+                    request.clone(),
+                    args.restored,
+                    now,
+                ) {
+                    Err(AdmitError::Ledger(e)) if self.spool.is_some() => {
+                        self.enter_outage(&e);
+                        admit_without_history(policy, request, now)
+                    }
+                    other => other,
+                }
+            };
+            match admitted {
                 Ok(write) => {
                     writes.push(write);
                     decisions.push(Decision::Written(prefix, writes.len() - 1));
@@ -414,6 +666,7 @@ impl LedgerThread<'_> {
             escalation_step: 0,
             still_banned: self.engine.is_banned(&prefix),
             changed: false,
+            spooled: false,
         };
         let written = |prefix: Prefix, index: usize| {
             let mut result = blank(prefix);
@@ -449,4 +702,26 @@ impl LedgerThread<'_> {
         }
         results
     }
+}
+
+/// Decides a ban by policy alone, as if the prefix had no earlier bans (while the shared
+/// ledger, which holds the fleet's history, is away).
+fn admit_without_history(
+    policy: &Policy,
+    request: netban_core::BanRequest,
+    now: Timestamp,
+) -> Result<Write, AdmitError> {
+    let admitted = policy.admit(&request, 0, now)?;
+    Ok(Write::Ban {
+        ban: netban_core::Ban {
+            prefix: request.prefix,
+            source: request.source,
+            created: now,
+            expiry: admitted.expiry,
+            reason: request.reason,
+            failures: request.failures,
+            origin_host: request.origin_host,
+        },
+        escalation_step: admitted.escalation_step,
+    })
 }

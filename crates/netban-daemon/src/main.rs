@@ -25,6 +25,7 @@ use leadership::{Leadership, LeaseKeeper, SharedTarget};
 use netban_config::{Config, LedgerLocation};
 use netban_core::Prefix;
 use netban_ledger::postgres::lease::PostgresLeases;
+use netban_ledger::spool::Spool;
 use netban_ledger::{FeedCursor, Ledger};
 use netban_proto::TargetScope;
 use std::os::unix::fs::PermissionsExt;
@@ -180,6 +181,7 @@ async fn serve(
     own: Vec<Prefix>,
     started_at: netban_core::Timestamp,
 ) -> Result<()> {
+    let mut signals = StopSignals::install()?;
     let Loaded {
         ledger,
         ledger_description,
@@ -198,8 +200,17 @@ async fn serve(
         .as_ref()
         .map(|h| h.to_string())
         .unwrap_or_else(|| "localhost".to_string());
-    let (ledger_handle, ledger_thread) =
-        ledger_worker::start(ledger, cursor, engine.clone(), origin);
+    let spool = if location.is_shared() {
+        let path = &config.daemon.spool;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Some(Spool::open(path).with_context(|| format!("opening the spool {}", path.display()))?)
+    } else {
+        None
+    };
+    let (ledger_handle, ledger_health, ledger_thread) =
+        ledger_worker::start(ledger, cursor, engine.clone(), origin, spool)?;
 
     // Who drives each target: this daemon, or (shared targets with a shared ledger) the
     // holder of the target's lease.
@@ -287,11 +298,12 @@ async fn serve(
         reloader,
         started_at,
         ledger_description,
+        ledger_health,
     });
     let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
     tracing::info!(socket = %config.daemon.socket.display(), "netban is serving");
 
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = server.await;
@@ -337,13 +349,26 @@ fn local_hostname() -> Option<netban_core::OriginHost> {
     netban_core::OriginHost::new(name.trim()).ok()
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from before the socket is bound: a client that sees the
+/// socket and stops the daemon at once gets a clean shutdown, not the default death.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

@@ -22,6 +22,8 @@ pub struct Context {
     pub reloader: PolicyReloader,
     pub started_at: netban_core::Timestamp,
     pub ledger_description: String,
+    /// Published by the ledger thread.
+    pub ledger_health: watch::Receiver<netban_proto::LedgerHealth>,
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true.
@@ -115,6 +117,7 @@ async fn handle(request: Request, context: &Context) -> Response {
             started_at: context.started_at,
             active_bans: context.engine.active_bans(),
             targets: context.workers.iter().map(WorkerHandle::status).collect(),
+            ledger_health: context.ledger_health.borrow().clone(),
         })),
         Request::Plan { target } => {
             let workers = match select_workers(&context.workers, target.as_deref()) {

@@ -4,7 +4,7 @@
 //! exactly one of them drives at a time through a lease.
 
 use super::*;
-use netban_testlab::postgres::{PgDatabase, PgServer};
+use netban_testlab::postgres::{PgDatabase, PgOptions, PgServer};
 
 /// A host of the fleet: its own namespace (its nftables) and its daemon.
 struct FleetHost {
@@ -279,4 +279,107 @@ fn the_driver_killed_mid_burst_is_replaced_within_5_s_and_loses_no_acknowledged_
         .cloned()
         .collect();
     assert!(all_enforced, "missing at the router, e.g. {missing:?}");
+}
+
+#[test]
+fn bans_made_while_postgres_is_down_are_enforced_locally_and_reach_the_fleet_when_it_returns() {
+    require_netns!();
+    let world = World::new("fs");
+    let edge = &world.edge;
+    // A server of this test's own: it is stopped and started again.
+    let pg = PgServer::start(PgOptions::default()).expect("PostgreSQL 15");
+    let db = pg.create_database().expect("database");
+    let a = start_host(
+        &world,
+        &db,
+        "host-a",
+        edge.lab.host("hosta").expect("host a"),
+    );
+    let b = start_host(
+        &world,
+        &db,
+        "host-b",
+        edge.lab.host("hostb").expect("host b"),
+    );
+    one_driver(&[&a, &b], Duration::from_secs(10)).expect("a driver");
+
+    let batch = |first: u32, count: u32| -> Vec<String> {
+        (first..first + count)
+            .map(|i| format!("198.18.{}.{}", i / 200, 1 + i % 200))
+            .collect()
+    };
+    let before_a = batch(0, 50);
+    let before_b = batch(50, 50);
+    let during_a = batch(100, 100);
+    let during_b = batch(200, 100);
+    for (host, bans) in [(&a, &before_a), (&b, &before_b)] {
+        let acked = netban::ban_over_socket(&host.daemon.socket, bans, "sshd", 3600);
+        assert_eq!(&acked, bans, "{} acknowledged every ban", host.name);
+    }
+
+    pg.crash().expect("stopping PostgreSQL");
+    for (host, bans) in [(&a, &during_a), (&b, &during_b)] {
+        let acked = netban::ban_over_socket(&host.daemon.socket, bans, "sshd", 3600);
+        assert_eq!(
+            &acked, bans,
+            "{} acknowledged every ban while PostgreSQL was down",
+            host.name
+        );
+    }
+    // Enforced at once on each host's own firewall; the outage and the spool are visible.
+    for (host, bans) in [(&a, &during_a), (&b, &during_b)] {
+        let local = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            bans.iter().all(|p| nft_elements(&host.local).contains(p))
+        });
+        assert!(
+            local,
+            "{}'s own set holds its bans made during the outage",
+            host.name
+        );
+        let health = &host.daemon.status()["ledger_health"];
+        assert!(!health["unreachable_since"].is_null(), "{health}");
+        assert_eq!(health["spooled"], 100, "{health}");
+    }
+
+    pg.restart().expect("starting PostgreSQL again");
+    let everything: BTreeSet<String> = [&before_a, &before_b, &during_a, &during_b]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let agreed = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        [&edge.router, &a.local, &b.local]
+            .iter()
+            .all(|ns| everything.is_subset(&nft_elements(ns)))
+    });
+    for (name, ns) in [
+        ("router", &edge.router),
+        ("host-a", &a.local),
+        ("host-b", &b.local),
+    ] {
+        let missing = everything.difference(&nft_elements(ns)).count();
+        assert!(
+            agreed,
+            "{name} misses {missing} of {} bans",
+            everything.len()
+        );
+    }
+    for host in [&a, &b] {
+        let health = &host.daemon.status()["ledger_health"];
+        assert!(health["unreachable_since"].is_null(), "{health}");
+        assert_eq!(health["spooled"], 0, "{health}");
+        assert_eq!(
+            host.daemon.listed().len(),
+            everything.len(),
+            "{} lists every ban",
+            host.name
+        );
+    }
+    assert_eq!(
+        pg.psql(&db.name, "SELECT count(*) FROM bans")
+            .expect("psql")
+            .trim(),
+        everything.len().to_string(),
+        "the ledger holds every ban once"
+    );
 }

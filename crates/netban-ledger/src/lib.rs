@@ -17,6 +17,7 @@
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod spool;
 pub mod sqlite;
 mod stored;
 

@@ -140,6 +140,10 @@ pub struct ItemResult {
     /// something not banned — both succeed, so fail2ban's retries and restores are idempotent).
     #[serde(default)]
     pub changed: bool,
+    /// Recorded in this host's spool because the shared ledger is unreachable: durable here,
+    /// enforced on this host's own targets, forwarded to the fleet when the ledger returns.
+    #[serde(default)]
+    pub spooled: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -163,6 +167,21 @@ pub struct StatusReport {
     pub started_at: Timestamp,
     pub active_bans: usize,
     pub targets: Vec<TargetStatus>,
+    /// Whether the ledger answers, and what waits for it.
+    #[serde(default)]
+    pub ledger_health: LedgerHealth,
+}
+
+/// How the ledger is doing, from this daemon's side.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerHealth {
+    /// Since when the (shared) ledger has not answered; `None` while it answers.
+    pub unreachable_since: Option<Timestamp>,
+    /// Why it did not answer last time.
+    pub last_error: Option<String>,
+    /// Writes acknowledged while it was unreachable, kept in the local spool until it
+    /// takes them.
+    pub spooled: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -78,8 +78,9 @@ impl Daemon {
         let ledger = dir.join("ledger.db");
         let config = dir.join("netban.toml");
         let text = format!(
-            "[daemon]\nsocket = \"{}\"\nledger = \"{ledger_spec}\"\nhost = \"{host}\"\n\n{body}\n",
+            "[daemon]\nsocket = \"{}\"\nledger = \"{ledger_spec}\"\nspool = \"{}\"\nhost = \"{host}\"\n\n{body}\n",
             socket.display(),
+            dir.join("spool.db").display(),
         );
         std::fs::write(&config, text)?;
         let mut daemon = Daemon {
