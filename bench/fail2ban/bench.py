@@ -313,7 +313,7 @@ def socket_round_trip(daemon, rounds=300):
         conn.close()
 
 
-def bench_client(bin_dir, work, netns, runs):
+def bench_client(bin_dir, work, netns, runs, compare):
     """hyperfine, side by side: /bin/true, dd conv=fsync, netban --version (start-up and
     argument parsing only), netban ban (durable, daemon up); then, in process, one fsync and
     one ban over the daemon's socket."""
@@ -332,7 +332,9 @@ def bench_client(bin_dir, work, netns, runs):
              "-n", "dd conv=fsync",
              "dd if=/dev/zero of=%s bs=4096 count=1 conv=notrunc,fsync" % probe,
              "-n", "netban --version", "%s --version" % daemon.client,
-             "-n", "netban ban", ban],
+             "-n", "netban ban", ban]
+            + (["-n", "netban ban (%s)" % compare,
+                ban.replace(daemon.client, compare, 1)] if compare else []),
             check=True, stdout=subprocess.DEVNULL)
         with open(export) as f:
             measured = {r["command"]: r for r in json.load(f)["results"]}
@@ -377,6 +379,7 @@ def main():
     parser.add_argument("--sections", default="client,banip,restore")
     parser.add_argument("--actions", default=",".join(ACTIONS))
     parser.add_argument("--runs", type=int, default=300, help="hyperfine runs (client)")
+    parser.add_argument("--compare-client", help="another netban binary to time beside (client)")
     o = parser.parse_args()
     sections = o.sections.split(",")
     actions = o.actions.split(",")
@@ -388,14 +391,18 @@ def main():
     try:
         if "client" in sections:
             log("client: hyperfine, %d runs each" % o.runs)
-            measured, fsync, round_trip, events = bench_client(bin_dir, work, netns, o.runs)
+            measured, fsync, round_trip, events = bench_client(
+                bin_dir, work, netns, o.runs, o.compare_client)
             true = measured["/bin/true"]
             floor = true["mean"] + fsync
             print("\n## netban ban at the process floor (hyperfine -N, %d runs; one run)\n"
                   % o.runs)
             print("| what | mean | median | / floor |")
             print("|---|---|---|---|")
-            for name in ("/bin/true", "dd conv=fsync", "netban --version", "netban ban"):
+            names = ["/bin/true", "dd conv=fsync", "netban --version", "netban ban"]
+            if o.compare_client:
+                names.append("netban ban (%s)" % o.compare_client)
+            for name in names:
                 r = measured[name]
                 print("| `%s` | %.3f ± %.3f ms | %.3f ms | %.2f× |" % (
                     name, r["mean"] * 1e3, r["stddev"] * 1e3, r["median"] * 1e3,
@@ -404,8 +411,8 @@ def main():
             print("| one ban over a persistent socket (daemon only, no process) | %.3f ms | | |"
                   % (round_trip * 1e3))
             print("| **floor: /bin/true + one fsync** | %.3f ms | | 1.00× |" % (floor * 1e3))
-            print("\nledger events written by the `netban ban` runs: %d (%d runs + warm-up)"
-                  % (events, o.runs))
+            print("\nledger events written by the `netban ban` runs: %d (runs + warm-ups)"
+                  % events)
         runs = [(o.count, actions)]
         fast = [a for a in actions if a in ("netban.py", "empty")]
         if o.fast_count and fast:
