@@ -265,7 +265,7 @@ class NetbanAction(ActionBase):
     def _run(self):
         """The sender thread: delivers the spool first (in order), then the queue."""
         while True:
-            batch = None
+            held = None  # requests taken from the queue, until delivered or spooled
             with self._changed:
                 while not self._queue and not self._stopping and not self._spool_count():
                     self._changed.wait()
@@ -274,22 +274,24 @@ class NetbanAction(ActionBase):
                 spooled = self._spool_count() > 0
                 if self._queue:
                     # Behind a non-empty spool, later requests wait in it, durably.
+                    held = list(self._queue) if spooled else [self._take_batch()]
                     if spooled:
-                        batch = list(self._queue)
                         self._queue.clear()
-                    else:
-                        batch = self._take_batch()
                     self._busy = True
             try:
                 if spooled:
-                    if batch:
-                        self._spool_append(batch)
+                    if held:
+                        self._spool_append(held)
+                        held = None
                         self._idle()
                     self._drain_spool()
                 else:
-                    self._deliver_or_spool(batch)
-            except Exception as e:  # never let the thread die: log and retry
+                    self._deliver_or_spool(held[0])
+                    held = None
+            except Exception as e:  # never let the thread die, never drop what it held
                 self._logSys.error("[%s] netban: sender error: %s", self.source, e)
+                for request in held or []:
+                    self._spool_or_report(request)
                 with self._changed:
                     self._changed.wait(RETRY_MIN)
             finally:
@@ -308,13 +310,17 @@ class NetbanAction(ActionBase):
             self._logSys.error(
                 "[%s] netban: %s; %d address(es) kept in %s and retried", self.source, e,
                 max(1, len(request["prefixes"])), self.spool)
-            try:
-                self._spool_append([request])
-            except OSError as spool_error:
-                self._logSys.critical(
-                    "[%s] netban: NOT RECORDED: %s %s (the spool %s failed: %s)", self.source,
-                    request["op"], " ".join(request["prefixes"]) or "--all", self.spool,
-                    spool_error)
+            self._spool_or_report(request)
+
+    def _spool_or_report(self, request):
+        """Spools `request`; if even that fails, says loudly what was not recorded."""
+        try:
+            self._spool_append([request])
+        except OSError as spool_error:
+            self._logSys.critical(
+                "[%s] netban: NOT RECORDED: %s %s (the spool %s failed: %s)", self.source,
+                request["op"], " ".join(request["prefixes"]) or "--all", self.spool,
+                spool_error)
 
     def _drain_spool(self):
         """Delivers the spooled requests in order; on failure keeps the rest and backs off."""
@@ -322,7 +328,8 @@ class NetbanAction(ActionBase):
         for i, request in enumerate(requests):
             try:
                 self._deliver(request)
-            except Undelivered as e:
+            except Exception as e:  # Undelivered, or anything unexpected: keep it, retry
+
                 self._spool_rewrite(requests[i:], consumed)
                 # The first failure is a warning; retries of the same outage are debug lines.
                 log = self._logSys.warning if self._retry == RETRY_MIN else self._logSys.debug
@@ -382,7 +389,13 @@ class NetbanAction(ActionBase):
                 if request["op"] == "ban":
                     request["restored"] = True
                 raise Uncertain(str(e))
-            response = json.loads(answer)
+            try:
+                response = json.loads(answer)
+            except ValueError as e:
+                self._disconnect()
+                if request["op"] == "ban":
+                    request["restored"] = True
+                raise Uncertain("unreadable answer: %s" % e)
             if self._outage:
                 self._outage = False
                 self._logSys.notice("[%s] netban: the daemon answers again", self.source)
