@@ -113,6 +113,7 @@ class NetbanAction(ActionBase):
         self._retry = RETRY_MIN
         self._outage = False
         self._reconnect = False
+        self._sender_sleeps = False
         self._configure(options)
 
     # fail2ban's reload keeps an action that has reload() and clearAllParams(), and calls
@@ -219,9 +220,15 @@ class NetbanAction(ActionBase):
         self._ensure_sender()
         with self._changed:
             self._queue.append(request)
-            self._changed.notify_all()
+            # Wake the sender only if it sleeps: while it waits for the daemon, what arrives
+            # joins the next batch (and fail2ban's thread keeps the interpreter to itself).
+            if self._sender_sleeps:
+                self._changed.notify_all()
 
     def _ensure_sender(self):
+        sender = self._sender
+        if sender is not None and sender.is_alive():
+            return
         with self._changed:
             if self._sender is not None and self._sender.is_alive():
                 return
@@ -268,7 +275,9 @@ class NetbanAction(ActionBase):
             held = None  # requests taken from the queue, until delivered or spooled
             with self._changed:
                 while not self._queue and not self._stopping and not self._spool_count():
+                    self._sender_sleeps = True
                     self._changed.wait()
+                    self._sender_sleeps = False
                 if self._stopping and not self._queue:
                     return
                 spooled = self._spool_count() > 0
