@@ -333,8 +333,9 @@ def bench_client(bin_dir, work, netns, runs, compare):
              "dd if=/dev/zero of=%s bs=4096 count=1 conv=notrunc,fsync" % probe,
              "-n", "netban --version", "%s --version" % daemon.client,
              "-n", "netban ban", ban]
-            + (["-n", "netban ban (%s)" % compare,
-                ban.replace(daemon.client, compare, 1)] if compare else []),
+            + [arg for other in compare
+               for arg in ("-n", "netban ban (%s)" % other,
+                           ban.replace(daemon.client, other, 1))],
             check=True, stdout=subprocess.DEVNULL)
         with open(export) as f:
             measured = {r["command"]: r for r in json.load(f)["results"]}
@@ -379,7 +380,8 @@ def main():
     parser.add_argument("--sections", default="client,banip,restore")
     parser.add_argument("--actions", default=",".join(ACTIONS))
     parser.add_argument("--runs", type=int, default=300, help="hyperfine runs (client)")
-    parser.add_argument("--compare-client", help="another netban binary to time beside (client)")
+    parser.add_argument("--compare-client",
+                        help="other netban binaries to time beside, comma-separated (client)")
     o = parser.parse_args()
     sections = o.sections.split(",")
     actions = o.actions.split(",")
@@ -391,8 +393,9 @@ def main():
     try:
         if "client" in sections:
             log("client: hyperfine, %d runs each" % o.runs)
+            compare = o.compare_client.split(",") if o.compare_client else []
             measured, fsync, round_trip, events = bench_client(
-                bin_dir, work, netns, o.runs, o.compare_client)
+                bin_dir, work, netns, o.runs, compare)
             true = measured["/bin/true"]
             floor = true["mean"] + fsync
             print("\n## netban ban at the process floor (hyperfine -N, %d runs; one run)\n"
@@ -400,8 +403,7 @@ def main():
             print("| what | mean | median | / floor |")
             print("|---|---|---|---|")
             names = ["/bin/true", "dd conv=fsync", "netban --version", "netban ban"]
-            if o.compare_client:
-                names.append("netban ban (%s)" % o.compare_client)
+            names += ["netban ban (%s)" % other for other in compare]
             for name in names:
                 r = measured[name]
                 print("| `%s` | %.3f ± %.3f ms | %.3f ms | %.2f× |" % (
