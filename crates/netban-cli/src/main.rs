@@ -74,6 +74,9 @@ enum Command {
         /// Also read addresses from standard input, one per line.
         #[arg(long)]
         stdin: bool,
+        /// Print the per-address results as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Lift bans: one source's, or every source's when --source is not given.
     Unban {
@@ -87,6 +90,9 @@ enum Command {
         origin_host: Option<OriginHost>,
         #[arg(long)]
         stdin: bool,
+        /// Print the per-address results as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Active bans (effective expiry and every source).
     List {
@@ -255,6 +261,7 @@ fn run(cli: Cli) -> Result<()> {
             restored,
             origin_host,
             stdin,
+            json,
         } => {
             let prefixes = parse_addresses(addresses, stdin)?;
             let args = BanArgs {
@@ -286,7 +293,7 @@ fn run(cli: Cli) -> Result<()> {
                     results
                 }
             };
-            output::item_results("banned", &results)
+            output::item_results("banned", &results, json)
         }
         Command::Unban {
             addresses,
@@ -294,6 +301,7 @@ fn run(cli: Cli) -> Result<()> {
             all,
             origin_host,
             stdin,
+            json,
         } => {
             let prefixes = if all {
                 Vec::new()
@@ -318,7 +326,7 @@ fn run(cli: Cli) -> Result<()> {
                     results
                 }
             };
-            output::item_results("unbanned", &results)
+            output::item_results("unbanned", &results, json)
         }
         Command::List { address, json } => {
             let filter = address

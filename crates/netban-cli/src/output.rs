@@ -40,8 +40,22 @@ fn expiry(e: Expiry) -> String {
 }
 
 /// Prints per-item results of a ban or unban; refused items go to stderr and make the exit
-/// status 1.
-pub fn item_results(verb: &str, results: &[ItemResult]) -> Result<()> {
+/// status 1. With `as_json`, standard output is the results as one JSON array (what the
+/// fail2ban Python action reads when it falls back to the client).
+pub fn item_results(verb: &str, results: &[ItemResult], as_json: bool) -> Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string(results)?);
+        for r in results {
+            if let Some(e) = &r.error {
+                eprintln!("netban: refused {}: {e}", r.prefix);
+            }
+        }
+        return if results.iter().any(|r| r.error.is_some()) {
+            Err(crate::Refused.into())
+        } else {
+            Ok(())
+        };
+    }
     let mut refused = false;
     for r in results {
         match &r.error {

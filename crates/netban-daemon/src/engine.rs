@@ -20,7 +20,9 @@
 //! target's worker; the worker then plans just the dirty prefixes.
 //!
 //! What a target should hold ([`State::desired_of`]):
-//! - bans in the target's scope (its `sources`, or all), in a family it handles;
+//! - bans in the target's scope (its `sources`, or all), in a family it handles, that this
+//!   host's policy does not protect (checked again here: in a fleet another host may have
+//!   admitted them);
 //! - on a target with limited capacity, only the bans placement gave it
 //!   ([`netban_core::placement`]), and the covering prefixes it merged bans into when the
 //!   target allows aggregation ([`netban_core::aggregation`]);
@@ -533,6 +535,13 @@ impl State {
         if !target.spec.info.handles(prefix) {
             return None;
         }
+        // This host's own policy is checked again here, not only at admission: a ban another
+        // host admitted (with another allowlist) is never pushed over what this host protects.
+        if self.policy.allowlist.overlapping(prefix).is_some()
+            || self.policy.protected.overlapping(prefix).is_some()
+        {
+            return None;
+        }
         if let Some(expiry) = target.aggregates.get(prefix) {
             return Some(*expiry);
         }
@@ -761,9 +770,14 @@ mod tests {
             event(1, EventKind::Ban, "203.0.113.7", "sshd", 100),
             event(2, EventKind::Ban, "198.51.100.9", "sshd", 100),
         ]);
+        let edge = engine.target(TargetId::nth(0));
+        let _ = edge.take_dirty();
         let mut policy = Policy::default();
         policy.allowlist.insert(prefix("198.51.100.0/24"));
         assert_eq!(engine.set_policy(policy), vec![prefix("198.51.100.9")]);
+        // Until the lift arrives from the ledger, no target is asked to hold it.
+        let desired: Vec<Prefix> = edge.all_desired().into_keys().collect();
+        assert_eq!(desired, vec![prefix("203.0.113.7")]);
         assert_eq!(engine.active_bans(), 2, "lifting is the ledger's job");
         assert_eq!(engine.list(Some(prefix("203.0.113.0/24"))).len(), 1);
     }

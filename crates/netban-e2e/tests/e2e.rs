@@ -5,7 +5,7 @@
 //! Needs root and network namespaces, `fail2ban` and `nftables` installed, and the binaries
 //! built (`cargo build --workspace --bins`; `scripts/test.sh` does all of this).
 
-use netban_testlab::fail2ban::Fail2ban;
+use netban_testlab::fail2ban::{Fail2ban, NetbanAction};
 use netban_testlab::netban::{self, Binaries, Daemon};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};
 use std::collections::BTreeSet;
@@ -45,6 +45,37 @@ impl World {
     fn daemon(&self, config: &str) -> Daemon {
         Daemon::start(&self.bins, &self.dir.path().join("netban"), config).expect("daemon")
     }
+
+    /// Where fail2ban runs (the same directory on a restart: same database, same spool).
+    fn fail2ban_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("f2b")
+    }
+
+    /// Starts fail2ban with `jails` as jail.local, `{banaction}` in it naming `action` (the
+    /// client and configuration of `daemon`).
+    fn fail2ban(&self, daemon: &Daemon, action: NetbanAction, jails: &str) -> Fail2ban {
+        let dir = self.fail2ban_dir();
+        let jails = jails.replace(
+            "{banaction}",
+            &action.banaction(&dir, &self.bins.client, &daemon.config),
+        );
+        Fail2ban::start(&dir, &self.bins.client, &daemon.config, &jails).expect("fail2ban")
+    }
+}
+
+/// Declares a test that runs once with each of netban's fail2ban actions: the shell action
+/// (`netban.conf`, a `netban` process per ban) and the in-process Python action (`netban.py`).
+macro_rules! with_each_action {
+    ($body:ident => $shell:ident, $python:ident) => {
+        #[test]
+        fn $shell() {
+            $body(NetbanAction::Shell)
+        }
+        #[test]
+        fn $python() {
+            $body(NetbanAction::Python)
+        }
+    };
 }
 
 /// Every address or prefix in netban's sets on `host`.
@@ -80,11 +111,14 @@ fn blocked(from: &Host, addr: &str) -> bool {
     !from.tcp_connects(addr, PORT, SHORT)
 }
 
-const SSHD_JAIL: &str = "[DEFAULT]\nbanaction = netban\nbanaction_allports = netban\n\n\
+const SSHD_JAIL: &str = "[DEFAULT]\nbanaction = {banaction}\nbanaction_allports = {banaction}\n\n\
 [sshd]\nenabled = true\nbackend = polling\nlogpath = {auth_log}\nmaxretry = 3\nfindtime = 600\nbantime = 600\n";
 
-#[test]
-fn fail2ban_ban_is_enforced_at_the_router_v4_and_v6() {
+with_each_action!(fail2ban_ban_is_enforced_at_the_router_v4_and_v6 =>
+    fail2ban_ban_is_enforced_at_the_router_v4_and_v6_shell_action,
+    fail2ban_ban_is_enforced_at_the_router_v4_and_v6_python_action);
+
+fn fail2ban_ban_is_enforced_at_the_router_v4_and_v6(action: NetbanAction) {
     require_netns!();
     let world = World::new("f2b");
     let edge = &world.edge;
@@ -96,13 +130,7 @@ fn fail2ban_ban_is_enforced_at_the_router_v4_and_v6() {
         );
     }
     let daemon = world.daemon(&nftables_target(&edge.router));
-    let f2b = Fail2ban::start(
-        &world.dir.path().join("f2b"),
-        &world.bins.client,
-        &daemon.config,
-        SSHD_JAIL,
-    )
-    .expect("fail2ban");
+    let f2b = world.fail2ban(&daemon, action, SSHD_JAIL);
 
     f2b.fail_ssh(Edge::ATTACKER_V4, 3).unwrap();
     f2b.fail_ssh(Edge::ATTACKER_V6, 3).unwrap();
@@ -163,8 +191,11 @@ fn fail2ban_ban_is_enforced_at_the_router_v4_and_v6() {
     );
 }
 
-#[test]
-fn recidive_ban_outlives_the_short_jails_unban() {
+with_each_action!(recidive_ban_outlives_the_short_jails_unban =>
+    recidive_ban_outlives_the_short_jails_unban_shell_action,
+    recidive_ban_outlives_the_short_jails_unban_python_action);
+
+fn recidive_ban_outlives_the_short_jails_unban(action: NetbanAction) {
     require_netns!();
     let world = World::new("rcd");
     let edge = &world.edge;
@@ -175,16 +206,10 @@ fn recidive_ban_outlives_the_short_jails_unban() {
         nftables_target(&edge.router)
     );
     let daemon = world.daemon(&config);
-    let jails = "[DEFAULT]\nbanaction = netban\nbanaction_allports = netban\n\n\
+    let jails = "[DEFAULT]\nbanaction = {banaction}\nbanaction_allports = {banaction}\n\n\
         [sshd]\nenabled = true\nbackend = polling\nlogpath = {auth_log}\nmaxretry = 3\nfindtime = 600\nbantime = 3\n\n\
         [recidive]\nenabled = true\nbackend = polling\nlogpath = {own_log}\nmaxretry = 1\nfindtime = 600\nbantime = 15\n";
-    let f2b = Fail2ban::start(
-        &world.dir.path().join("f2b"),
-        &world.bins.client,
-        &daemon.config,
-        jails,
-    )
-    .expect("fail2ban");
+    let f2b = world.fail2ban(&daemon, action, jails);
 
     f2b.fail_ssh(Edge::ATTACKER_V4, 3).unwrap();
     let prefix = "203.0.113.7/32";
@@ -760,16 +785,17 @@ fn ban_round_trip_is_cheap() {
     assert!(median < Duration::from_millis(50), "median {median:?}");
 }
 
-#[test]
-fn fail2ban_restart_keeps_bans_and_its_restore_is_a_no_op() {
+with_each_action!(fail2ban_restart_keeps_bans_and_its_restore_is_a_no_op =>
+    fail2ban_restart_keeps_bans_and_its_restore_is_a_no_op_shell_action,
+    fail2ban_restart_keeps_bans_and_its_restore_is_a_no_op_python_action);
+
+fn fail2ban_restart_keeps_bans_and_its_restore_is_a_no_op(action: NetbanAction) {
     require_netns!();
     let world = World::new("rst");
     let edge = &world.edge;
     let _listener = edge.server.spawn_tcp_listener(PORT).expect("listener");
     let daemon = world.daemon(&nftables_target(&edge.router));
-    let f2b_dir = world.dir.path().join("f2b");
-    let mut f2b =
-        Fail2ban::start(&f2b_dir, &world.bins.client, &daemon.config, SSHD_JAIL).expect("fail2ban");
+    let mut f2b = world.fail2ban(&daemon, action, SSHD_JAIL);
     f2b.fail_ssh(Edge::ATTACKER_V4, 3).unwrap();
     assert!(wait_until(
         Duration::from_secs(30),
@@ -793,8 +819,7 @@ fn fail2ban_restart_keeps_bans_and_its_restore_is_a_no_op() {
     );
 
     // fail2ban starts again on the same database and restores its ban (<restored>=1).
-    let f2b = Fail2ban::start(&f2b_dir, &world.bins.client, &daemon.config, SSHD_JAIL)
-        .expect("fail2ban again");
+    let f2b = world.fail2ban(&daemon, action, SSHD_JAIL);
     let restored = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
         f2b.banned("sshd").iter().any(|ip| ip == Edge::ATTACKER_V4)
     });
@@ -814,4 +839,201 @@ fn fail2ban_restart_keeps_bans_and_its_restore_is_a_no_op() {
     );
     assert!(blocked(&edge.attacker, Edge::SERVER_V4));
     assert!(edge.client.tcp_connects(Edge::SERVER_V4, PORT, SHORT));
+}
+
+#[test]
+fn python_action_records_through_the_client_while_the_daemon_is_down() {
+    require_netns!();
+    let world = World::new("pydn");
+    let edge = &world.edge;
+    let mut daemon = world.daemon(&nftables_target(&edge.router));
+    assert!(daemon.stop().is_some_and(|s| s.success()), "clean shutdown");
+    let f2b = world.fail2ban(&daemon, NetbanAction::Python, SSHD_JAIL);
+
+    // fail2ban bans; the action finds no daemon and records through the client in the ledger
+    // (`netban list` reads the ledger while the daemon is down).
+    f2b.fail_ssh(Edge::ATTACKER_V4, 3).unwrap();
+    let recorded = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        daemon.listed().contains(&"203.0.113.7/32".to_string())
+    });
+    assert!(recorded, "recorded in the ledger; log:\n{}", f2b.log());
+    assert!(
+        f2b.log().contains("daemon not reachable"),
+        "the fallback is logged:\n{}",
+        f2b.log()
+    );
+    assert!(
+        !world.fail2ban_dir().join("spool").exists(),
+        "the client recorded it: nothing spooled"
+    );
+    assert!(
+        !nft_elements(&edge.router).contains(Edge::ATTACKER_V4),
+        "not enforced yet"
+    );
+    daemon.restart().expect("start");
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            nft_elements(&edge.router).contains(Edge::ATTACKER_V4)
+        }),
+        "enforced once the daemon starts"
+    );
+}
+
+#[test]
+fn python_action_spools_what_nobody_can_record_and_delivers_it_in_order_later() {
+    require_netns!();
+    let world = World::new("pysp");
+    let edge = &world.edge;
+    let mut daemon = world.daemon(&nftables_target(&edge.router));
+    assert!(daemon.stop().is_some_and(|s| s.success()), "clean shutdown");
+    // The client cannot run either (as on a host where it is not installed).
+    let spool = world.fail2ban_dir().join("spool");
+    let jails = SSHD_JAIL.replace(
+        "{banaction}",
+        &format!(
+            "netban.py[config=\"{}\", netban=\"/nonexistent/netban\", spool_dir=\"{}\"]",
+            daemon.config.display(),
+            spool.display()
+        ),
+    );
+    let f2b = world.fail2ban(&daemon, NetbanAction::Python, &jails);
+    f2b.fail_ssh(Edge::ATTACKER_V4, 3).unwrap();
+    f2b.fail_ssh(Edge::ATTACKER_V6, 3).unwrap();
+    let spooled = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        let text = std::fs::read_to_string(spool.join("sshd.netban.jsonl")).unwrap_or_default();
+        text.contains("203.0.113.7") && text.contains("2001:db8:a::7")
+    });
+    assert!(spooled, "both bans spooled; log:\n{}", f2b.log());
+    // fail2ban lifts the v6 ban while nothing can record: the unban queues behind the ban.
+    assert!(f2b
+        .client(&["set", "sshd", "unbanip", Edge::ATTACKER_V6])
+        .status
+        .success());
+    assert!(wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || std::fs::read_to_string(spool.join("sshd.netban.jsonl"))
+            .unwrap_or_default()
+            .contains("\"op\":\"unban\"")
+    ));
+    assert!(daemon.listed().is_empty(), "nothing recorded yet");
+    assert!(f2b.log().contains("retried"), "{}", f2b.log());
+
+    daemon.restart().expect("start");
+    // The spool is retried with backoff (at most 10 s apart): the ban, then the unban.
+    let delivered = wait_until(Duration::from_secs(40), Duration::from_millis(50), || {
+        !spool.join("sshd.netban.jsonl").exists()
+    });
+    assert!(delivered, "spool drained; log:\n{}", f2b.log());
+    assert!(wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || nft_elements(&edge.router).contains(Edge::ATTACKER_V4)
+    ));
+    assert_eq!(daemon.listed(), vec!["203.0.113.7/32".to_string()]);
+    let history = String::from_utf8_lossy(
+        &daemon
+            .client(&["history", Edge::ATTACKER_V6, "--json"])
+            .stdout,
+    )
+    .to_string();
+    assert!(
+        history.contains("\"ban\"") && history.contains("\"unban\""),
+        "the v6 ban and its unban were delivered, in that order: {history}"
+    );
+}
+
+#[test]
+fn python_action_loses_no_ban_when_the_daemon_is_killed_mid_burst() {
+    require_netns!();
+    let world = World::new("pyk9");
+    let edge = &world.edge;
+    let mut daemon = world.daemon(&nftables_target(&edge.router));
+    let f2b = world.fail2ban(&daemon, NetbanAction::Python, SSHD_JAIL);
+    // 10,000 addresses in one `banip` (set entries only, no traffic).
+    let all: Vec<String> = (0..10_000)
+        .map(|i| format!("198.19.{}.{}", i / 250, 1 + i % 250))
+        .collect();
+    let burst = {
+        let (dir, socket, all) = (f2b.dir.clone(), f2b.socket.clone(), all.clone());
+        std::thread::spawn(move || {
+            std::process::Command::new("fail2ban-client")
+                .arg("-c")
+                .arg(dir.join("conf"))
+                .arg("-s")
+                .arg(socket)
+                .args(["set", "sshd", "banip"])
+                .args(&all)
+                .output()
+                .expect("fail2ban-client")
+        })
+    };
+    let going = wait_until(Duration::from_secs(60), Duration::from_millis(5), || {
+        daemon.listed().len() >= 500
+    });
+    assert!(going, "the burst reached the daemon; log:\n{}", f2b.log());
+    daemon.kill9();
+    let out = burst.join().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // What the daemon had not answered when it died went through the client to the ledger.
+    let want: BTreeSet<String> = all.iter().cloned().collect();
+    let recorded = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        let listed: BTreeSet<String> = daemon
+            .listed()
+            .into_iter()
+            .map(|p| p.trim_end_matches("/32").to_string())
+            .collect();
+        want.is_subset(&listed)
+    });
+    assert!(recorded, "every ban is in the ledger; log:\n{}", f2b.log());
+    assert!(
+        f2b.log().contains("daemon not reachable"),
+        "the kill landed mid-burst (the fallback ran)"
+    );
+    daemon.restart().expect("restart");
+    let enforced = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        want.is_subset(&nft_elements(&edge.router))
+    });
+    assert!(enforced, "all 10,000 enforced after the restart");
+}
+
+with_each_action!(fail2ban_reload_keeps_banning_through_netban =>
+    fail2ban_reload_keeps_banning_through_netban_shell_action,
+    fail2ban_reload_keeps_banning_through_netban_python_action);
+
+/// `fail2ban-client reload` re-reads every jail's actions. (A Python action without
+/// reload()/clearAllParams() is dropped by it: the jail then bans with nothing.)
+fn fail2ban_reload_keeps_banning_through_netban(action: NetbanAction) {
+    require_netns!();
+    let world = World::new("rld");
+    let edge = &world.edge;
+    let daemon = world.daemon(&nftables_target(&edge.router));
+    let f2b = world.fail2ban(&daemon, action, SSHD_JAIL);
+    assert!(f2b
+        .client(&["set", "sshd", "banip", "203.0.113.51"])
+        .status
+        .success());
+    let out = f2b.client(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    let actions =
+        String::from_utf8_lossy(&f2b.client(&["get", "sshd", "actions"]).stdout).to_string();
+    assert!(actions.contains("netban"), "still there: {actions}");
+    assert!(f2b
+        .client(&["set", "sshd", "banip", "203.0.113.52"])
+        .status
+        .success());
+    let both = wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        let e = nft_elements(&edge.router);
+        e.contains("203.0.113.51") && e.contains("203.0.113.52")
+    });
+    assert!(
+        both,
+        "bans before and after the reload are enforced: {:?}\n{}",
+        nft_elements(&edge.router),
+        f2b.log()
+    );
+    assert!(
+        daemon.listed().contains(&"203.0.113.51/32".to_string()),
+        "the reload lifted nothing"
+    );
 }

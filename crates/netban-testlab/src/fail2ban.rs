@@ -12,6 +12,35 @@ use std::time::Duration;
 /// The action file shipped in the repository (`fail2ban/action.d/netban.conf`).
 pub const NETBAN_ACTION: &str = include_str!("../../../fail2ban/action.d/netban.conf");
 
+/// The in-process Python action shipped in the repository (`fail2ban/action.d/netban.py`).
+pub const NETBAN_PYTHON_ACTION: &str = include_str!("../../../fail2ban/action.d/netban.py");
+
+/// Which of netban's two fail2ban actions a jail bans with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetbanAction {
+    /// `action.d/netban.conf`: fail2ban runs `netban ban …` through a shell per ban.
+    Shell,
+    /// `action.d/netban.py`: loaded into fail2ban, speaks the daemon's socket protocol.
+    Python,
+}
+
+impl NetbanAction {
+    /// The `banaction` value for a jail.local of a fail2ban started in `dir` by
+    /// [`Fail2ban::start`] with the same client and configuration (the Python action gets
+    /// them as options, and its spool in `dir/spool`).
+    pub fn banaction(self, dir: &Path, netban_client: &Path, netban_config: &Path) -> String {
+        match self {
+            NetbanAction::Shell => "netban".into(),
+            NetbanAction::Python => format!(
+                "netban.py[config=\"{}\", netban=\"{}\", spool_dir=\"{}\"]",
+                netban_config.display(),
+                netban_client.display(),
+                dir.join("spool").display()
+            ),
+        }
+    }
+}
+
 /// A running `fail2ban-server`.
 pub struct Fail2ban {
     pub dir: PathBuf,
@@ -63,6 +92,7 @@ impl Fail2ban {
                 &format!("netban_opts = --config {}\n", netban_config.display()),
             );
         std::fs::write(conf.join("action.d/netban.conf"), action)?;
+        std::fs::write(conf.join("action.d/netban.py"), NETBAN_PYTHON_ACTION)?;
 
         let auth_log = dir.join("auth.log");
         let own_log = dir.join("fail2ban.log");
