@@ -9,6 +9,7 @@
 //! - [`ban`]: bans per (prefix, source), expiry, the validated names around them.
 //! - [`table`]: the in-memory table of active bans and the effective ban of each prefix.
 //! - [`policy`]: allowlist, protected networks, breadth limits, escalation.
+//! - [`prefix_set`]: the overlap index behind the allowlist and the protected networks.
 //! - [`placement`]: which bans a target of limited capacity holds, and what overflows.
 //! - [`aggregation`]: merging neighbouring bans into covering prefixes to fit such a target.
 //! - [`plan`]: the diff between what a target should hold and what it holds.
@@ -19,6 +20,7 @@ pub mod placement;
 pub mod plan;
 pub mod policy;
 pub mod prefix;
+pub mod prefix_set;
 pub mod table;
 pub mod time;
 
