@@ -20,7 +20,7 @@ use netban_config::ReconcilerSection;
 use netban_core::plan::{self, Held, Ownership, Plan};
 use netban_core::Prefix;
 use netban_proto::TargetStatus;
-use netban_targets::{ItemResult, OwnershipKind, Step, Target, TargetError};
+use netban_targets::{ItemOutcome, OwnershipKind, Step, Target, TargetError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -350,7 +350,7 @@ impl Worker {
             let mut removed = Vec::new();
             for item in report.items {
                 match item.result {
-                    ItemResult::Done { held } => match item.step {
+                    ItemOutcome::Done { held } => match item.step {
                         Step::Add | Step::Refresh => {
                             let held = held.unwrap_or(Held {
                                 prefix: item.prefix,
@@ -369,12 +369,12 @@ impl Worker {
                         }
                         Step::Remove => self.forget(&item.prefix, &mut removed),
                     },
-                    ItemResult::Rejected { reason } => {
+                    ItemOutcome::Rejected { reason } => {
                         tracing::warn!(target = self.name(), prefix = %item.prefix, %reason, "device rejected");
                         self.set_error(format!("{} rejected: {reason}", item.prefix));
                         self.rejected.insert(item.prefix, reason);
                     }
-                    ItemResult::Failed { reason } => {
+                    ItemOutcome::Failed { reason } => {
                         tracing::warn!(target = self.name(), prefix = %item.prefix, %reason, "item failed; will retry");
                         self.set_error(format!("{} failed: {reason}", item.prefix));
                         self.failed.insert(item.prefix);
@@ -395,7 +395,7 @@ impl Worker {
                 self.ledger
                     .read(move |l| l.update_target_entries(&name, &added, &removed))
                     .await
-                    .map_err(TargetError::Device)?;
+                    .map_err(TargetError::device)?;
             }
         }
         if !self.failed.is_empty() && self.item_retry_at.is_none() {

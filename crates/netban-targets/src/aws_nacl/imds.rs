@@ -9,14 +9,14 @@ use std::time::Duration;
 /// The subnet of this instance's primary network interface.
 pub async fn this_instance_subnet(endpoint: &str) -> Result<String, TargetError> {
     let unreachable = |what: &str, e: &dyn std::fmt::Display| {
-        TargetError::Unreachable(format!(
+        TargetError::unreachable(format!(
             "instance metadata at {endpoint}: {what}: {e}; set network_acl_id or subnet_id \
              when netban does not run on the instance itself"
         ))
     };
     let client = imds::Client::builder()
         .endpoint(endpoint)
-        .map_err(|e| TargetError::Config(format!("imds_endpoint {endpoint:?}: {e}")))?
+        .map_err(|e| TargetError::config(format!("imds_endpoint {endpoint:?}: {e}")))?
         .max_attempts(2)
         .connect_timeout(Duration::from_secs(2))
         .read_timeout(Duration::from_secs(2))
@@ -36,7 +36,7 @@ pub async fn this_instance_subnet(endpoint: &str) -> Result<String, TargetError>
             }
         })
     {
-        return Err(TargetError::Device(format!(
+        return Err(TargetError::device(format!(
             "instance metadata gave {mac:?} as the MAC address"
         )));
     }
