@@ -131,14 +131,10 @@ impl CiscoIos {
         lines: &[String],
         idempotent: bool,
     ) -> Result<Vec<Segment>, TargetError> {
-        let reused = match &self.session {
-            Some(s) if !s.is_closed() => true,
-            _ => {
-                self.open().await?;
-                false
-            }
+        let (session, reused) = match self.session.take() {
+            Some(s) if !s.is_closed() => (self.session.insert(s), true),
+            _ => (self.open().await?, false),
         };
-        let session = self.session.as_mut().expect("session just opened");
         match session.run(lines).await {
             Ok(segments) => Ok(segments),
             Err(e) => {
@@ -147,8 +143,7 @@ impl CiscoIos {
                 self.session_lost = reused && dead;
                 if reused && idempotent && dead {
                     tracing::info!(target = %self.info.name, error = %e, "session was closed; reconnecting");
-                    self.open().await?;
-                    let session = self.session.as_mut().expect("session just opened");
+                    let session = self.open().await?;
                     return session.run(lines).await.map_err(|e| {
                         self.drop_session();
                         self.map_error(e)
@@ -165,7 +160,8 @@ impl CiscoIos {
         self.cache = None;
     }
 
-    async fn open(&mut self) -> Result<(), TargetError> {
+    /// Opens a new session (dropping any other) and hands it out.
+    async fn open(&mut self) -> Result<&mut Session, TargetError> {
         self.drop_session();
         let started = Instant::now();
         let session = Session::open(&self.config)
@@ -178,8 +174,7 @@ impl CiscoIos {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "SSH CLI session open"
         );
-        self.session = Some(session);
-        Ok(())
+        Ok(self.session.insert(session))
     }
 
     /// The `show` commands for netban's lists, in the order of [`Found`].
