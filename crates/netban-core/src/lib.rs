@@ -10,6 +10,7 @@
 //! - [`event`]: what happened to a ban ([`EventKind`]), spelled once for history and the wire.
 //! - [`table`]: the in-memory table of active bans and the effective ban of each prefix.
 //! - [`policy`]: allowlist, protected networks, breadth limits, escalation.
+//! - [`prefix_set`]: the overlap index behind the allowlist and the protected networks.
 //! - [`placement`]: which bans a target of limited capacity holds, and what overflows.
 //! - [`aggregation`]: merging neighbouring bans into covering prefixes to fit such a target.
 //! - [`plan`]: the diff between what a target should hold and what it holds.
@@ -21,6 +22,7 @@ pub mod placement;
 pub mod plan;
 pub mod policy;
 pub mod prefix;
+pub mod prefix_set;
 pub mod table;
 pub mod time;
 

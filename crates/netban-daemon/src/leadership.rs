@@ -30,6 +30,12 @@ pub const RENEW: Duration = Duration::from_millis(500);
 /// How long before the server-side expiry this daemon stops driving.
 pub const MARGIN: Duration = Duration::from_millis(500);
 
+/// A device operation on a shared target was not started, or was abandoned, because this
+/// daemon's lease ran out.
+#[derive(Debug, thiserror::Error)]
+#[error("this host's lease on the shared target ran out (the ledger did not renew it); another host may drive it now")]
+pub struct LeaseLapsed;
+
 /// Whether this daemon drives a target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Leadership {

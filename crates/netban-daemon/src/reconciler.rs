@@ -15,13 +15,13 @@
 
 use crate::clock;
 use crate::engine::TargetHandle;
-use crate::leadership::Leadership;
+use crate::leadership::{Leadership, LeaseLapsed};
 use crate::ledger_worker::{Job, LedgerHandle, LedgerRequestError};
 use netban_config::ReconcilerSection;
 use netban_core::plan::{self, Held, Ownership, Plan};
 use netban_core::{Expiry, Prefix};
 use netban_proto::{Health, TargetScope, TargetStatus};
-use netban_targets::{ItemResult, OwnershipKind, Step, Target, TargetError};
+use netban_targets::{ItemOutcome, OwnershipKind, Step, Target, TargetError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
@@ -456,7 +456,7 @@ impl Worker {
             let mut removed = Vec::new();
             for item in report.items {
                 match item.result {
-                    ItemResult::Done { held } => match item.step {
+                    ItemOutcome::Done { held } => match item.step {
                         Step::Add | Step::Refresh => {
                             let held = held.unwrap_or(Held {
                                 prefix: item.prefix,
@@ -475,12 +475,12 @@ impl Worker {
                         }
                         Step::Remove => self.forget(&item.prefix, &mut removed),
                     },
-                    ItemResult::Rejected { reason } => {
+                    ItemOutcome::Rejected { reason } => {
                         tracing::warn!(target = self.name(), prefix = %item.prefix, %reason, "device rejected");
                         self.set_error(format!("{} rejected: {reason}", item.prefix));
                         self.rejected.insert(item.prefix, reason);
                     }
-                    ItemResult::Failed { reason } => {
+                    ItemOutcome::Failed { reason } => {
                         tracing::warn!(target = self.name(), prefix = %item.prefix, %reason, "item failed; will retry");
                         self.set_error(format!("{} failed: {reason}", item.prefix));
                         self.failed.insert(item.prefix);
@@ -506,7 +506,7 @@ impl Worker {
                         reply,
                     })
                     .await
-                    .map_err(|e: LedgerRequestError| TargetError::Device(e.to_string()))?;
+                    .map_err(|e: LedgerRequestError| TargetError::device(e))?;
             }
         }
         if !self.failed.is_empty() && self.item_retry_at.is_none() {
@@ -591,13 +591,7 @@ async fn fenced<T>(
     let Some(fence) = fence else {
         return operation.await;
     };
-    let lapsed = || {
-        TargetError::Unreachable(
-            "this host's lease on the shared target ran out (the ledger did not renew it); \
-             another host may drive it now"
-                .to_string(),
-        )
-    };
+    let lapsed = || TargetError::unreachable(LeaseLapsed);
     if Instant::now() >= fence {
         return Err(lapsed());
     }

@@ -1,67 +1,190 @@
-//! Target configuration: a closed, tagged set of driver configs. Each `[[targets]]` table in
-//! netban.toml has the common keys (read by the daemon: `name`, `sources`, `fallback`,
-//! `fallback_only`, `capacity_v4`, `capacity_v6`) and a `type` that selects one variant here;
-//! the variant's own keys are checked strictly (`deny_unknown_fields`). Adding a driver adds
-//! one variant and one arm in each match below.
+//! Target configuration: a closed, tagged set of driver configs, and the one place where each
+//! driver is registered.
+//!
+//! Each `[[targets]]` table in netban.toml has the common keys (read by the daemon: `name`,
+//! `sources`, `fallback`, `fallback_only`, `capacity_v4`, `capacity_v6`) and a `type` that
+//! selects one variant of [`TargetKind`]; the variant's own keys are checked strictly
+//! (`deny_unknown_fields` on each config type).
+//!
+//! A driver is registered by one line in the [`drivers!`] table at the bottom of this file:
+//! its kind (the `type` value, written nowhere else), its config type, its driver type (built
+//! with `Driver::new(name, config)`), its operator page under `docs/targets/` and the cargo
+//! feature that compiles it. The enum, `build`, `kind`, `docs` and the `KIND` constant each
+//! driver puts in its [`TargetInfo`](crate::TargetInfo) are generated from that line.
+//! docs/dev/adding-a-driver.md is the whole checklist.
 
-use crate::{nftables, Target, TargetError};
+use crate::{Target, TargetError};
 use serde::Deserialize;
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum TargetKind {
-    Nftables(nftables::NftablesConfig),
-    #[cfg(feature = "exafs")]
-    Exafs(crate::exafs::ExafsConfig),
-    #[cfg(feature = "bgp")]
-    Bgp(crate::bgp::BgpConfig),
-    #[cfg(feature = "cisco-ios")]
-    CiscoIos(crate::cisco_ios::CiscoIosConfig),
-    #[cfg(feature = "netconf")]
-    Netconf(crate::netconf::NetconfConfig),
-    #[cfg(feature = "aws")]
-    AwsNacl(crate::aws_nacl::AwsNaclConfig),
-    #[cfg(feature = "aws")]
-    AwsWaf(crate::aws_waf::AwsWafConfig),
+/// Generates [`TargetKind`], its `build`/`kind`/`docs`, [`DRIVERS`], and `KIND`/`DOCS`
+/// constants on each config type, from one line per driver.
+macro_rules! drivers {
+    ($(
+        $(#[$gate:meta])*
+        $variant:ident {
+            kind: $kind:literal,
+            config: $config:path,
+            driver: $driver:path,
+            docs: $docs:literal $(,)?
+        }
+    ),+ $(,)?) => {
+        /// Which driver a `[[targets]]` table configures (its `type` key), with that driver's
+        /// own configuration.
+        #[derive(Clone, Debug, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum TargetKind {
+            $(
+                $(#[$gate])*
+                #[serde(rename = $kind)]
+                $variant($config),
+            )+
+        }
+
+        impl TargetKind {
+            /// Builds the driver. Cheap: no device is contacted until `prepare`.
+            pub fn build(&self, name: &str) -> Result<Box<dyn Target>, TargetError> {
+                match self {
+                    $(
+                        $(#[$gate])*
+                        TargetKind::$variant(config) => {
+                            Ok(Box::new(<$driver>::new(name, config.clone())?))
+                        }
+                    )+
+                }
+            }
+
+            /// The driver kind, as written in `type = "…"`.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(
+                        $(#[$gate])*
+                        TargetKind::$variant(_) => $kind,
+                    )+
+                }
+            }
+
+            /// The driver's operator page, relative to the repository root.
+            pub fn docs(&self) -> &'static str {
+                match self {
+                    $(
+                        $(#[$gate])*
+                        TargetKind::$variant(_) => concat!("docs/targets/", $docs),
+                    )+
+                }
+            }
+        }
+
+        $(
+            $(#[$gate])*
+            impl $config {
+                /// This driver's kind, as written in `type = "…"` and shown by `netban status`.
+                pub const KIND: &'static str = $kind;
+                /// This driver's operator page, relative to the repository root.
+                pub const DOCS: &'static str = concat!("docs/targets/", $docs);
+            }
+        )+
+
+        /// Every driver compiled in: (kind, operator page).
+        pub const DRIVERS: &[(&str, &str)] = &[
+            $(
+                $(#[$gate])*
+                ($kind, concat!("docs/targets/", $docs)),
+            )+
+        ];
+    };
 }
 
-impl TargetKind {
-    /// Builds the driver. Cheap: no device is contacted until `prepare`.
-    pub fn build(&self, name: &str) -> Result<Box<dyn Target>, TargetError> {
-        match self {
-            TargetKind::Nftables(c) => Ok(Box::new(nftables::Nftables::new(name, c.clone())?)),
-            #[cfg(feature = "exafs")]
-            TargetKind::Exafs(c) => Ok(Box::new(crate::exafs::Exafs::new(name, c.clone())?)),
-            #[cfg(feature = "bgp")]
-            TargetKind::Bgp(c) => Ok(Box::new(crate::bgp::Bgp::new(name, c.clone())?)),
-            #[cfg(feature = "cisco-ios")]
-            TargetKind::CiscoIos(c) => {
-                Ok(Box::new(crate::cisco_ios::CiscoIos::new(name, c.clone())?))
-            }
-            #[cfg(feature = "netconf")]
-            TargetKind::Netconf(c) => Ok(Box::new(crate::netconf::Netconf::new(name, c.clone())?)),
-            #[cfg(feature = "aws")]
-            TargetKind::AwsNacl(c) => Ok(Box::new(crate::aws_nacl::AwsNacl::new(name, c.clone())?)),
-            #[cfg(feature = "aws")]
-            TargetKind::AwsWaf(c) => Ok(Box::new(crate::aws_waf::AwsWaf::new(name, c.clone())?)),
+// The registration table: one entry per driver, gated by its cargo feature.
+drivers! {
+    Nftables {
+        kind: "nftables",
+        config: crate::nftables::NftablesConfig,
+        driver: crate::nftables::Nftables,
+        docs: "nftables.md",
+    },
+    #[cfg(feature = "exafs")]
+    Exafs {
+        kind: "exafs",
+        config: crate::exafs::ExafsConfig,
+        driver: crate::exafs::Exafs,
+        docs: "exafs.md",
+    },
+    #[cfg(feature = "bgp")]
+    Bgp {
+        kind: "bgp",
+        config: crate::bgp::BgpConfig,
+        driver: crate::bgp::Bgp,
+        docs: "bgp.md",
+    },
+    #[cfg(feature = "cisco-ios")]
+    CiscoIos {
+        kind: "cisco_ios",
+        config: crate::cisco_ios::CiscoIosConfig,
+        driver: crate::cisco_ios::CiscoIos,
+        docs: "cisco_ios.md",
+    },
+    #[cfg(feature = "netconf")]
+    Netconf {
+        kind: "netconf",
+        config: crate::netconf::NetconfConfig,
+        driver: crate::netconf::Netconf,
+        docs: "netconf.md",
+    },
+    #[cfg(feature = "aws")]
+    AwsNacl {
+        kind: "aws_nacl",
+        config: crate::aws_nacl::AwsNaclConfig,
+        driver: crate::aws_nacl::AwsNacl,
+        docs: "aws.md",
+    },
+    #[cfg(feature = "aws")]
+    AwsWaf {
+        kind: "aws_waf",
+        config: crate::aws_waf::AwsWafConfig,
+        driver: crate::aws_waf::AwsWaf,
+        docs: "aws.md",
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    #[test]
+    fn every_registered_driver_has_its_operator_page() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for (kind, docs) in DRIVERS {
+            assert!(root.join(docs).is_file(), "{kind}: {docs} is missing");
         }
     }
 
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TargetKind::Nftables(_) => "nftables",
-            #[cfg(feature = "exafs")]
-            TargetKind::Exafs(_) => "exafs",
-            #[cfg(feature = "bgp")]
-            TargetKind::Bgp(_) => "bgp",
-            #[cfg(feature = "cisco-ios")]
-            TargetKind::CiscoIos(_) => "cisco_ios",
-            #[cfg(feature = "netconf")]
-            TargetKind::Netconf(_) => "netconf",
-            #[cfg(feature = "aws")]
-            TargetKind::AwsNacl(_) => "aws_nacl",
-            #[cfg(feature = "aws")]
-            TargetKind::AwsWaf(_) => "aws_waf",
-        }
+    #[test]
+    fn kinds_are_unique() {
+        let kinds: BTreeSet<&str> = DRIVERS.iter().map(|(kind, _)| *kind).collect();
+        assert_eq!(kinds.len(), DRIVERS.len());
+    }
+
+    #[test]
+    fn the_type_key_selects_the_driver_and_the_driver_reports_the_same_kind() {
+        let config: TargetKind = serde_json::from_value(serde_json::json!({
+            "type": "nftables",
+            "table": "netban_kind_test",
+        }))
+        .unwrap();
+        assert_eq!(config.kind(), "nftables");
+        assert_eq!(config.docs(), "docs/targets/nftables.md");
+        let driver = config.build("edge").unwrap();
+        assert_eq!(driver.info().kind, config.kind());
+    }
+
+    #[test]
+    fn an_unknown_type_lists_the_known_ones() {
+        let error = serde_json::from_value::<TargetKind>(serde_json::json!({ "type": "ipfw" }))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown variant `ipfw`"), "{error}");
+        assert!(error.contains("`nftables`"), "{error}");
     }
 }

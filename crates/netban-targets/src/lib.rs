@@ -3,8 +3,9 @@
 //! A target only *observes* what its device holds and *applies* the changes it is given. It
 //! never decides policy: which bans it should hold (scope, placement under capacity, fallback)
 //! is decided by the core and the daemon's reconciler. Each driver lives in its own module
-//! folder with its configuration, its protocol client and its tests against the real peer;
-//! adding one touches that folder and one line in [`config::TargetKind`].
+//! folder with its configuration, its protocol client and its tests against the real peer,
+//! and is registered by one line in [`config`] (docs/dev/adding-a-driver.md lists the few
+//! files outside its folder a new driver touches).
 //!
 //! Contract of [`Target`]:
 //! - `observe` returns every entry in the device area netban works in (its own table, ACL,
@@ -13,7 +14,8 @@
 //! - `apply` carries out one [`Plan`] as one device transaction where the device has such a
 //!   thing (an `nft -f` batch, a NETCONF commit, one CLI configuration session), and reports
 //!   per item. An `Err` means nothing can be assumed about the batch: the reconciler will
-//!   observe again and re-plan before retrying.
+//!   observe again and re-plan before retrying. Errors are [`TargetError`]: a category
+//!   (unreachable, device, configuration) around the driver's own typed error.
 //! - Neither method is called concurrently on one target: each target has its own worker.
 
 #[cfg(feature = "aws")]
@@ -82,7 +84,7 @@ pub enum Step {
 
 /// What happened to one item of a plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ItemResult {
+pub enum ItemOutcome {
     /// Done. For adds and refreshes, the entry as now held (with its device handle).
     Done { held: Option<Held> },
     /// The device refused this item for a reason retrying will not fix (e.g. ExaFS: address
@@ -96,7 +98,7 @@ pub enum ItemResult {
 pub struct ItemReport {
     pub prefix: Prefix,
     pub step: Step,
-    pub result: ItemResult,
+    pub result: ItemOutcome,
 }
 
 /// Per-item results of one `apply`.
@@ -111,7 +113,7 @@ impl ApplyReport {
         let done = |prefix: Prefix, step| ItemReport {
             prefix,
             step,
-            result: ItemResult::Done { held: None },
+            result: ItemOutcome::Done { held: None },
         };
         let mut items = Vec::with_capacity(plan.len());
         items.extend(plan.add.iter().map(|d| done(d.prefix, Step::Add)));
@@ -125,19 +127,79 @@ impl ApplyReport {
     }
 }
 
-/// Why a whole observe or apply failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A driver's own error behind a [`TargetError`]: its typed error (an SSH session error, an
+/// HTTP client error, an SDK error, an I/O error…) or, for a condition netban itself detected,
+/// a message. Downcast it to reach the driver's type.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a whole observe or apply failed: the category the reconciler acts on, and the driver's
+/// error as its source.
+///
+/// Every error in this crate displays as a complete sentence for an operator (`netban status`
+/// shows it as is), including the text of its own cause; `source()` hands the typed cause to
+/// programs. So print one error's `Display`, not its whole chain.
+#[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     /// The device could not be reached or did not answer in time. Retried with backoff.
     #[error("unreachable: {0}")]
-    Unreachable(String),
+    Unreachable(#[source] Cause),
     /// The device answered with something netban did not expect. Retried with backoff.
     #[error("device error: {0}")]
-    Device(String),
+    Device(#[source] Cause),
     /// The configuration or credentials are wrong; retrying will not help until an operator
     /// acts. Still retried (slowly), and reported in `status`.
     #[error("configuration error: {0}")]
-    Config(String),
+    Config(#[source] Cause),
+}
+
+impl TargetError {
+    pub fn unreachable(cause: impl Into<Cause>) -> Self {
+        TargetError::Unreachable(cause.into())
+    }
+
+    pub fn device(cause: impl Into<Cause>) -> Self {
+        TargetError::Device(cause.into())
+    }
+
+    pub fn config(cause: impl Into<Cause>) -> Self {
+        TargetError::Config(cause.into())
+    }
+
+    /// The driver's error, whatever the category.
+    pub fn cause(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self {
+            TargetError::Unreachable(c) | TargetError::Device(c) | TargetError::Config(c) => {
+                c.as_ref()
+            }
+        }
+    }
+}
+
+/// A driver error with the device it concerns, as an operator reads it: "router
+/// 10.0.0.1:22: …", optionally followed by what to do. Its source is the driver's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{device}: {source}{}", .advice.map(|a| format!("; {a}")).unwrap_or_default())]
+pub struct OnDevice {
+    pub device: String,
+    #[source]
+    pub source: Cause,
+    pub advice: Option<&'static str>,
+}
+
+impl OnDevice {
+    pub fn new(device: impl Into<String>, source: impl Into<Cause>) -> Self {
+        OnDevice {
+            device: device.into(),
+            source: source.into(),
+            advice: None,
+        }
+    }
+
+    /// Adds what the operator should do, when the driver's error alone does not say it.
+    pub fn with_advice(mut self, advice: &'static str) -> Self {
+        self.advice = Some(advice);
+        self
+    }
 }
 
 /// One enforcement point. See the crate documentation for the contract.

@@ -23,7 +23,7 @@ use netban_core::plan::{self, Held, Ownership, Plan};
 use netban_core::{Expiry, Prefix};
 use netban_targets::aws_nacl::{AwsNacl, AwsNaclConfig};
 use netban_targets::aws_waf::{AwsWaf, AwsWafConfig, IpSetRef};
-use netban_targets::{ItemResult, OwnershipKind, Step, Target, TargetError};
+use netban_targets::{ItemOutcome, OwnershipKind, Step, Target, TargetError};
 use netban_testlab::netban::{Binaries, Daemon};
 use netban_testlab::plans::{adds, prefix as p};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};
@@ -182,7 +182,7 @@ async fn nacl_bans_and_unbans_v4_and_v6_leaving_operator_rules_alone() {
         .items
         .iter()
         .map(|i| match &i.result {
-            ItemResult::Done { held: Some(h) } => h.handle.clone().unwrap(),
+            ItemOutcome::Done { held: Some(h) } => h.handle.clone().unwrap(),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -209,7 +209,7 @@ async fn nacl_bans_and_unbans_v4_and_v6_leaving_operator_rules_alone() {
     let again = nacl.apply(&adds(&["198.51.100.0/24"])).await.unwrap();
     assert_eq!(
         again.items[0].result,
-        ItemResult::Done {
+        ItemOutcome::Done {
             held: Some(held("198.51.100.0/24", 3))
         }
     );
@@ -365,7 +365,9 @@ async fn nacl_is_found_by_subnet_and_through_imdsv2() {
         ..nacl_config(&moto, None)
     };
     match AwsNacl::new("vpc", off_ec2).unwrap().prepare().await {
-        Err(TargetError::Unreachable(m)) => assert!(m.contains("set network_acl_id"), "{m}"),
+        Err(TargetError::Unreachable(m)) => {
+            assert!(m.to_string().contains("set network_acl_id"), "{m}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -376,7 +378,7 @@ async fn nacl_refuses_rules_that_would_defeat_it() {
     let ec2 = moto.ec2();
     let acl = default_acl(&ec2).await;
     let config_error = |r: Result<(), TargetError>| match r {
-        Err(TargetError::Config(m)) => m,
+        Err(TargetError::Config(m)) => m.to_string(),
         other => panic!("expected a configuration error, got {other:?}"),
     };
 
@@ -471,7 +473,7 @@ async fn wrong_credentials_and_missing_permissions_are_configuration_errors() {
 
     let mut wrong = AwsNacl::new("vpc", with_secret("not-the-secret")).unwrap();
     match wrong.prepare().await {
-        Err(TargetError::Config(m)) => assert!(m.contains("credentials"), "{m}"),
+        Err(TargetError::Config(m)) => assert!(m.to_string().contains("credentials"), "{m}"),
         other => panic!("wrong secret: {other:?}\n{}", moto.log()),
     }
 
@@ -479,7 +481,9 @@ async fn wrong_credentials_and_missing_permissions_are_configuration_errors() {
     let mut reader = AwsNacl::new("vpc", with_secret(&secret)).unwrap();
     reader.prepare().await.unwrap();
     match reader.apply(&adds(&["203.0.113.7"])).await {
-        Err(TargetError::Config(m)) => assert!(m.contains("ec2:CreateNetworkAclEntry"), "{m}"),
+        Err(TargetError::Config(m)) => {
+            assert!(m.to_string().contains("ec2:CreateNetworkAclEntry"), "{m}")
+        }
         other => panic!("read-only user: {other:?}"),
     }
 
@@ -492,7 +496,7 @@ async fn wrong_credentials_and_missing_permissions_are_configuration_errors() {
         ..waf_config(&moto, Some(("nb4", "0000")), None)
     };
     match AwsWaf::new("waf", waf_config).unwrap().prepare().await {
-        Err(TargetError::Config(m)) => assert!(m.contains("credentials"), "{m}"),
+        Err(TargetError::Config(m)) => assert!(m.to_string().contains("credentials"), "{m}"),
         other => panic!("wrong secret (WAF): {other:?}"),
     }
 }
@@ -846,13 +850,13 @@ async fn waf_holds_at_most_ten_thousand_addresses() {
     let done: Vec<Prefix> = report
         .items
         .iter()
-        .filter(|i| i.step == Step::Add && matches!(i.result, ItemResult::Done { .. }))
+        .filter(|i| i.step == Step::Add && matches!(i.result, ItemOutcome::Done { .. }))
         .map(|i| i.prefix)
         .collect();
     let failed = report
         .items
         .iter()
-        .filter(|i| matches!(&i.result, ItemResult::Failed { reason } if reason.contains("full")))
+        .filter(|i| matches!(&i.result, ItemOutcome::Failed { reason } if reason.contains("full")))
         .count();
     assert_eq!((done.len(), failed), (5, 5), "{report:?}");
     let (list, _) = set_addresses(&waf, "nb4", &id).await;

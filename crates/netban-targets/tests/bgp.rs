@@ -22,7 +22,7 @@ mod routers;
 use netban_core::plan::{Desired, Held, Plan};
 use netban_core::{Expiry, Prefix};
 use netban_targets::bgp::{Bgp, BgpConfig, PeerConfig};
-use netban_targets::{ItemResult, Target, TargetError};
+use netban_targets::{ItemOutcome, Target, TargetError};
 use netban_testlab::plans::{adds, prefix as p, removes};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab, Process};
 use routers::{blackholes, Kind, Router, ROUTER_AS, ROUTER_LINK_V4, SPEAKER_AS, SPEAKER_LINK_V4};
@@ -95,7 +95,7 @@ async fn apply_ok(t: &mut Bgp, plan: &Plan) {
     let report = t.apply(plan).await.unwrap();
     assert_eq!(report.items.len(), plan.len());
     for item in &report.items {
-        assert!(matches!(item.result, ItemResult::Done { .. }), "{item:?}");
+        assert!(matches!(item.result, ItemOutcome::Done { .. }), "{item:?}");
     }
 }
 
@@ -251,7 +251,9 @@ async fn restarted_router_gets_every_ban_back(kind: Kind, tag: &str) {
         "{kind:?}: the driver did not notice the router going"
     );
     match t.observe().await {
-        Err(TargetError::Unreachable(m)) => assert!(m.contains("not established"), "{m}"),
+        Err(TargetError::Unreachable(m)) => {
+            assert!(m.to_string().contains("not established"), "{m}")
+        }
         other => panic!("{kind:?}: observe with the router down: {other:?}"),
     }
     // An unban while the router is down: reported as unreachable, but kept.
@@ -351,7 +353,7 @@ fn eventually_config_error(t: &mut Bgp, router: &Router) -> String {
         matches!(last, Some(Err(TargetError::Config(_))))
     });
     match last {
-        Some(Err(TargetError::Config(m))) if got => m,
+        Some(Err(TargetError::Config(m))) if got => m.to_string(),
         other => panic!("no configuration error: {other:?}{}", router.logs()),
     }
 }

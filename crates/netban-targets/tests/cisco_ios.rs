@@ -9,7 +9,7 @@
 use netban_core::plan::{self, ExpiryTracking, Held, Ownership, Plan};
 use netban_core::{Expiry, Prefix};
 use netban_targets::cisco_ios::{Action, CiscoIos, CiscoIosConfig, Mode, TAIL_SEQUENCE};
-use netban_targets::{ItemResult, Step, Target, TargetError};
+use netban_targets::{ItemOutcome, Step, Target, TargetError};
 use netban_testlab::plans::{adds, prefix as p};
 use netban_testlab::wait_until;
 use std::collections::BTreeMap;
@@ -183,7 +183,7 @@ async fn apply_ok(t: &mut CiscoIos, plan: &Plan) -> Vec<Held> {
         .items
         .into_iter()
         .map(|i| match i.result {
-            ItemResult::Done { held } => held.unwrap_or(Held {
+            ItemOutcome::Done { held } => held.unwrap_or(Held {
                 prefix: i.prefix,
                 expiry: None,
                 handle: None,
@@ -209,7 +209,7 @@ async fn sync(t: &mut CiscoIos, desired: &[&str]) -> Result<Plan, TargetError> {
     if !plan.is_empty() {
         let report = t.apply(&plan).await?;
         for item in &report.items {
-            assert!(matches!(item.result, ItemResult::Done { .. }), "{item:?}");
+            assert!(matches!(item.result, ItemOutcome::Done { .. }), "{item:?}");
         }
     }
     Ok(plan)
@@ -411,21 +411,21 @@ async fn a_refused_line_is_rejected_and_the_rest_of_the_batch_applied() {
         .apply(&adds(&["203.0.113.65", "203.0.113.66", "203.0.113.67"]))
         .await
         .unwrap();
-    let results: BTreeMap<String, &ItemResult> = report
+    let results: BTreeMap<String, &ItemOutcome> = report
         .items
         .iter()
         .map(|i| (i.prefix.to_string(), &i.result))
         .collect();
     assert!(matches!(
         results["203.0.113.65/32"],
-        ItemResult::Done { .. }
+        ItemOutcome::Done { .. }
     ));
     assert!(matches!(
         results["203.0.113.67/32"],
-        ItemResult::Done { .. }
+        ItemOutcome::Done { .. }
     ));
     match results["203.0.113.66/32"] {
-        ItemResult::Rejected { reason } => {
+        ItemOutcome::Rejected { reason } => {
             assert!(reason.contains("% Invalid input detected"), "{reason}")
         }
         other => panic!("{other:?}"),
@@ -447,7 +447,7 @@ async fn a_session_dropped_mid_batch_reconnects_and_converges() {
     // First attempt: a few lines pass, drop; the driver re-reads on a new session and sends
     // what is missing, 7 lines of which pass before the next drop: that one surfaces.
     match t.apply(&adds(&want)).await {
-        Err(TargetError::Unreachable(m)) => assert!(m.contains("closed"), "{m}"),
+        Err(TargetError::Unreachable(m)) => assert!(m.to_string().contains("closed"), "{m}"),
         other => panic!("expected the second drop to surface as unreachable: {other:?}"),
     }
     assert!(r.log().contains("closed 1 sessions"), "{}", r.log());
@@ -603,7 +603,9 @@ async fn wrong_host_keys_are_refused_with_the_presented_fingerprint() {
     match t.prepare().await {
         Err(TargetError::Config(m)) => {
             assert!(
-                m.contains(&r.fingerprint) && m.contains(wrong) && m.contains("refused"),
+                m.to_string().contains(&r.fingerprint)
+                    && m.to_string().contains(wrong)
+                    && m.to_string().contains("refused"),
                 "{m}"
             )
         }
@@ -626,7 +628,7 @@ async fn wrong_host_keys_are_refused_with_the_presented_fingerprint() {
     std::fs::write(&other, format!("[127.0.0.1]:{} {other_key}\n", r.port)).unwrap();
     let mut t = CiscoIos::new("edge", with_known(other)).unwrap();
     match t.prepare().await {
-        Err(TargetError::Config(m)) => assert!(m.contains(&r.fingerprint), "{m}"),
+        Err(TargetError::Config(m)) => assert!(m.to_string().contains(&r.fingerprint), "{m}"),
         other => panic!("{other:?}"),
     }
 }
@@ -679,7 +681,7 @@ async fn key_auth_works_and_wrong_credentials_are_config_errors() {
     ] {
         let mut t = CiscoIos::new("edge", config).unwrap();
         match t.observe().await {
-            Err(TargetError::Config(m)) => assert!(m.contains(what), "{m}"),
+            Err(TargetError::Config(m)) => assert!(m.to_string().contains(what), "{m}"),
             other => panic!("{what}: {other:?}"),
         }
     }
@@ -713,7 +715,7 @@ async fn object_group_mode_holds_ipv4_members() {
     let report = t.apply(&adds(&["2001:db8::5"])).await.unwrap();
     assert!(matches!(
         report.items[0].result,
-        ItemResult::Rejected { .. }
+        ItemOutcome::Rejected { .. }
     ));
 }
 

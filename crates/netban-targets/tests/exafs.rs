@@ -12,7 +12,7 @@ mod peer;
 use netban_core::plan::{self, Desired, Held, Ownership, Plan};
 use netban_core::{Expiry, Prefix, Timestamp};
 use netban_targets::exafs::{Exafs, ExafsConfig, KeySetting, MARGIN_SECS, ROUNDING_SECS};
-use netban_targets::{ItemResult, OwnershipKind, Step, Target, TargetError};
+use netban_targets::{ItemOutcome, OwnershipKind, Step, Target, TargetError};
 use netban_testlab::netban::{Binaries, Daemon};
 use netban_testlab::plans::{in_secs, now, prefix as p};
 use netban_testlab::wait_until;
@@ -49,10 +49,10 @@ async fn apply_ok(t: &mut Exafs, plan: &Plan) -> BTreeMap<Prefix, Held> {
     let mut held = BTreeMap::new();
     for item in report.items {
         match item.result {
-            ItemResult::Done { held: Some(h) } => {
+            ItemOutcome::Done { held: Some(h) } => {
                 held.insert(item.prefix, h);
             }
-            ItemResult::Done { held: None } => assert_eq!(item.step, Step::Remove),
+            ItemOutcome::Done { held: None } => assert_eq!(item.step, Step::Remove),
             other => panic!("{} {:?}: {other:?}", item.prefix, item.step),
         }
     }
@@ -226,14 +226,14 @@ async fn outside_the_organisation_is_rejected_with_the_reason_and_the_rest_proce
         ("2001:db8::20", in_secs(3_600)),
     ]);
     let report = t.apply(&plan).await.expect("apply");
-    let by_prefix: BTreeMap<Prefix, ItemResult> = report
+    let by_prefix: BTreeMap<Prefix, ItemOutcome> = report
         .items
         .into_iter()
         .map(|i| (i.prefix, i.result))
         .collect();
     for outside in ["198.51.100.7", "2001:db9::1"] {
         match &by_prefix[&p(outside)] {
-            ItemResult::Rejected { reason } => {
+            ItemOutcome::Rejected { reason } => {
                 assert!(reason.contains("must be in organization range"), "{reason}")
             }
             other => panic!("{outside}: {other:?}"),
@@ -242,7 +242,7 @@ async fn outside_the_organisation_is_rejected_with_the_reason_and_the_rest_proce
     for inside in ["203.0.113.20", "2001:db8::20"] {
         assert!(matches!(
             by_prefix[&p(inside)],
-            ItemResult::Done { held: Some(_) }
+            ItemOutcome::Done { held: Some(_) }
         ));
     }
     assert_eq!(api.rules().await.len(), 2);
@@ -256,8 +256,11 @@ async fn wrong_read_only_and_exposed_keys_are_configuration_errors() {
     let mut wrong = Exafs::new("rtbh", config_for(&peer, "not-the-key")).unwrap();
     match wrong.prepare().await {
         Err(TargetError::Config(m)) => {
-            assert!(m.contains("ExaFS refused the API key (403"), "{m}");
-            assert!(m.contains("bound to another machine"), "{m}");
+            assert!(
+                m.to_string().contains("ExaFS refused the API key (403"),
+                "{m}"
+            );
+            assert!(m.to_string().contains("bound to another machine"), "{m}");
         }
         other => panic!("{other:?}"),
     }
@@ -268,7 +271,7 @@ async fn wrong_read_only_and_exposed_keys_are_configuration_errors() {
         .apply(&adds(&[("203.0.113.30", in_secs(600))]))
         .await
     {
-        Err(TargetError::Config(m)) => assert!(m.contains("read-only"), "{m}"),
+        Err(TargetError::Config(m)) => assert!(m.to_string().contains("read-only"), "{m}"),
         other => panic!("{other:?}"),
     }
     assert!(peer.api().rules().await.is_empty());
@@ -276,7 +279,7 @@ async fn wrong_read_only_and_exposed_keys_are_configuration_errors() {
     let exposed = peer.key_file("exposed.key", KEY, 0o644);
     let config = ExafsConfig::new(&peer.url(), KeySetting::File(exposed), COMMUNITY);
     match Exafs::new("rtbh", config) {
-        Err(TargetError::Config(m)) => assert!(m.contains("chmod 600"), "{m}"),
+        Err(TargetError::Config(m)) => assert!(m.to_string().contains("chmod 600"), "{m}"),
         Ok(_) => panic!("a key file others may read was accepted"),
         Err(other) => panic!("{other:?}"),
     }
@@ -285,7 +288,7 @@ async fn wrong_read_only_and_exposed_keys_are_configuration_errors() {
     config.community = 99;
     let mut unknown = Exafs::new("rtbh", config).unwrap();
     match unknown.prepare().await {
-        Err(TargetError::Config(m)) => assert!(m.contains("1 (65535:65283)"), "{m}"),
+        Err(TargetError::Config(m)) => assert!(m.to_string().contains("1 (65535:65283)"), "{m}"),
         other => panic!("{other:?}"),
     }
 }
@@ -317,7 +320,7 @@ async fn a_reused_rule_id_is_verified_and_not_deleted() {
         })
         .await
         .unwrap();
-    assert!(matches!(report.items[0].result, ItemResult::Done { .. }));
+    assert!(matches!(report.items[0].result, ItemOutcome::Done { .. }));
     assert!(api.rule_for("203.0.113.41", 32).await.is_some());
     assert_eq!(peer.count_lines("withdraw", "203.0.113.41/32"), 0);
 }

@@ -12,7 +12,7 @@ mod report;
 use netban_core::plan::{plan, Ownership};
 use netban_core::{Expiry, Prefix};
 use netban_targets::netconf::{Netconf, NetconfConfig};
-use netban_targets::{ItemResult, Step, Target};
+use netban_targets::{ItemOutcome, Step, Target};
 use netban_testlab::netban::{Binaries, Daemon};
 use netban_testlab::plans::{adds, prefix as p, removes};
 use report::assert_all_done;
@@ -516,7 +516,7 @@ async fn waits_for_a_lock_held_by_another_session() {
     let mut t = server.target(r#", "lock_wait_secs": 1"#);
     let report = t.apply(&adds(&["203.0.113.8"])).await.unwrap();
     match &report.items[0].result {
-        ItemResult::Failed { reason } => assert!(
+        ItemOutcome::Failed { reason } => assert!(
             reason.contains(&format!("locked by session {}", admin.session_id)),
             "{reason}"
         ),
@@ -562,7 +562,7 @@ async fn never_commits_another_sessions_uncommitted_edits() {
     let mut t = server.target("");
     let report = t.apply(&adds(&["203.0.113.9"])).await.unwrap();
     match &report.items[0].result {
-        ItemResult::Failed { reason } => {
+        ItemOutcome::Failed { reason } => {
             assert!(
                 reason.contains("uncommitted changes of another session"),
                 "{reason}"
@@ -606,14 +606,14 @@ async fn max_elements_fails_the_adds_and_still_removes() {
     let mut failed = Vec::new();
     for item in &report.items {
         match (item.step, &item.result) {
-            (Step::Add, ItemResult::Failed { reason }) => {
+            (Step::Add, ItemOutcome::Failed { reason }) => {
                 assert!(
                     reason.contains("max-elements") && reason.contains("capacity_v4"),
                     "{reason}"
                 );
                 failed.push(item.prefix.to_string());
             }
-            (_, ItemResult::Done { .. }) => {}
+            (_, ItemOutcome::Done { .. }) => {}
             other => panic!("{}: {other:?}", item.prefix),
         }
     }
@@ -637,8 +637,8 @@ async fn generic_preset_reports_entries_the_server_refuses() {
         .unwrap();
     for item in &report.items {
         match (item.prefix.to_string().as_str(), &item.result) {
-            ("203.0.113.20/32", ItemResult::Done { .. }) => {}
-            ("2001:db8::20/128", ItemResult::Rejected { reason }) => {
+            ("203.0.113.20/32", ItemOutcome::Done { .. }) => {}
+            ("2001:db8::20/128", ItemOutcome::Rejected { reason }) => {
                 assert!(reason.contains("2001:db8::20/128"), "{reason}")
             }
             other => panic!("{other:?}"),
@@ -739,7 +739,7 @@ async fn wrong_host_key_is_a_config_error() {
     match t.prepare().await {
         Err(netban_targets::TargetError::Config(m)) => {
             assert!(
-                m.contains(&server.fingerprint) && m.contains("refused"),
+                m.to_string().contains(&server.fingerprint) && m.to_string().contains("refused"),
                 "{m}"
             )
         }

@@ -7,7 +7,7 @@
 use netban_core::plan::{Desired, ExpiryTracking, Held, Plan};
 use netban_core::{Expiry, Prefix};
 use netban_targets::nftables::{Hook, Nftables, NftablesConfig};
-use netban_targets::{ItemResult, Step, Target, TargetError};
+use netban_targets::{ItemOutcome, Step, Target, TargetError};
 use netban_testlab::plans::{in_secs, prefix as p};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab, Process};
 use std::collections::BTreeMap;
@@ -62,7 +62,7 @@ async fn apply_ok(t: &mut Nftables, plan: &Plan) {
     assert_eq!(report.items.len(), plan.len());
     for item in &report.items {
         assert!(
-            matches!(item.result, ItemResult::Done { .. }),
+            matches!(item.result, ItemOutcome::Done { .. }),
             "{item:?} not done"
         );
     }
@@ -216,7 +216,7 @@ async fn prefix_bans_use_the_interval_sets_and_a_broader_one_replaces_a_narrower
     assert_eq!(report.items.len(), 1);
     assert_eq!(report.items[0].step, Step::Add);
     assert!(
-        matches!(report.items[0].result, ItemResult::Done { .. }),
+        matches!(report.items[0].result, ItemOutcome::Done { .. }),
         "{report:?}"
     );
     let held = observed(&mut t).await;
@@ -240,7 +240,7 @@ async fn prefix_bans_use_the_interval_sets_and_a_broader_one_replaces_a_narrower
         .await
         .unwrap();
     match &report.items[0].result {
-        ItemResult::Failed { reason } => assert!(reason.contains("203.0.113.0/24"), "{reason}"),
+        ItemOutcome::Failed { reason } => assert!(reason.contains("203.0.113.0/24"), "{reason}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(observed(&mut t).await.len(), 2);
@@ -265,7 +265,7 @@ async fn permanent_and_timed_elements_read_back_with_their_expiry() {
     let held = observed(&mut t).await;
     assert_eq!(held.len(), 5);
     for item in &report.items {
-        let ItemResult::Done { held: Some(after) } = &item.result else {
+        let ItemOutcome::Done { held: Some(after) } = &item.result else {
             panic!("{item:?}");
         };
         assert_expiry_near(&held[&item.prefix], after.expiry.unwrap());
@@ -493,7 +493,7 @@ async fn a_refused_transaction_is_recovered_item_by_item() {
         report
             .items
             .iter()
-            .all(|i| matches!(i.result, ItemResult::Done { .. })),
+            .all(|i| matches!(i.result, ItemOutcome::Done { .. })),
         "{report:?}"
     );
     let held = observed(&mut t).await;
@@ -552,7 +552,7 @@ async fn observe_before_prepare_says_to_prepare() {
     let fw = lab.host("fw").unwrap();
     let mut t = target_on(&fw);
     match t.observe().await {
-        Err(TargetError::Device(msg)) => assert!(msg.contains("prepare"), "{msg}"),
+        Err(TargetError::Device(msg)) => assert!(msg.to_string().contains("prepare"), "{msg}"),
         other => panic!("{other:?}"),
     }
     t.prepare().await.unwrap();

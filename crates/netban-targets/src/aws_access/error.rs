@@ -1,7 +1,7 @@
 //! What an AWS SDK error means for netban: unreachable, refused credentials or permission,
 //! throttled, or an answer from the service (with its error code).
 
-use crate::TargetError;
+use crate::{OnDevice, TargetError};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// Error codes saying the credentials themselves are wrong (unknown key, wrong secret,
@@ -44,10 +44,13 @@ pub(crate) enum ApiError {
     #[error("{0}")]
     Unreachable(String),
     /// AWS did not accept the credentials.
-    #[error("AWS did not accept netban's credentials ({code}: {message})")]
+    #[error(
+        "AWS did not accept netban's credentials ({code}: {message}); check the credentials \
+         netban uses (environment, profile, credentials_file or instance role)"
+    )]
     BadCredentials { code: String, message: String },
     /// The credentials lack `permission`.
-    #[error("AWS refused {permission} ({code}: {message})")]
+    #[error("AWS refused {permission} ({code}: {message}); allow {permission} for netban's IAM identity")]
     Denied {
         permission: &'static str,
         code: String,
@@ -73,16 +76,13 @@ impl ApiError {
     /// As the error of a whole observe or apply. `target` names the target in messages.
     pub fn into_target_error(self, target: &str) -> TargetError {
         match self {
-            ApiError::Unreachable(m) => TargetError::Unreachable(format!("{target}: {m}")),
-            ApiError::BadCredentials { .. } => TargetError::Config(format!(
-                "{target}: {self}; check the credentials netban uses (environment, profile, \
-                 credentials_file or instance role)"
-            )),
-            ApiError::Denied { permission, .. } => TargetError::Config(format!(
-                "{target}: {self}; allow {permission} for netban's IAM identity"
-            )),
-            ApiError::Throttled { .. } => TargetError::Unreachable(format!("{target}: {self}")),
-            ApiError::Service { .. } => TargetError::Device(format!("{target}: {self}")),
+            ApiError::Unreachable(_) | ApiError::Throttled { .. } => {
+                TargetError::unreachable(OnDevice::new(target, self))
+            }
+            ApiError::BadCredentials { .. } | ApiError::Denied { .. } => {
+                TargetError::config(OnDevice::new(target, self))
+            }
+            ApiError::Service { .. } => TargetError::device(OnDevice::new(target, self)),
         }
     }
 
@@ -164,14 +164,20 @@ mod tests {
         let TargetError::Config(m) = denied.into_target_error("nacl") else {
             panic!("a permission problem is a configuration error");
         };
-        assert!(m.contains("allow ec2:CreateNetworkAclEntry"), "{m}");
+        assert!(
+            m.to_string().contains("allow ec2:CreateNetworkAclEntry"),
+            "{m}"
+        );
+        assert!(m
+            .downcast_ref::<OnDevice>()
+            .is_some_and(|e| e.source.is::<ApiError>()));
         let creds = ApiError::BadCredentials {
             code: "SignatureDoesNotMatch".into(),
             message: "x".into(),
         };
         assert!(matches!(
             creds.into_target_error("t"),
-            TargetError::Config(m) if m.contains("check the credentials")
+            TargetError::Config(m) if m.to_string().contains("check the credentials")
         ));
         let throttled = ApiError::Throttled {
             code: "RequestLimitExceeded".into(),

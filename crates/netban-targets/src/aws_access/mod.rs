@@ -49,7 +49,7 @@ pub struct AwsAccess {
 impl AwsAccess {
     /// Checks the values that reach the SDK.
     pub fn validate(&self, target: &str) -> Result<(), TargetError> {
-        let bad = |msg: String| Err(TargetError::Config(format!("{target}: {msg}")));
+        let bad = |msg: String| Err(TargetError::config(format!("{target}: {msg}")));
         if let Some(region) = &self.region {
             let ok = !region.is_empty()
                 && region.len() <= 32
@@ -118,10 +118,9 @@ impl AwsAccess {
         }
         let config = loader.load().await;
         if config.region().is_none() {
-            return Err(TargetError::Config(
+            return Err(TargetError::config(
                 "no AWS region: set `region` in the target, or AWS_REGION, or a region in the \
-                 AWS profile"
-                    .into(),
+                 AWS profile",
             ));
         }
         Ok(config)

@@ -131,7 +131,7 @@ impl AwsNaclConfig {
 
     /// Checks every value that reaches AWS and that the numbers fit together.
     pub fn validated(self, target: &str) -> Result<Self, TargetError> {
-        let bad = |msg: String| Err(TargetError::Config(format!("aws_nacl {target}: {msg}")));
+        let bad = |msg: String| Err(TargetError::config(format!("aws_nacl {target}: {msg}")));
         self.access().validate(&format!("aws_nacl {target}"))?;
         if self.network_acl_id.is_some() && self.subnet_id.is_some() {
             return bad("give network_acl_id or subnet_id, not both".into());

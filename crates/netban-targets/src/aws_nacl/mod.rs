@@ -36,7 +36,8 @@ pub use entries::{AclView, Conflict, Entry};
 
 use crate::aws_access::{classify, ApiError};
 use crate::{
-    ApplyReport, ItemReport, ItemResult, OwnershipKind, Step, Target, TargetError, TargetInfo,
+    ApplyReport, ItemOutcome, ItemReport, OnDevice, OwnershipKind, Step, Target, TargetError,
+    TargetInfo,
 };
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, RuleAction};
@@ -64,7 +65,7 @@ impl AwsNacl {
         let config = config.validated(name)?;
         let info = TargetInfo {
             name: name.to_string(),
-            kind: "aws_nacl",
+            kind: AwsNaclConfig::KIND,
             families: vec![Family::V4, Family::V6],
             capacity: config.capacity(),
             ownership: OwnershipKind::Exclusive,
@@ -99,7 +100,7 @@ impl AwsNacl {
     fn ready(&self) -> Result<(&Client, &str), TargetError> {
         match (&self.client, &self.acl_id) {
             (Some(c), Some(id)) => Ok((c, id)),
-            _ => Err(TargetError::Device(format!(
+            _ => Err(TargetError::device(format!(
                 "{}: used before prepare",
                 self.label()
             ))),
@@ -116,7 +117,7 @@ impl AwsNacl {
             None => {
                 let s = imds::this_instance_subnet(&self.config.imds_endpoint).await?;
                 if !config::is_resource_id(&s, "subnet-") {
-                    return Err(TargetError::Device(format!(
+                    return Err(TargetError::device(format!(
                         "{}: instance metadata gave {s:?} as the subnet id",
                         self.label()
                     )));
@@ -140,7 +141,7 @@ impl AwsNacl {
             .find_map(|acl| acl.network_acl_id())
             .map(str::to_string)
             .ok_or_else(|| {
-                TargetError::Config(format!(
+                TargetError::config(format!(
                     "{}: no network ACL is associated with subnet {subnet}; set network_acl_id",
                     self.label()
                 ))
@@ -158,7 +159,7 @@ impl AwsNacl {
             .map_err(|e| match classify("ec2:DescribeNetworkAcls", &e) {
                 // moto 5.2.5 says InvalidRouteTableID.NotFound for an unknown NACL id.
                 ApiError::Service { code, .. } if code.ends_with(".NotFound") => {
-                    TargetError::Config(format!(
+                    TargetError::config(format!(
                         "{}: network ACL {acl} does not exist in this region/account ({code}); \
                          fix network_acl_id, subnet_id or region",
                         self.label()
@@ -171,7 +172,7 @@ impl AwsNacl {
             .iter()
             .find(|a| a.network_acl_id() == Some(acl))
         else {
-            return Err(TargetError::Config(format!(
+            return Err(TargetError::config(format!(
                 "{}: network ACL {acl} was not found; fix network_acl_id, subnet_id or region",
                 self.label()
             )));
@@ -188,8 +189,12 @@ impl AwsNacl {
                 cidr_v6: e.ipv6_cidr_block().map(str::to_string),
             })
             .collect();
-        let conflict =
-            |c: Conflict| TargetError::Config(format!("{}: network ACL {acl}: {c}", self.label()));
+        let conflict = |c: Conflict| {
+            TargetError::config(OnDevice::new(
+                format!("{}: network ACL {acl}", self.label()),
+                c,
+            ))
+        };
         let view = AclView::read(&entries, &self.config.range()).map_err(conflict)?;
         view.check_reserved(self.config.reserved_v4, self.config.reserved_v6)
             .map_err(conflict)?;
@@ -230,14 +235,14 @@ impl AwsNacl {
     }
 
     /// Adds one entry for `prefix` at the lowest free rule number.
-    async fn add(&self, view: &mut AclView, prefix: Prefix) -> Result<ItemResult, ApiError> {
+    async fn add(&self, view: &mut AclView, prefix: Prefix) -> Result<ItemOutcome, ApiError> {
         if let Some(rule) = view.rule_of(&prefix) {
             return Ok(done(prefix, rule));
         }
         let range = self.config.range();
         for _ in 0..ALLOCATION_ATTEMPTS {
             let Some(rule) = view.free_rule(&range) else {
-                return Ok(ItemResult::Failed {
+                return Ok(ItemOutcome::Failed {
                     reason: format!(
                         "no free rule number in rule_range {}..{}",
                         range.start(),
@@ -255,7 +260,7 @@ impl AwsNacl {
                     view.used.insert(i32::from(rule));
                 }
                 Err(e) if e.code() == Some("NetworkAclEntryLimitExceeded") => {
-                    return Ok(ItemResult::Failed {
+                    return Ok(ItemOutcome::Failed {
                         reason: format!(
                             "the NACL's rule quota is full ({e}); check max_rules_v4/v6 and \
                              reserved_v4/v6 against the NACL"
@@ -263,14 +268,14 @@ impl AwsNacl {
                     })
                 }
                 Err(e) if e.code().is_some_and(|c| c.starts_with("Invalid")) => {
-                    return Ok(ItemResult::Rejected {
+                    return Ok(ItemOutcome::Rejected {
                         reason: e.to_string(),
                     })
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(ItemResult::Failed {
+        Ok(ItemOutcome::Failed {
             reason: format!(
                 "rule numbers kept being taken by someone else ({ALLOCATION_ATTEMPTS} tries)"
             ),
@@ -278,8 +283,8 @@ impl AwsNacl {
     }
 }
 
-fn done(prefix: Prefix, rule: u16) -> ItemResult {
-    ItemResult::Done {
+fn done(prefix: Prefix, rule: u16) -> ItemOutcome {
+    ItemOutcome::Done {
         held: Some(Held {
             prefix,
             expiry: None,
@@ -297,7 +302,7 @@ impl Target for AwsNacl {
     async fn prepare(&mut self) -> Result<(), TargetError> {
         if self.client.is_none() {
             let sdk = self.config.access().load().await.map_err(|e| match e {
-                TargetError::Config(m) => TargetError::Config(format!("{}: {m}", self.label())),
+                TargetError::Config(m) => TargetError::config(OnDevice::new(self.label(), m)),
                 other => other,
             })?;
             self.client = Some(Client::new(&sdk));
@@ -319,7 +324,7 @@ impl Target for AwsNacl {
         // Once AWS throttles past the SDK's retries, the rest of the batch waits for the
         // reconciler's backoff rather than pressing on.
         let mut throttled: Option<String> = None;
-        let mut push = |prefix: Prefix, step: Step, result: ItemResult| {
+        let mut push = |prefix: Prefix, step: Step, result: ItemOutcome| {
             report.items.push(ItemReport {
                 prefix,
                 step,
@@ -337,7 +342,7 @@ impl Target for AwsNacl {
                     match self.delete(rule).await {
                         Ok(()) => {
                             view.record_removed(rule);
-                            ItemResult::Done { held: None }
+                            ItemOutcome::Done { held: None }
                         }
                         Err(e) if e.is_fatal() => return Err(self.api_error(e)),
                         Err(e @ ApiError::Throttled { .. }) => {
@@ -349,7 +354,7 @@ impl Target for AwsNacl {
                 }
                 // Not at that number any more (deleted or renumbered behind netban's back):
                 // nothing to delete there; the next resync sees where it went.
-                _ => ItemResult::Done { held: None },
+                _ => ItemOutcome::Done { held: None },
             };
             push(held.prefix, Step::Remove, result);
         }
@@ -374,7 +379,7 @@ impl Target for AwsNacl {
             push(
                 held.prefix,
                 Step::Refresh,
-                ItemResult::Done {
+                ItemOutcome::Done {
                     held: Some(held.clone()),
                 },
             );
@@ -383,8 +388,8 @@ impl Target for AwsNacl {
     }
 }
 
-fn failed(reason: &str) -> ItemResult {
-    ItemResult::Failed {
+fn failed(reason: &str) -> ItemOutcome {
+    ItemOutcome::Failed {
         reason: reason.to_string(),
     }
 }

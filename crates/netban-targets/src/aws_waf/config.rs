@@ -89,7 +89,7 @@ impl AwsWafConfig {
     }
 
     pub fn validated(self, target: &str) -> Result<Self, TargetError> {
-        let bad = |msg: String| Err(TargetError::Config(format!("aws_waf {target}: {msg}")));
+        let bad = |msg: String| Err(TargetError::config(format!("aws_waf {target}: {msg}")));
         self.access().validate(&format!("aws_waf {target}"))?;
         if self.sets().is_empty() {
             return bad("give ipset_v4, ipset_v6 or both ({ name = \"…\", id = \"…\" })".into());

@@ -4,7 +4,7 @@
 //! (GetIPSet), applies netban's removes and adds to it, and writes all of it back: entries
 //! netban did not add stay exactly as they were, unparsable ones included.
 
-use crate::{ItemResult, Step};
+use crate::{ItemOutcome, Step};
 use netban_core::plan::Held;
 use netban_core::Prefix;
 use std::collections::BTreeSet;
@@ -15,7 +15,7 @@ pub struct Merged {
     pub addresses: Vec<String>,
     /// False when the list is already as wanted: no write needed.
     pub changed: bool,
-    pub results: Vec<(Prefix, Step, ItemResult)>,
+    pub results: Vec<(Prefix, Step, ItemOutcome)>,
 }
 
 /// Applies `remove` and `add` to `current`, holding at most `max` addresses.
@@ -34,21 +34,21 @@ pub fn merge(current: &[String], remove: &[Prefix], add: &[Prefix], max: usize) 
             Err(_) => addresses.push(text.clone()),
         }
     }
-    let mut results: Vec<(Prefix, Step, ItemResult)> = remove
+    let mut results: Vec<(Prefix, Step, ItemOutcome)> = remove
         .iter()
-        .map(|p| (*p, Step::Remove, ItemResult::Done { held: None }))
+        .map(|p| (*p, Step::Remove, ItemOutcome::Done { held: None }))
         .collect();
     for prefix in add {
         let result = if present.contains(prefix) {
-            ItemResult::Done { held: None }
+            ItemOutcome::Done { held: None }
         } else if addresses.len() < max {
             // Rendered only from the parsed prefix.
             addresses.push(prefix.to_string());
             present.insert(*prefix);
             changed = true;
-            ItemResult::Done { held: None }
+            ItemOutcome::Done { held: None }
         } else {
-            ItemResult::Failed {
+            ItemOutcome::Failed {
                 reason: format!("the IP set is full ({max} addresses)"),
             }
         };
@@ -98,7 +98,7 @@ mod tests {
         assert!(m
             .results
             .iter()
-            .all(|(_, _, r)| *r == ItemResult::Done { held: None }));
+            .all(|(_, _, r)| *r == ItemOutcome::Done { held: None }));
         assert_eq!(held(&current).len(), 2);
     }
 
@@ -119,7 +119,7 @@ mod tests {
         let failed: Vec<Prefix> = m
             .results
             .iter()
-            .filter(|(_, _, r)| matches!(r, ItemResult::Failed { .. }))
+            .filter(|(_, _, r)| matches!(r, ItemOutcome::Failed { .. }))
             .map(|(p, _, _)| *p)
             .collect();
         assert_eq!(failed, vec![p("203.0.113.3")]);

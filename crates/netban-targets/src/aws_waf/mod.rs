@@ -24,7 +24,8 @@ pub use merge::{merge, Merged};
 
 use crate::aws_access::{classify, ApiError};
 use crate::{
-    ApplyReport, ItemReport, ItemResult, OwnershipKind, Step, Target, TargetError, TargetInfo,
+    ApplyReport, ItemOutcome, ItemReport, OnDevice, OwnershipKind, Step, Target, TargetError,
+    TargetInfo,
 };
 use async_trait::async_trait;
 use aws_sdk_wafv2::types::IpAddressVersion;
@@ -74,7 +75,7 @@ impl AwsWaf {
         let has = |f: Family| sets.iter().any(|(g, _)| *g == f);
         let info = TargetInfo {
             name: name.to_string(),
-            kind: "aws_waf",
+            kind: AwsWafConfig::KIND,
             families: sets.iter().map(|(f, _)| *f).collect(),
             capacity: Capacity {
                 v4: if has(Family::V4) { max } else { Some(0) },
@@ -115,7 +116,7 @@ impl AwsWaf {
     fn client(&self) -> Result<&Client, TargetError> {
         self.client
             .as_ref()
-            .ok_or_else(|| TargetError::Device(format!("{}: used before prepare", self.label())))
+            .ok_or_else(|| TargetError::device(format!("{}: used before prepare", self.label())))
     }
 
     fn scope(&self) -> aws_sdk_wafv2::types::Scope {
@@ -143,7 +144,7 @@ impl AwsWaf {
             .await
             .map_err(|e| match classify("wafv2:GetIPSet", &e) {
                 ApiError::Service { code, message } if code == "WAFNonexistentItemException" => {
-                    TargetError::Config(format!(
+                    TargetError::config(format!(
                         "{}: IP set {:?} (id {}) not found in scope {:?} ({message}); fix \
                          ipset_{} or scope/region",
                         self.label(),
@@ -156,7 +157,7 @@ impl AwsWaf {
                 other => other.into_target_error(&self.label()),
             })?;
         let (Some(ip_set), Some(lock_token)) = (out.ip_set(), out.lock_token()) else {
-            return Err(TargetError::Device(format!(
+            return Err(TargetError::device(format!(
                 "{}: GetIPSet for {:?} answered without the set or its lock token",
                 self.label(),
                 set.name
@@ -167,7 +168,7 @@ impl AwsWaf {
             Family::V6 => IpAddressVersion::Ipv6,
         };
         if *ip_set.ip_address_version() != want {
-            return Err(TargetError::Config(format!(
+            return Err(TargetError::config(format!(
                 "{}: IP set {:?} holds {} addresses but is configured as ipset_{}",
                 self.label(),
                 set.name,
@@ -197,7 +198,7 @@ impl AwsWaf {
         set: &IpSetRef,
         remove: &[Prefix],
         add: &[Prefix],
-    ) -> Result<Vec<(Prefix, Step, ItemResult)>, TargetError> {
+    ) -> Result<Vec<(Prefix, Step, ItemOutcome)>, TargetError> {
         let mut last_error = String::new();
         for _ in 0..LOCK_ATTEMPTS {
             self.pace(family).await;
@@ -252,8 +253,8 @@ fn family_key(family: Family) -> &'static str {
     }
 }
 
-fn fail_all(remove: &[Prefix], add: &[Prefix], reason: &str) -> Vec<(Prefix, Step, ItemResult)> {
-    let failed = || ItemResult::Failed {
+fn fail_all(remove: &[Prefix], add: &[Prefix], reason: &str) -> Vec<(Prefix, Step, ItemOutcome)> {
+    let failed = || ItemOutcome::Failed {
         reason: reason.to_string(),
     };
     remove
@@ -272,7 +273,7 @@ impl Target for AwsWaf {
     async fn prepare(&mut self) -> Result<(), TargetError> {
         if self.client.is_none() {
             let sdk = self.config.access().load().await.map_err(|e| match e {
-                TargetError::Config(m) => TargetError::Config(format!("{}: {m}", self.label())),
+                TargetError::Config(m) => TargetError::config(OnDevice::new(self.label(), m)),
                 other => other,
             })?;
             self.client = Some(Client::new(&sdk));
@@ -333,7 +334,7 @@ impl Target for AwsWaf {
             report.items.push(ItemReport {
                 prefix: held.prefix,
                 step: Step::Refresh,
-                result: ItemResult::Done {
+                result: ItemOutcome::Done {
                     held: Some(held.clone()),
                 },
             });

@@ -134,7 +134,7 @@ impl BgpConfig {
 
     /// Checks everything that can be checked without a router.
     pub fn validate(&self) -> Result<(), TargetError> {
-        let err = |m: String| Err(TargetError::Config(format!("bgp target: {m}")));
+        let err = |m: String| Err(TargetError::config(format!("bgp target: {m}")));
         if self.local_as == 0 {
             return err("local_as must not be 0".into());
         }
@@ -207,7 +207,7 @@ pub fn parse_community(text: &str) -> Result<u32, TargetError> {
         _ => {}
     }
     let bad = || {
-        TargetError::Config(format!(
+        TargetError::config(format!(
             "bgp target: community {text:?} is not ASN:VALUE (two numbers 0-65535) nor one of \
              blackhole, no-export, no-advertise"
         ))
@@ -341,7 +341,9 @@ mod tests {
         ];
         for (config, needle) in cases {
             match config.validate() {
-                Err(TargetError::Config(m)) => assert!(m.contains(needle), "{m} lacks {needle}"),
+                Err(TargetError::Config(m)) => {
+                    assert!(m.to_string().contains(needle), "{m} lacks {needle}")
+                }
                 other => panic!("{needle}: {other:?}"),
             }
         }

@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use netban_core::placement::Capacity;
 use netban_core::plan::{ExpiryTracking, Held, Plan};
 use netban_core::Family;
-use session::{Desired, PeerStatus, SessionError, Settings};
+use session::{Announcement, PeerStatus, SessionError, Settings};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +56,7 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 pub struct Bgp {
     info: TargetInfo,
     settings: Arc<Settings>,
-    desired: watch::Sender<Arc<Desired>>,
+    desired: watch::Sender<Arc<Announcement>>,
     peers: Vec<Peer>,
     shutdown: watch::Sender<bool>,
 }
@@ -90,7 +90,7 @@ impl Bgp {
             .collect();
         let info = TargetInfo {
             name: name.to_string(),
-            kind: "bgp",
+            kind: BgpConfig::KIND,
             families: vec![Family::V4, Family::V6],
             capacity: Capacity::UNBOUNDED,
             ownership: OwnershipKind::Exclusive,
@@ -103,7 +103,7 @@ impl Bgp {
                 config,
                 communities,
             }),
-            desired: watch::channel(Arc::new(Desired::default())).0,
+            desired: watch::channel(Arc::new(Announcement::default())).0,
             peers,
             shutdown: watch::channel(false).0,
         })
@@ -153,29 +153,44 @@ impl Bgp {
                 return Err(self.down_error(peer, s.last_error.as_ref()));
             }
             if s.synced_version < version {
-                return Err(TargetError::Unreachable(format!(
-                    "BGP session to {} did not take the UPDATEs within {} s (send_timeout_secs)",
-                    peer.addr,
-                    self.config().send_timeout_secs
-                )));
+                return Err(TargetError::unreachable(PeerError::NotSynced {
+                    peer: peer.addr,
+                    secs: self.config().send_timeout_secs,
+                }));
             }
         }
         Ok(())
     }
 
     fn down_error(&self, peer: &Peer, last: Option<&SessionError>) -> TargetError {
-        let why = last.map_or("not connected yet".to_string(), |e| e.to_string());
-        let message = format!(
-            "BGP session to {} is not established ({why}); it keeps retrying and announces \
-             every ban again when it is back",
-            peer.addr
-        );
+        let error = PeerError::NotEstablished {
+            peer: peer.addr,
+            last: last.cloned(),
+        };
         if last.is_some_and(SessionError::is_config) {
-            TargetError::Config(message)
+            TargetError::config(error)
         } else {
-            TargetError::Unreachable(message)
+            TargetError::unreachable(error)
         }
     }
+}
+
+/// Why the driver cannot vouch for what a peer holds.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error(
+        "BGP session to {peer} is not established ({}); it keeps retrying and announces every \
+         ban again when it is back",
+        .last.as_ref().map_or("not connected yet".to_string(), ToString::to_string)
+    )]
+    NotEstablished {
+        peer: SocketAddr,
+        /// Why the last session ended, if one was ever tried.
+        #[source]
+        last: Option<SessionError>,
+    },
+    #[error("BGP session to {peer} did not take the UPDATEs within {secs} s (send_timeout_secs)")]
+    NotSynced { peer: SocketAddr, secs: u64 },
 }
 
 #[async_trait]

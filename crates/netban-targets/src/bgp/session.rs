@@ -39,7 +39,7 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 /// What every session should announce: the driver's desired prefixes and a version that
 /// grows with each change.
 #[derive(Clone, Debug, Default)]
-pub struct Desired {
+pub struct Announcement {
     pub version: u64,
     pub prefixes: BTreeSet<Prefix>,
 }
@@ -48,7 +48,7 @@ pub struct Desired {
 #[derive(Clone, Debug, Default)]
 pub struct PeerStatus {
     pub established: bool,
-    /// The [`Desired::version`] whose prefixes this session has sent (while established).
+    /// The [`Announcement::version`] whose prefixes this session has sent (while established).
     pub synced_version: u64,
     /// Why the last session ended or the last connection attempt failed.
     pub last_error: Option<SessionError>,
@@ -99,7 +99,7 @@ pub struct Settings {
 pub async fn run(
     settings: Arc<Settings>,
     peer: PeerConfig,
-    mut desired: watch::Receiver<Arc<Desired>>,
+    mut desired: watch::Receiver<Arc<Announcement>>,
     status: watch::Sender<PeerStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -341,7 +341,7 @@ impl<'a> Session<'a> {
     /// One connection: `Ok` when shut down on request, `Err` when it failed or ended.
     async fn connect_and_serve(
         &mut self,
-        desired: &mut watch::Receiver<Arc<Desired>>,
+        desired: &mut watch::Receiver<Arc<Announcement>>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), SessionError> {
         let c = self.config();
@@ -446,7 +446,7 @@ impl<'a> Session<'a> {
         &self,
         w: &mut Writer,
         advertised: &mut BTreeSet<Prefix>,
-        desired: &Desired,
+        desired: &Announcement,
         attrs: &RouteAttributes,
     ) -> Result<(), SessionError> {
         let gone: Vec<Prefix> = advertised.difference(&desired.prefixes).copied().collect();

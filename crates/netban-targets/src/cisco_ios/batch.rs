@@ -14,8 +14,8 @@ use super::ace;
 use super::config::{CiscoIosConfig, Mode, TAIL_SEQUENCE};
 use super::listing::Listing;
 use super::transcript::{LineError, Segment};
-use crate::{ApplyReport, ItemReport, ItemResult, Step};
-use netban_core::plan::{Held, Plan};
+use crate::{ApplyReport, ItemOutcome, ItemReport, Step};
+use netban_core::plan::{Desired, Held, Plan};
 use netban_core::{Family, Prefix};
 use std::collections::BTreeMap;
 
@@ -56,9 +56,9 @@ fn held(prefix: Prefix, seq: Option<u32>) -> Held {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Outcome {
+enum ItemState {
     /// Settled before anything is sent.
-    Settled(ItemResult),
+    Settled(ItemOutcome),
     /// Sent as the line at this index of [`Batch::lines`]; confirmed by the read-back.
     Sent(usize),
 }
@@ -67,7 +67,7 @@ enum Outcome {
 struct Item {
     prefix: Prefix,
     step: Step,
-    outcome: Outcome,
+    state: ItemState,
 }
 
 /// The configuration session for one plan.
@@ -88,181 +88,21 @@ struct Section {
 }
 
 impl Batch {
+    /// Plans the session: removals first (they free sequence numbers and never depend on
+    /// adds), then adds, then refreshes, then the lines in the order the router takes them.
     pub fn new(plan: &Plan, lists: &Lists, config: &CiscoIosConfig) -> Batch {
-        let action = config.action;
-        let mut items = Vec::with_capacity(plan.len());
-        let mut primary = Section::default();
-        let mut v6 = Section::default();
-        let mut removing: BTreeMap<Prefix, usize> = BTreeMap::new();
-
-        // Removals first: they free sequence numbers and never depend on adds.
-        let mut by_prefix: BTreeMap<Prefix, Vec<&Held>> = BTreeMap::new();
-        for h in &plan.remove {
-            by_prefix.entry(h.prefix).or_default().push(h);
-        }
-        for (prefix, removes) in by_prefix {
-            let current: Vec<Option<u32>> = lists
-                .for_family(prefix.family())
-                .map(|l| {
-                    l.bans()
-                        .filter(|(p, _)| *p == prefix)
-                        .map(|(_, s)| s)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut available = current.clone();
-            for h in removes {
-                let hinted = h
-                    .handle
-                    .as_deref()
-                    .and_then(|s| s.parse::<u32>().ok())
-                    .and_then(|s| available.iter().position(|c| *c == Some(s)));
-                let pick = hinted.or_else(|| available.len().checked_sub(1));
-                let Some(i) = pick else {
-                    // Already gone from the router.
-                    items.push(Item {
-                        prefix,
-                        step: Step::Remove,
-                        outcome: Outcome::Settled(ItemResult::Done { held: None }),
-                    });
-                    continue;
-                };
-                let seq = available.remove(i);
-                let line = match (config.mode, prefix.family(), seq) {
-                    (Mode::ObjectGroup, _, _) => format!("no {}", ace::member(&prefix)),
-                    (Mode::Acl, Family::V4, Some(seq)) => format!("no {seq}"),
-                    (Mode::Acl, _, _) => ace::no_ace_v6(action, &prefix),
-                };
-                *removing.entry(prefix).or_default() += 1;
-                let section = if prefix.family() == Family::V6 {
-                    &mut v6
-                } else {
-                    &mut primary
-                };
-                section.lines.push((line, items.len()));
-                items.push(Item {
-                    prefix,
-                    step: Step::Remove,
-                    outcome: Outcome::Sent(0),
-                });
-            }
-        }
-
-        let mut next_v4 = lists.primary.max_seq_below(TAIL_SEQUENCE);
-        let mut next_v6 = lists
-            .v6
-            .as_ref()
-            .map_or(0, |l| l.max_seq_below(TAIL_SEQUENCE));
-        for d in &plan.add {
-            let prefix = d.prefix;
-            let settled = |r| Item {
-                prefix,
-                step: Step::Add,
-                outcome: Outcome::Settled(r),
-            };
-            if lists.for_family(prefix.family()).is_none() {
-                items.push(settled(ItemResult::Rejected {
-                    reason: match config.mode {
-                        Mode::ObjectGroup => "object-group mode holds IPv4 only".into(),
-                        Mode::Acl => "no IPv6 ACL configured (acl6 is empty)".into(),
-                    },
-                }));
-                continue;
-            }
-            if let Some(seq) = lists.seq_of(&prefix) {
-                items.push(settled(ItemResult::Done {
-                    held: Some(held(prefix, seq)),
-                }));
-                continue;
-            }
-            let line = match (config.mode, prefix.family()) {
-                (Mode::ObjectGroup, _) => Some(ace::member(&prefix)),
-                (Mode::Acl, family) => {
-                    let next = if family == Family::V4 {
-                        &mut next_v4
-                    } else {
-                        &mut next_v6
-                    };
-                    match next.checked_add(10).filter(|s| *s < TAIL_SEQUENCE) {
-                        Some(seq) => {
-                            *next = seq;
-                            Some(if family == Family::V4 {
-                                ace::ace_v4(seq, action, &prefix)
-                            } else {
-                                ace::ace_v6(seq, action, &prefix)
-                            })
-                        }
-                        None => None,
-                    }
-                }
-            };
-            let Some(line) = line else {
-                items.push(settled(ItemResult::Failed {
-                    reason: "no free sequence number left below the tail: resequence the ACL \
-                             (`ip access-list resequence NAME 10 10`)"
-                        .into(),
-                }));
-                continue;
-            };
-            let section = if prefix.family() == Family::V6 {
-                &mut v6
-            } else {
-                &mut primary
-            };
-            section.lines.push((line, items.len()));
-            items.push(Item {
-                prefix,
-                step: Step::Add,
-                outcome: Outcome::Sent(0),
-            });
-        }
-        // Refreshes: the router keeps no expiry (ExpiryTracking::None), so there is nothing to
-        // send; reported done as held now.
-        for (h, _) in &plan.refresh {
-            let seq = lists.seq_of(&h.prefix).flatten();
-            items.push(Item {
-                prefix: h.prefix,
-                step: Step::Refresh,
-                outcome: Outcome::Settled(ItemResult::Done {
-                    held: Some(held(h.prefix, seq)),
-                }),
-            });
-        }
-
-        let mut lines = Vec::new();
-        let mut place = |header: String, section: Section, items: &mut Vec<Item>| {
-            if section.lines.is_empty() {
-                return;
-            }
-            lines.push(header);
-            for (line, item) in section.lines {
-                items[item].outcome = Outcome::Sent(lines.len());
-                lines.push(line);
-            }
-            lines.push("exit".to_string());
+        let mut draft = Draft {
+            config,
+            lists,
+            items: Vec::with_capacity(plan.len()),
+            primary: Section::default(),
+            v6: Section::default(),
+            removing: BTreeMap::new(),
         };
-        let header = match config.mode {
-            Mode::Acl => format!("ip access-list extended {}", config.acl),
-            Mode::ObjectGroup => format!("object-group network {}", config.object_group),
-        };
-        // Line indices count from after `configure terminal`, fixed up below.
-        place(header, primary, &mut items);
-        place(format!("ipv6 access-list {}", config.acl6), v6, &mut items);
-        if !lines.is_empty() {
-            lines.insert(0, "configure terminal".to_string());
-            for item in &mut items {
-                if let Outcome::Sent(i) = &mut item.outcome {
-                    *i += 1;
-                }
-            }
-            lines.push("end".to_string());
-        }
-        Batch {
-            lines,
-            items,
-            removing,
-            before: lists.clone(),
-        }
+        draft.removals(&plan.remove);
+        draft.adds(&plan.add);
+        draft.refreshes(&plan.refresh);
+        draft.into_batch()
     }
 
     /// The first refusal of a line that is not one of the plan's items (`configure terminal`,
@@ -271,8 +111,8 @@ impl Batch {
         let item_lines: Vec<usize> = self
             .items
             .iter()
-            .filter_map(|i| match i.outcome {
-                Outcome::Sent(l) => Some(l),
+            .filter_map(|i| match i.state {
+                ItemState::Sent(l) => Some(l),
                 _ => None,
             })
             .collect();
@@ -289,9 +129,9 @@ impl Batch {
             .items
             .iter()
             .map(|item| {
-                let result = match &item.outcome {
-                    Outcome::Settled(r) => r.clone(),
-                    Outcome::Sent(line) => {
+                let result = match &item.state {
+                    ItemState::Settled(r) => r.clone(),
+                    ItemState::Sent(line) => {
                         let error = segments.get(*line).and_then(Segment::error);
                         self.confirm(item, error, after)
                     }
@@ -306,7 +146,7 @@ impl Batch {
         ApplyReport { items }
     }
 
-    fn confirm(&self, item: &Item, error: Option<LineError>, after: &Lists) -> ItemResult {
+    fn confirm(&self, item: &Item, error: Option<LineError>, after: &Lists) -> ItemOutcome {
         let p = &item.prefix;
         let confirmed = match item.step {
             Step::Add => after.seq_of(p).map(|seq| held(*p, seq)),
@@ -316,16 +156,16 @@ impl Batch {
             }
         };
         match (confirmed, error) {
-            (Some(h), _) => ItemResult::Done {
+            (Some(h), _) => ItemOutcome::Done {
                 held: (item.step == Step::Add).then_some(h),
             },
-            (None, Some(e)) if e.is_syntax() => ItemResult::Rejected {
+            (None, Some(e)) if e.is_syntax() => ItemOutcome::Rejected {
                 reason: format!("the router refused the line: {}", e.message()),
             },
-            (None, Some(e)) => ItemResult::Failed {
+            (None, Some(e)) => ItemOutcome::Failed {
                 reason: format!("the router answered: {}", e.message()),
             },
-            (None, None) => ItemResult::Failed {
+            (None, None) => ItemOutcome::Failed {
                 reason: match item.step {
                     Step::Add => "not in the list when read back after the session".into(),
                     _ => "still in the list when read back after the session".into(),
@@ -360,6 +200,201 @@ pub fn tail_fix(family: Family, tails: &[Option<u32>]) -> Vec<String> {
         }
     }
     lines
+}
+
+/// A batch being planned: the items so far and the lines of each list's section.
+struct Draft<'a> {
+    config: &'a CiscoIosConfig,
+    lists: &'a Lists,
+    items: Vec<Item>,
+    primary: Section,
+    v6: Section,
+    removing: BTreeMap<Prefix, usize>,
+}
+
+impl Draft<'_> {
+    /// An item decided without sending anything.
+    fn settle(&mut self, prefix: Prefix, step: Step, outcome: ItemOutcome) {
+        self.items.push(Item {
+            prefix,
+            step,
+            state: ItemState::Settled(outcome),
+        });
+    }
+
+    /// An item carried out by `line` in its family's section.
+    fn send(&mut self, prefix: Prefix, step: Step, line: String) {
+        let section = match prefix.family() {
+            Family::V4 => &mut self.primary,
+            Family::V6 => &mut self.v6,
+        };
+        section.lines.push((line, self.items.len()));
+        self.items.push(Item {
+            prefix,
+            step,
+            // The line's index is known once the sections are placed (`into_batch`).
+            state: ItemState::Sent(0),
+        });
+    }
+
+    /// One line per removal, against the sequence numbers just read (the plan's handle is only
+    /// a hint); a prefix no longer on the router is done.
+    fn removals(&mut self, remove: &[Held]) {
+        let mut by_prefix: BTreeMap<Prefix, Vec<&Held>> = BTreeMap::new();
+        for h in remove {
+            by_prefix.entry(h.prefix).or_default().push(h);
+        }
+        for (prefix, removes) in by_prefix {
+            let mut available: Vec<Option<u32>> = self
+                .lists
+                .for_family(prefix.family())
+                .map(|l| {
+                    l.bans()
+                        .filter(|(p, _)| *p == prefix)
+                        .map(|(_, s)| s)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for h in removes {
+                let hinted = h
+                    .handle
+                    .as_deref()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .and_then(|s| available.iter().position(|c| *c == Some(s)));
+                let Some(i) = hinted.or_else(|| available.len().checked_sub(1)) else {
+                    // Already gone from the router.
+                    self.settle(prefix, Step::Remove, ItemOutcome::Done { held: None });
+                    continue;
+                };
+                let seq = available.remove(i);
+                let line = match (self.config.mode, prefix.family(), seq) {
+                    (Mode::ObjectGroup, _, _) => format!("no {}", ace::member(&prefix)),
+                    (Mode::Acl, Family::V4, Some(seq)) => format!("no {seq}"),
+                    (Mode::Acl, _, _) => ace::no_ace_v6(self.config.action, &prefix),
+                };
+                *self.removing.entry(prefix).or_default() += 1;
+                self.send(prefix, Step::Remove, line);
+            }
+        }
+    }
+
+    /// One line per add, numbered above the highest entry below the tail; a prefix the router
+    /// already holds is done without a line.
+    fn adds(&mut self, add: &[Desired]) {
+        let mut next = Sequences {
+            v4: self.lists.primary.max_seq_below(TAIL_SEQUENCE),
+            v6: self
+                .lists
+                .v6
+                .as_ref()
+                .map_or(0, |l| l.max_seq_below(TAIL_SEQUENCE)),
+        };
+        for d in add {
+            let prefix = d.prefix;
+            if self.lists.for_family(prefix.family()).is_none() {
+                let reason = match self.config.mode {
+                    Mode::ObjectGroup => "object-group mode holds IPv4 only".into(),
+                    Mode::Acl => "no IPv6 ACL configured (acl6 is empty)".into(),
+                };
+                self.settle(prefix, Step::Add, ItemOutcome::Rejected { reason });
+                continue;
+            }
+            if let Some(seq) = self.lists.seq_of(&prefix) {
+                let held = Some(held(prefix, seq));
+                self.settle(prefix, Step::Add, ItemOutcome::Done { held });
+                continue;
+            }
+            match self.add_line(&prefix, &mut next) {
+                Some(line) => self.send(prefix, Step::Add, line),
+                None => self.settle(
+                    prefix,
+                    Step::Add,
+                    ItemOutcome::Failed {
+                        reason: "no free sequence number left below the tail: resequence the \
+                                 ACL (`ip access-list resequence NAME 10 10`)"
+                            .into(),
+                    },
+                ),
+            }
+        }
+    }
+
+    /// The line that adds `prefix`, taking the next sequence number in ACL mode; `None` when
+    /// no number is left below the tail.
+    fn add_line(&self, prefix: &Prefix, next: &mut Sequences) -> Option<String> {
+        let action = self.config.action;
+        if self.config.mode == Mode::ObjectGroup {
+            return Some(ace::member(prefix));
+        }
+        let family = prefix.family();
+        let next = match family {
+            Family::V4 => &mut next.v4,
+            Family::V6 => &mut next.v6,
+        };
+        let seq = next.checked_add(10).filter(|s| *s < TAIL_SEQUENCE)?;
+        *next = seq;
+        Some(match family {
+            Family::V4 => ace::ace_v4(seq, action, prefix),
+            Family::V6 => ace::ace_v6(seq, action, prefix),
+        })
+    }
+
+    /// The router keeps no expiry (ExpiryTracking::None): nothing to send; reported done as
+    /// held now.
+    fn refreshes(&mut self, refresh: &[(Held, Desired)]) {
+        for (h, _) in refresh {
+            let seq = self.lists.seq_of(&h.prefix).flatten();
+            let held = Some(held(h.prefix, seq));
+            self.settle(h.prefix, Step::Refresh, ItemOutcome::Done { held });
+        }
+    }
+
+    /// The session's lines: `configure terminal`, each non-empty section under its header and
+    /// closed by `exit`, then `end`; each sent item learns the index of its line.
+    fn into_batch(mut self) -> Batch {
+        let config = self.config;
+        let header = match config.mode {
+            Mode::Acl => format!("ip access-list extended {}", config.acl),
+            Mode::ObjectGroup => format!("object-group network {}", config.object_group),
+        };
+        let sections = [
+            (header, std::mem::take(&mut self.primary)),
+            (
+                format!("ipv6 access-list {}", config.acl6),
+                std::mem::take(&mut self.v6),
+            ),
+        ];
+        let mut lines = Vec::new();
+        for (header, section) in sections {
+            if section.lines.is_empty() {
+                continue;
+            }
+            if lines.is_empty() {
+                lines.push("configure terminal".to_string());
+            }
+            lines.push(header);
+            for (line, item) in section.lines {
+                self.items[item].state = ItemState::Sent(lines.len());
+                lines.push(line);
+            }
+            lines.push("exit".to_string());
+        }
+        if !lines.is_empty() {
+            lines.push("end".to_string());
+        }
+        Batch {
+            lines,
+            items: self.items,
+            removing: self.removing,
+            before: self.lists.clone(),
+        }
+    }
+}
+
+/// The last sequence number given out per ACL.
+struct Sequences {
+    v4: u32,
+    v6: u32,
 }
 
 #[cfg(test)]
@@ -478,19 +513,19 @@ mod tests {
             (
                 "203.0.113.2/32".into(),
                 Step::Remove,
-                ItemResult::Done { held: None }
+                ItemOutcome::Done { held: None }
             )
         );
         assert_eq!(
             results[1].2,
-            ItemResult::Done {
+            ItemOutcome::Done {
                 held: Some(held(p("203.0.113.3"), Some(30)))
             }
         );
         // Already held before: done without a line, with its current sequence.
         assert_eq!(
             results[4].2,
-            ItemResult::Done {
+            ItemOutcome::Done {
                 held: Some(held(p("203.0.113.1"), Some(10)))
             }
         );
@@ -547,10 +582,10 @@ mod tests {
         assert_eq!(b.structural_error(&segs), None);
         let report = b.report(&segs, &lists);
         assert!(
-            matches!(&report.items[0].result, ItemResult::Rejected { reason } if reason.contains("Invalid input"))
+            matches!(&report.items[0].result, ItemOutcome::Rejected { reason } if reason.contains("Invalid input"))
         );
         assert!(
-            matches!(&report.items[1].result, ItemResult::Failed { reason } if reason.contains("not in the list"))
+            matches!(&report.items[1].result, ItemOutcome::Failed { reason } if reason.contains("not in the list"))
         );
 
         segs[1].lines = vec!["% Invalid input detected at '^' marker.".into()];
@@ -593,7 +628,7 @@ mod tests {
         let report = b.report(&ok_segments(b.lines.len()), &lists);
         assert!(matches!(
             report.items[2].result,
-            ItemResult::Rejected { .. }
+            ItemOutcome::Rejected { .. }
         ));
     }
 
@@ -614,7 +649,7 @@ mod tests {
         assert!(report
             .items
             .iter()
-            .all(|i| matches!(i.result, ItemResult::Done { .. })));
+            .all(|i| matches!(i.result, ItemOutcome::Done { .. })));
     }
 
     #[test]

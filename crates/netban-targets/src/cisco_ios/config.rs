@@ -172,7 +172,7 @@ impl CiscoIosConfig {
 
     /// Checks every value that ends up on the router's command line or decides trust.
     pub fn validated(self) -> Result<Self, TargetError> {
-        let bad = |msg: String| Err(TargetError::Config(msg));
+        let bad = |msg: String| Err(TargetError::config(msg));
         if self.host.is_empty() || !self.host.bytes().all(|b| b.is_ascii_graphic()) {
             return bad(format!(
                 "cisco_ios host {:?}: give the router's address or DNS name",

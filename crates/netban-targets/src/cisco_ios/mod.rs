@@ -36,7 +36,7 @@ mod transcript;
 pub use config::{Action, CiscoIosConfig, Mode, TAIL_SEQUENCE};
 pub use session::WINDOW;
 
-use crate::{ApplyReport, OwnershipKind, Target, TargetError, TargetInfo};
+use crate::{ApplyReport, OnDevice, OwnershipKind, Target, TargetError, TargetInfo};
 use async_trait::async_trait;
 use batch::{tail_fix, Batch, Lists};
 use listing::{ListKind, Listing};
@@ -83,7 +83,7 @@ impl CiscoIos {
         };
         let info = TargetInfo {
             name: name.to_string(),
-            kind: "cisco_ios",
+            kind: CiscoIosConfig::KIND,
             families,
             capacity: Capacity::UNBOUNDED,
             ownership: OwnershipKind::Exclusive,
@@ -110,19 +110,16 @@ impl CiscoIos {
     }
 
     fn map_error(&self, e: SessionError) -> TargetError {
-        let router = self.router();
+        let on_router = |e: SessionError| OnDevice::new(self.router(), e);
         match e {
-            SessionError::HostKey(m) | SessionError::Auth(m) | SessionError::Enable(m) => {
-                TargetError::Config(format!("{router}: {m}"))
+            SessionError::HostKey(_) | SessionError::Auth(_) | SessionError::Enable(_) => {
+                TargetError::config(on_router(e))
             }
-            SessionError::Ssh(russh::Error::NoCommonAlgo { kind, ours, theirs }) => {
-                TargetError::Config(format!(
-                    "{router}: no common SSH {kind:?} algorithm (ours: {ours:?}, the router's: \
-                     {theirs:?}); for an old IOS image set legacy_algorithms = true"
-                ))
-            }
-            SessionError::Unexpected(m) => TargetError::Device(format!("{router}: {m}")),
-            other => TargetError::Unreachable(format!("{router}: {other}")),
+            SessionError::Ssh(russh::Error::NoCommonAlgo { .. }) => TargetError::config(
+                on_router(e).with_advice("for an old IOS image set legacy_algorithms = true"),
+            ),
+            SessionError::Unexpected(_) => TargetError::device(on_router(e)),
+            _ => TargetError::unreachable(on_router(e)),
         }
     }
 
@@ -134,14 +131,10 @@ impl CiscoIos {
         lines: &[String],
         idempotent: bool,
     ) -> Result<Vec<Segment>, TargetError> {
-        let reused = match &self.session {
-            Some(s) if !s.is_closed() => true,
-            _ => {
-                self.open().await?;
-                false
-            }
+        let (session, reused) = match self.session.take() {
+            Some(s) if !s.is_closed() => (self.session.insert(s), true),
+            _ => (self.open().await?, false),
         };
-        let session = self.session.as_mut().expect("session just opened");
         match session.run(lines).await {
             Ok(segments) => Ok(segments),
             Err(e) => {
@@ -150,8 +143,7 @@ impl CiscoIos {
                 self.session_lost = reused && dead;
                 if reused && idempotent && dead {
                     tracing::info!(target = %self.info.name, error = %e, "session was closed; reconnecting");
-                    self.open().await?;
-                    let session = self.session.as_mut().expect("session just opened");
+                    let session = self.open().await?;
                     return session.run(lines).await.map_err(|e| {
                         self.drop_session();
                         self.map_error(e)
@@ -168,7 +160,8 @@ impl CiscoIos {
         self.cache = None;
     }
 
-    async fn open(&mut self) -> Result<(), TargetError> {
+    /// Opens a new session (dropping any other) and hands it out.
+    async fn open(&mut self) -> Result<&mut Session, TargetError> {
         self.drop_session();
         let started = Instant::now();
         let session = Session::open(&self.config)
@@ -181,8 +174,7 @@ impl CiscoIos {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "SSH CLI session open"
         );
-        self.session = Some(session);
-        Ok(())
+        Ok(self.session.insert(session))
     }
 
     /// The `show` commands for netban's lists, in the order of [`Found`].
@@ -220,14 +212,14 @@ impl CiscoIos {
         let mut found = Vec::new();
         for ((command, kind, name), segment) in commands.iter().zip(&segments) {
             if let Some(e) = segment.error() {
-                return Err(TargetError::Device(format!(
+                return Err(TargetError::device(format!(
                     "{}: `{command}` refused: {}",
                     self.router(),
                     e.message()
                 )));
             }
             let listing = listing::parse(&segment.output(command), *kind, name, self.config.action)
-                .map_err(|m| TargetError::Config(format!("{}: {m}", self.router())))?;
+                .map_err(|m| TargetError::config(format!("{}: {m}", self.router())))?;
             found.push(listing);
         }
         let mut found = found.into_iter();
@@ -255,7 +247,7 @@ impl CiscoIos {
         self.configure(body).await?;
         let found = self.read().await?;
         if !self.repairs(&found).is_empty() {
-            return Err(TargetError::Device(format!(
+            return Err(TargetError::device(format!(
                 "{}: netban's lists are still not as configured after repairing them",
                 self.router()
             )));
@@ -308,7 +300,7 @@ impl CiscoIos {
 
     fn complete(&self, found: Found) -> Result<Lists, TargetError> {
         let missing = |what: String| {
-            TargetError::Device(format!(
+            TargetError::device(format!(
                 "{}: {what} is missing; prepare creates it",
                 self.router()
             ))
@@ -342,7 +334,7 @@ impl CiscoIos {
         self.unsaved = true;
         for (line, segment) in lines.iter().zip(&segments) {
             if let Some(e) = segment.error() {
-                return Err(TargetError::Device(format!(
+                return Err(TargetError::device(format!(
                     "{} refused `{line}`: {}",
                     self.router(),
                     e.message()
@@ -359,7 +351,7 @@ impl CiscoIos {
             Some(s) if s.prompt.privileged && s.prompt.mode.is_none() => Ok(()),
             other => {
                 self.drop_session();
-                Err(TargetError::Device(format!(
+                Err(TargetError::device(format!(
                     "{}: still in configuration mode after `end` ({:?}); the session was reset",
                     self.router(),
                     other.map(|s| &s.prompt)
@@ -389,7 +381,7 @@ impl CiscoIos {
         self.unsaved = true;
         self.check_back_in_exec(&segments)?;
         if let Some((line, e)) = batch.structural_error(&segments) {
-            return Err(TargetError::Device(format!(
+            return Err(TargetError::device(format!(
                 "{} refused `{line}`: {}",
                 self.router(),
                 e.message()
@@ -401,7 +393,7 @@ impl CiscoIos {
         let failed = report
             .items
             .iter()
-            .any(|i| matches!(i.result, crate::ItemResult::Failed { .. }));
+            .any(|i| matches!(i.result, crate::ItemOutcome::Failed { .. }));
         self.cache = (!failed).then_some(after);
         tracing::debug!(
             target = %self.info.name,
@@ -584,7 +576,9 @@ mod tests {
         // Port 1 on loopback: nothing listens there.
         let mut t = CiscoIos::new("edge", config()).unwrap();
         match t.observe().await {
-            Err(TargetError::Unreachable(m)) => assert!(m.contains("127.0.0.1:1"), "{m}"),
+            Err(TargetError::Unreachable(m)) => {
+                assert!(m.to_string().contains("127.0.0.1:1"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
     }

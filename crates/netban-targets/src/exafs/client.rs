@@ -5,7 +5,7 @@
 //! is shared by the requests of one apply running concurrently; only the token is behind a
 //! lock, and only one task renews it at a time.
 
-use super::key::ApiKeySource;
+use super::key::{ApiKeySource, KeyError};
 use super::rule::{validation_reason, CreateAnswer, RuleRecord, RuleRequest};
 use super::token::Token;
 use crate::TargetError;
@@ -14,15 +14,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 
 /// Why a call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No connection could be made: the request was certainly not processed.
-    #[error("cannot connect to ExaFS at {url}: {detail}")]
-    Connect { url: String, detail: String },
+    #[error("cannot connect to ExaFS at {url}: {}", error_chain(.source))]
+    Connect {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
     /// The request left but no complete answer came back (timeout, reset): ExaFS may or may
     /// not have processed it.
-    #[error("no answer from ExaFS at {url}: {detail}")]
-    Transport { url: String, detail: String },
+    #[error("no answer from ExaFS at {url}: {}", error_chain(.source))]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The API key could not be read.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// ExaFS refused the API key, or the key may not change rules.
     #[error("{0}")]
     Credentials(String),
@@ -46,12 +57,11 @@ impl ClientError {
     /// The whole-operation error this maps to.
     pub fn into_target(self) -> TargetError {
         match self {
-            ClientError::Connect { .. } | ClientError::Transport { .. } => {
-                TargetError::Unreachable(self.to_string())
-            }
-            ClientError::Credentials(m) => TargetError::Config(m),
-            ClientError::Server { .. } => TargetError::Unreachable(self.to_string()),
-            ClientError::Unexpected { .. } => TargetError::Device(self.to_string()),
+            ClientError::Connect { .. }
+            | ClientError::Transport { .. }
+            | ClientError::Server { .. } => TargetError::unreachable(self),
+            ClientError::Key(_) | ClientError::Credentials(_) => TargetError::config(self),
+            ClientError::Unexpected { .. } => TargetError::device(self),
         }
     }
 }
@@ -118,7 +128,7 @@ impl Client {
             .pool_max_idle_per_host(max_in_flight)
             .user_agent(concat!("netban/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| TargetError::Config(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| TargetError::config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Client {
             http,
             api: format!("{}/api/v3", base_url.trim_end_matches('/')),
@@ -143,9 +153,7 @@ impl Client {
     }
 
     async fn authenticate(&self) -> Result<Token, ClientError> {
-        let key = self.key.read().map_err(|e| {
-            ClientError::Credentials(e.to_string().replace("configuration error: ", ""))
-        })?;
+        let key = self.key.read()?;
         let url = format!("{}/auth", self.api);
         let answer = self
             .exchange(self.http.get(&url).header("x-api-key", key.as_str()), &url)
@@ -201,18 +209,12 @@ impl Client {
         request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<Answer, ClientError> {
-        let transport = |e: reqwest::Error| {
-            let detail = error_chain(&e);
-            if e.is_connect() {
-                ClientError::Connect {
-                    url: url.to_string(),
-                    detail,
-                }
+        let transport = |source: reqwest::Error| {
+            let url = url.to_string();
+            if source.is_connect() {
+                ClientError::Connect { url, source }
             } else {
-                ClientError::Transport {
-                    url: url.to_string(),
-                    detail,
-                }
+                ClientError::Transport { url, source }
             }
         };
         let response = request.send().await.map_err(transport)?;
@@ -469,16 +471,24 @@ mod tests {
         assert!(detail_of(long.as_bytes()).len() <= 204);
     }
 
-    #[test]
-    fn errors_map_to_target_errors() {
+    #[tokio::test]
+    async fn errors_map_to_target_errors() {
+        // Port 1 on loopback: nothing listens there.
+        let url = "http://127.0.0.1:1/api/v3/auth";
+        let source = reqwest::Client::new().get(url).send().await.unwrap_err();
         let connect = ClientError::Connect {
-            url: "u".into(),
-            detail: "refused".into(),
+            url: url.into(),
+            source,
         };
-        assert!(matches!(connect.into_target(), TargetError::Unreachable(_)));
+        assert!(connect.to_string().contains("127.0.0.1:1"), "{connect}");
+        let connect = connect.into_target();
+        assert!(matches!(connect, TargetError::Unreachable(_)));
+        // The HTTP client's error is still there for whoever inspects the chain.
+        let client_error = connect.cause().downcast_ref::<ClientError>().unwrap();
+        assert!(std::error::Error::source(client_error).is_some_and(|s| s.is::<reqwest::Error>()));
         assert!(matches!(
             ClientError::Credentials("bad key".into()).into_target(),
-            TargetError::Config(m) if m == "bad key"
+            TargetError::Config(m) if m.to_string() == "bad key"
         ));
         let server = ClientError::Server {
             status: 500,

@@ -82,7 +82,7 @@ impl ExafsConfig {
     /// Checks everything that can be checked without the network; the key itself is read
     /// (and its file's permissions checked) by [`super::key::ApiKeySource::read`].
     pub(super) fn validated(self) -> Result<ExafsConfig, TargetError> {
-        let bad = |msg: String| Err(TargetError::Config(msg));
+        let bad = |msg: String| Err(TargetError::config(msg));
         let url = self.url.trim_end_matches('/');
         if !(url.starts_with("http://") || url.starts_with("https://"))
             || reqwest::Url::parse(url).is_err()

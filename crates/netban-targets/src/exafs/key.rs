@@ -30,66 +30,104 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// Why the key could not be read; each says what the operator should do. A configuration
+/// error for the reconciler.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "cannot read the ExaFS API key file {path}: {source}; create it with the key and \
+         `chmod 600`"
+    )]
+    NoFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the ExaFS API key file {path}: {source}")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the ExaFS API key file {path} may be read by others (mode {mode:03o}); run `chmod 600 {path}`")]
+    OthersMayRead { path: String, mode: u32 },
+    #[error(
+        "environment variable {name} (api_key_env) is not set for the netban daemon; set it \
+         to the ExaFS API key"
+    )]
+    NoVariable {
+        name: String,
+        #[source]
+        source: std::env::VarError,
+    },
+    #[error("the ExaFS API key in {origin} is empty")]
+    Empty { origin: String },
+    #[error(
+        "the ExaFS API key in {origin} contains spaces or non-ASCII characters; it must be the \
+         key exactly as ExaFS shows it"
+    )]
+    NotAKey { origin: String },
+}
+
+impl From<KeyError> for TargetError {
+    fn from(e: KeyError) -> Self {
+        TargetError::config(e)
+    }
+}
+
 impl ApiKeySource {
     /// Reads the key, refusing a key file that group or others may read, an empty key, and a
     /// key with characters an HTTP header cannot carry.
-    pub fn read(&self) -> Result<ApiKey, TargetError> {
+    pub fn read(&self) -> Result<ApiKey, KeyError> {
         let (text, origin) = match self {
             ApiKeySource::File(path) => {
-                let shown = path.display();
-                let meta = std::fs::metadata(path).map_err(|e| {
-                    TargetError::Config(format!(
-                        "cannot read the ExaFS API key file {shown}: {e}; create it with the key \
-                         and `chmod 600`"
-                    ))
+                let shown = path.display().to_string();
+                let meta = std::fs::metadata(path).map_err(|source| KeyError::NoFile {
+                    path: shown.clone(),
+                    source,
                 })?;
-                check_mode(&meta, &shown.to_string())?;
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    TargetError::Config(format!("cannot read the ExaFS API key file {shown}: {e}"))
-                })?;
+                check_mode(&meta, &shown)?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| KeyError::Unreadable {
+                        path: shown.clone(),
+                        source,
+                    })?;
                 (text, format!("file {shown}"))
             }
             ApiKeySource::Env(name) => {
-                let text = std::env::var(name).map_err(|_| {
-                    TargetError::Config(format!(
-                        "environment variable {name} (api_key_env) is not set for the netban \
-                         daemon; set it to the ExaFS API key"
-                    ))
+                let text = std::env::var(name).map_err(|source| KeyError::NoVariable {
+                    name: name.clone(),
+                    source,
                 })?;
                 (text, format!("environment variable {name}"))
             }
         };
         let key = text.trim();
         if key.is_empty() {
-            return Err(TargetError::Config(format!(
-                "the ExaFS API key in {origin} is empty"
-            )));
+            return Err(KeyError::Empty { origin });
         }
         if !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(TargetError::Config(format!(
-                "the ExaFS API key in {origin} contains spaces or non-ASCII characters; it must \
-                 be the key exactly as ExaFS shows it"
-            )));
+            return Err(KeyError::NotAKey { origin });
         }
         Ok(ApiKey(key.to_string()))
     }
 }
 
 #[cfg(unix)]
-fn check_mode(meta: &std::fs::Metadata, shown: &str) -> Result<(), TargetError> {
+fn check_mode(meta: &std::fs::Metadata, shown: &str) -> Result<(), KeyError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(TargetError::Config(format!(
-            "the ExaFS API key file {shown} may be read by others (mode {mode:03o}); run `chmod \
-             600 {shown}`"
-        )));
+        return Err(KeyError::OthersMayRead {
+            path: shown.to_string(),
+            mode,
+        });
     }
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn check_mode(_: &std::fs::Metadata, _: &str) -> Result<(), TargetError> {
+fn check_mode(_: &std::fs::Metadata, _: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
@@ -120,7 +158,8 @@ mod tests {
             let (_dir, path) = key_file(mode, "abc123");
             let err = ApiKeySource::File(path).read().unwrap_err();
             assert!(
-                matches!(&err, TargetError::Config(m) if m.contains("chmod 600")),
+                matches!(&err, KeyError::OthersMayRead { .. })
+                    && err.to_string().contains("chmod 600"),
                 "{mode:o}: {err}"
             );
         }

@@ -40,7 +40,7 @@ pub use rule::{
 };
 
 use crate::{
-    ApplyReport, ItemReport, ItemResult, OwnershipKind, Step, Target, TargetError, TargetInfo,
+    ApplyReport, ItemOutcome, ItemReport, OwnershipKind, Step, Target, TargetError, TargetInfo,
 };
 use async_trait::async_trait;
 use client::Client;
@@ -105,7 +105,7 @@ impl Exafs {
         )?;
         let info = TargetInfo {
             name: name.to_string(),
-            kind: "exafs",
+            kind: ExafsConfig::KIND,
             families: vec![Family::V4, Family::V6],
             capacity: Capacity::UNBOUNDED,
             ownership: OwnershipKind::Recorded,
@@ -142,7 +142,7 @@ impl Exafs {
                 .iter()
                 .map(|(id, name)| format!("{id} ({name})"))
                 .collect();
-            return Err(TargetError::Config(format!(
+            return Err(TargetError::config(format!(
                 "ExaFS community {} is not one the API key's user may use (offered: {}); set \
                  community in the exafs target {:?} to one of those ids",
                 self.config.community,
@@ -219,7 +219,7 @@ impl Exafs {
     }
 
     /// Creates the rule or sets its expiry (ExaFS answers a duplicate with the same id).
-    async fn send(&self, desired: &Desired) -> (ItemResult, Option<ClientError>) {
+    async fn send(&self, desired: &Desired) -> (ItemOutcome, Option<ClientError>) {
         let at = now();
         let expires = rule::expires_to_send(desired.expiry, at);
         let request = RuleRequest::new(
@@ -237,11 +237,11 @@ impl Exafs {
                             "ExaFS answered with rule {} for {} instead of {}",
                             record.id, held.prefix, desired.prefix
                         );
-                        return (ItemResult::Failed { reason }, None);
+                        return (ItemOutcome::Failed { reason }, None);
                     }
                     Err(e) => {
                         let reason = format!("ExaFS answered with a rule netban cannot read: {e}");
-                        return (ItemResult::Failed { reason }, None);
+                        return (ItemOutcome::Failed { reason }, None);
                     }
                 };
                 match record.state() {
@@ -262,12 +262,12 @@ impl Exafs {
                         "ExaFS did not store the rule active; is its clock right?"
                     ),
                 }
-                (ItemResult::Done { held: Some(held) }, None)
+                (ItemOutcome::Done { held: Some(held) }, None)
             }
-            Ok(Created::Invalid(reason)) => (ItemResult::Rejected { reason }, None),
-            Ok(Created::LimitReached(reason)) => (ItemResult::Failed { reason }, None),
+            Ok(Created::Invalid(reason)) => (ItemOutcome::Rejected { reason }, None),
+            Ok(Created::LimitReached(reason)) => (ItemOutcome::Failed { reason }, None),
             Err(e) => (
-                ItemResult::Failed {
+                ItemOutcome::Failed {
                     reason: e.to_string(),
                 },
                 Some(e),
@@ -276,19 +276,19 @@ impl Exafs {
     }
 
     /// Deletes the rule if its id still carries the same prefix in netban's community.
-    async fn remove(&self, held: &Held, community: &str) -> (ItemResult, Option<ClientError>) {
+    async fn remove(&self, held: &Held, community: &str) -> (ItemOutcome, Option<ClientError>) {
         let Some(id) = held.handle.as_deref().and_then(|h| h.parse::<i64>().ok()) else {
             let reason = format!(
                 "no ExaFS rule id recorded for {} (handle {:?}); delete it in ExaFS by hand",
                 held.prefix, held.handle
             );
-            return (ItemResult::Rejected { reason }, None);
+            return (ItemOutcome::Rejected { reason }, None);
         };
         let current = match self.client.rule(id).await {
             Ok(current) => current,
             Err(e) => {
                 let reason = e.to_string();
-                return (ItemResult::Failed { reason }, Some(e));
+                return (ItemOutcome::Failed { reason }, Some(e));
             }
         };
         let still_ours = current.as_ref().is_some_and(|r| {
@@ -302,19 +302,19 @@ impl Exafs {
                 rule = id,
                 "rule already gone from ExaFS (its id is free or carries another rule)"
             );
-            return (ItemResult::Done { held: None }, None);
+            return (ItemOutcome::Done { held: None }, None);
         }
         match self.client.delete(id).await {
-            Ok(Deleted::Deleted) | Ok(Deleted::Gone) => (ItemResult::Done { held: None }, None),
+            Ok(Deleted::Deleted) | Ok(Deleted::Gone) => (ItemOutcome::Done { held: None }, None),
             Ok(Deleted::NotAllowed(message)) => {
                 let reason = format!(
                     "ExaFS does not let this key's user delete rule {id} ({message}); an \
                      operator must delete it"
                 );
-                (ItemResult::Rejected { reason }, None)
+                (ItemOutcome::Rejected { reason }, None)
             }
             Err(e) => (
-                ItemResult::Failed {
+                ItemOutcome::Failed {
                     reason: e.to_string(),
                 },
                 Some(e),
@@ -360,7 +360,7 @@ impl Target for Exafs {
         let this = &*self;
         let community = community.as_str();
         let calls: Vec<_> = ops.into_iter().map(|op| this.run(op, community)).collect();
-        let results: Vec<(ItemReport, Option<ClientError>)> = stream::iter(calls)
+        let mut results: Vec<(ItemReport, Option<ClientError>)> = stream::iter(calls)
             .buffered(self.config.max_in_flight)
             .collect()
             .await;
@@ -368,16 +368,20 @@ impl Target for Exafs {
         // reachable, the key refused): report that, so the target shows down and backs off.
         let nothing_done = results
             .iter()
-            .all(|(r, _)| !matches!(r.result, ItemResult::Done { .. }));
+            .all(|(r, _)| !matches!(r.result, ItemOutcome::Done { .. }));
         if nothing_done {
-            if let Some(first) = results.iter().find_map(|(_, e)| e.clone()) {
-                let whole = results.iter().all(|(_, e)| {
-                    matches!(
-                        e,
-                        Some(ClientError::Connect { .. }) | Some(ClientError::Credentials(_))
+            let whole = results.iter().all(|(_, e)| {
+                matches!(
+                    e,
+                    Some(
+                        ClientError::Connect { .. }
+                            | ClientError::Credentials(_)
+                            | ClientError::Key(_)
                     )
-                });
-                if whole {
+                )
+            });
+            if whole {
+                if let Some(first) = results.iter_mut().find_map(|(_, e)| e.take()) {
                     return Err(first.into_target());
                 }
             }

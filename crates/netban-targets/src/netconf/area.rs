@@ -8,8 +8,9 @@
 //! Addresses are rendered only from parsed [`Prefix`] values; tenant and neighborhood names are
 //! XML-escaped. What it is not: no I/O, no sessions (see `session.rs`), no retries (`mod.rs`).
 
-use super::config::GenericConfig;
+use super::config::{GenericConfig, NetconfConfig, Preset};
 use super::reply::{parse_document, Element};
+use crate::TargetError;
 use netban_core::Prefix;
 use quick_xml::escape::escape;
 
@@ -29,7 +30,53 @@ pub enum Area {
     Generic(GenericArea),
 }
 
+/// Longest leaf text the SSR model allows for tenant and neighborhood names.
+const MAX_NAME: usize = 63;
+
 impl Area {
+    /// Checks the preset's settings and builds the area from them.
+    pub fn from_config(config: &NetconfConfig) -> Result<Area, TargetError> {
+        let bad = |msg: String| Err(TargetError::config(msg));
+        let area = match config.preset {
+            Preset::Ssr => {
+                if config.generic.is_some() {
+                    return bad("netconf: a [generic] table needs preset = \"generic\"".into());
+                }
+                let name = |what: &str, v: &Option<String>| match v {
+                    Some(v) if !v.is_empty() && v.chars().count() <= MAX_NAME => Ok(v.clone()),
+                    Some(v) => Err(TargetError::config(format!(
+                        "netconf {what} {v:?}: use 1-{MAX_NAME} characters"
+                    ))),
+                    None => Err(TargetError::config(format!(
+                        "netconf preset \"ssr\" needs {what} (the blacklist tenant's {what})"
+                    ))),
+                };
+                Area::Ssr {
+                    tenant: name("tenant", &config.tenant)?,
+                    neighborhood: name("neighborhood", &config.neighborhood)?,
+                }
+            }
+            Preset::Generic => {
+                if config.tenant.is_some() || config.neighborhood.is_some() {
+                    return bad(
+                        "netconf: tenant and neighborhood are for preset = \"ssr\"; the \
+                                generic preset takes everything from [generic]"
+                            .into(),
+                    );
+                }
+                let Some(g) = &config.generic else {
+                    return bad(
+                        "netconf preset \"generic\" needs a [generic] table with filter, \
+                                path, edit, add_entry and remove_entry"
+                            .into(),
+                    );
+                };
+                Area::Generic(GenericArea::new(g).map_err(TargetError::config)?)
+            }
+        };
+        Ok(area)
+    }
+
     /// The subtree filter (inside `<filter type="subtree">`).
     pub fn filter(&self) -> String {
         match self {
@@ -318,5 +365,28 @@ mod tests {
         assert!(with(|c| c.filter = "<a>".into()).is_err());
         assert!(with(|c| c.path.clear()).is_err());
         assert!(with(|_| {}).is_ok());
+    }
+
+    #[test]
+    fn the_preset_decides_the_area() {
+        const SSR: &str = r#"{"host": "127.0.0.1", "username": "root", "private_key": "/k",
+            "host_key_fingerprint": "SHA256:abc", "preset": "ssr", "tenant": "blacklist",
+            "neighborhood": "internet"}"#;
+        let area = |json: &str| {
+            let config: NetconfConfig = serde_json::from_str(json).unwrap();
+            Area::from_config(&config)
+        };
+        assert!(matches!(area(SSR), Ok(Area::Ssr { ref tenant, .. }) if tenant == "blacklist"));
+        let refused = [
+            // ssr without its tenant
+            SSR.replace(r#""tenant": "blacklist""#, r#""port": 830"#),
+            // generic without its [generic] table
+            SSR.replace(r#""preset": "ssr""#, r#""preset": "generic""#),
+            // a tenant name the SSR model cannot hold
+            SSR.replace("blacklist", &"x".repeat(MAX_NAME + 1)),
+        ];
+        for json in refused {
+            assert!(matches!(area(&json), Err(TargetError::Config(_))), "{json}");
+        }
     }
 }

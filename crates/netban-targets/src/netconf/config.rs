@@ -1,6 +1,5 @@
 //! The `[[targets]]` section of a NETCONF target, and its checks.
 
-use super::area::{Area, GenericArea};
 use super::session::{Endpoint, HostKeyPolicy};
 use crate::TargetError;
 use serde::Deserialize;
@@ -114,13 +113,11 @@ fn default_max_batch() -> usize {
     5000
 }
 
-/// Longest leaf text the SSR model allows for tenant and neighborhood names.
-const MAX_NAME: usize = 63;
-
 impl NetconfConfig {
-    /// Checks the configuration and builds the SSH endpoint and the data area from it.
-    pub(super) fn resolve(&self) -> Result<(Endpoint, Area), TargetError> {
-        let bad = |msg: String| Err(TargetError::Config(msg));
+    /// Checks the connection settings and builds the SSH endpoint from them (the data area
+    /// is built from the preset by `Area::from_config`).
+    pub(super) fn endpoint(&self) -> Result<Endpoint, TargetError> {
+        let bad = |msg: String| Err(TargetError::config(msg));
         if self.host.trim().is_empty() {
             return bad("netconf host is empty: give the server's name or address".into());
         }
@@ -160,43 +157,6 @@ impl NetconfConfig {
                 )
             }
         };
-        let area = match self.preset {
-            Preset::Ssr => {
-                if self.generic.is_some() {
-                    return bad("netconf: a [generic] table needs preset = \"generic\"".into());
-                }
-                let name = |what: &str, v: &Option<String>| match v {
-                    Some(v) if !v.is_empty() && v.chars().count() <= MAX_NAME => Ok(v.clone()),
-                    Some(v) => Err(TargetError::Config(format!(
-                        "netconf {what} {v:?}: use 1-{MAX_NAME} characters"
-                    ))),
-                    None => Err(TargetError::Config(format!(
-                        "netconf preset \"ssr\" needs {what} (the blacklist tenant's {what})"
-                    ))),
-                };
-                Area::Ssr {
-                    tenant: name("tenant", &self.tenant)?,
-                    neighborhood: name("neighborhood", &self.neighborhood)?,
-                }
-            }
-            Preset::Generic => {
-                if self.tenant.is_some() || self.neighborhood.is_some() {
-                    return bad(
-                        "netconf: tenant and neighborhood are for preset = \"ssr\"; the \
-                                generic preset takes everything from [generic]"
-                            .into(),
-                    );
-                }
-                let Some(g) = &self.generic else {
-                    return bad(
-                        "netconf preset \"generic\" needs a [generic] table with filter, \
-                                path, edit, add_entry and remove_entry"
-                            .into(),
-                    );
-                };
-                Area::Generic(GenericArea::new(g).map_err(TargetError::Config)?)
-            }
-        };
         let endpoint = Endpoint {
             host: self.host.clone(),
             port: self.port,
@@ -207,7 +167,7 @@ impl NetconfConfig {
             timeout: Duration::from_secs(self.timeout_secs),
             keepalive: Duration::from_secs(self.keepalive_secs.max(1)),
         };
-        Ok((endpoint, area))
+        Ok(endpoint)
     }
 }
 
@@ -229,9 +189,7 @@ mod tests {
         let c = parse(SSR).unwrap();
         assert_eq!((c.port, c.timeout_secs, c.lock_wait_secs), (830, 30, 10));
         assert_eq!(c.confirmed_commit_secs, None);
-        let (endpoint, area) = c.resolve().unwrap();
-        assert_eq!(endpoint.port, 830);
-        assert!(matches!(area, Area::Ssr { ref tenant, .. } if tenant == "blacklist"));
+        assert_eq!(c.endpoint().unwrap().port, 830);
     }
 
     #[test]
@@ -248,22 +206,17 @@ mod tests {
 
     #[test]
     fn refused_configurations() {
-        for (edit, why) in [
-            (r#""host_key_fingerprint": "SHA256:abc""#, "host key"),
-            (r#""tenant": "blacklist""#, "needs tenant"),
-            (r#""preset": "ssr""#, "generic table"),
-        ] {
-            let json = match why {
-                "host key" => SSR.replace(edit, r#""host_key_fingerprint": "abc""#),
-                "needs tenant" => SSR.replace(edit, r#""port": 830"#),
-                _ => SSR.replace(edit, r#""preset": "generic""#),
-            };
-            let c = parse(&json).unwrap();
-            assert!(matches!(c.resolve(), Err(TargetError::Config(_))), "{why}");
-        }
+        let bad_pin = SSR.replace(
+            r#""host_key_fingerprint": "SHA256:abc""#,
+            r#""host_key_fingerprint": "abc""#,
+        );
+        assert!(matches!(
+            parse(&bad_pin).unwrap().endpoint(),
+            Err(TargetError::Config(_))
+        ));
         let no_pin = SSR.replace(r#""host_key_fingerprint": "SHA256:abc","#, "");
-        match parse(&no_pin).unwrap().resolve() {
-            Err(TargetError::Config(m)) => assert!(m.contains("never trusts"), "{m}"),
+        match parse(&no_pin).unwrap().endpoint() {
+            Err(TargetError::Config(m)) => assert!(m.to_string().contains("never trusts"), "{m}"),
             other => panic!("{other:?}"),
         }
     }

@@ -34,7 +34,8 @@ mod session;
 pub use config::{GenericConfig, NetconfConfig, Preset};
 
 use crate::{
-    ApplyReport, ItemReport, ItemResult, OwnershipKind, Step, Target, TargetError, TargetInfo,
+    ApplyReport, ItemOutcome, ItemReport, OnDevice, OwnershipKind, Step, Target, TargetError,
+    TargetInfo,
 };
 use area::Area;
 use async_trait::async_trait;
@@ -58,8 +59,8 @@ pub struct Netconf {
 
 /// What one attempt of the transaction decided per prefix.
 #[derive(Default)]
-struct Outcome {
-    results: BTreeMap<(Prefix, StepKey), ItemResult>,
+struct Decisions {
+    results: BTreeMap<(Prefix, StepKey), ItemOutcome>,
 }
 
 /// `Step` without the refresh distinction (a refresh is an add here: no expiry on the device).
@@ -71,10 +72,11 @@ enum StepKey {
 
 impl Netconf {
     pub fn new(name: &str, config: NetconfConfig) -> Result<Self, TargetError> {
-        let (endpoint, area) = config.resolve()?;
+        let endpoint = config.endpoint()?;
+        let area = Area::from_config(&config)?;
         let info = TargetInfo {
             name: name.to_string(),
-            kind: "netconf",
+            kind: NetconfConfig::KIND,
             families: vec![Family::V4, Family::V6],
             capacity: Capacity::UNBOUNDED,
             ownership: OwnershipKind::Recorded,
@@ -98,46 +100,57 @@ impl Netconf {
         format!("{}:{}", self.endpoint.host, self.endpoint.port)
     }
 
-    /// The open session, opening one if there is none (or the last one broke).
-    async fn session(&mut self) -> Result<&mut Session, TargetError> {
-        if self.session.as_ref().is_some_and(Session::is_closed) {
-            self.session = None;
+    /// The driver with an open session, opening one if there is none (or the last one
+    /// broke). Everything that talks to the server goes through the returned guard.
+    async fn connected(&mut self) -> Result<Connected<'_>, TargetError> {
+        let session = match self.session.take() {
+            Some(session) if !session.is_closed() => session,
+            _ => self.open().await?,
+        };
+        let place = self.place();
+        Ok(Connected {
+            session: self.session.insert(session),
+            area: &self.area,
+            config: &self.config,
+            name: &self.info.name,
+            place,
+        })
+    }
+
+    async fn open(&self) -> Result<Session, TargetError> {
+        let session = Session::open(&self.endpoint)
+            .await
+            .map_err(|e| self.map_error(e))?;
+        if !session.hello().has(rpc::CANDIDATE) {
+            return Err(TargetError::config(format!(
+                "NETCONF server {} has no candidate datastore (:candidate capability); \
+                 netban edits the candidate and commits, so it cannot work with this server",
+                self.place()
+            )));
         }
-        if self.session.is_none() {
-            let session = Session::open(&self.endpoint)
-                .await
-                .map_err(|e| self.map_error(e))?;
-            if !session.hello().has(rpc::CANDIDATE) {
-                return Err(TargetError::Config(format!(
-                    "NETCONF server {} has no candidate datastore (:candidate capability); \
-                     netban edits the candidate and commits, so it cannot work with this server",
-                    self.place()
-                )));
-            }
-            tracing::debug!(
-                target = %self.info.name,
-                session_id = ?session.session_id(),
-                framing = ?session.framing(),
-                "NETCONF session opened"
-            );
-            self.session = Some(session);
-        }
-        Ok(self.session.as_mut().expect("session just set"))
+        tracing::debug!(
+            target = %self.info.name,
+            session_id = ?session.session_id(),
+            framing = ?session.framing(),
+            "NETCONF session opened"
+        );
+        Ok(session)
     }
 
     /// Maps a session error to the trait's error, naming the server.
     fn map_error(&self, e: SessionError) -> TargetError {
-        let place = self.place();
+        let on_server = |e: SessionError| OnDevice::new(self.place(), e);
         match e {
-            SessionError::HostKey(m) | SessionError::Auth(m) => TargetError::Config(m),
-            SessionError::Subsystem(m) => TargetError::Config(format!(
-                "{place}: {m}; enable the netconf SSH subsystem on the server"
-            )),
-            e @ (SessionError::Connect { .. }
+            // These messages name the server themselves.
+            SessionError::HostKey(_) | SessionError::Auth(_) => TargetError::config(e),
+            SessionError::Subsystem(_) => TargetError::config(
+                on_server(e).with_advice("enable the netconf SSH subsystem on the server"),
+            ),
+            SessionError::Connect { .. }
             | SessionError::Timeout { .. }
             | SessionError::Closed(_)
-            | SessionError::Ssh(_)) => TargetError::Unreachable(format!("{place}: {e}")),
-            e => TargetError::Device(format!("{place}: {e}")),
+            | SessionError::Ssh(_) => TargetError::unreachable(on_server(e)),
+            _ => TargetError::device(on_server(e)),
         }
     }
 
@@ -149,11 +162,53 @@ impl Netconf {
         }
         self.map_error(e)
     }
+}
+
+/// Whether `<lock>` got the candidate.
+enum Lock {
+    Held,
+    /// Another session holds it, or left uncommitted changes in it: the items fail with
+    /// `reason` and are retried later.
+    Busy {
+        reason: String,
+    },
+}
+
+/// The driver with its session open, as [`Netconf::connected`] hands it out: every step of
+/// the transaction talks to the server through it, so none can meet a missing session. A
+/// `SessionError` returned from here goes back to [`Netconf::fail`], which drops a broken
+/// session.
+struct Connected<'a> {
+    session: &'a mut Session,
+    area: &'a Area,
+    config: &'a NetconfConfig,
+    /// The target's name, for logs.
+    name: &'a str,
+    /// `host:port`, for messages.
+    place: String,
+}
+
+impl Connected<'_> {
+    /// Steps 1-5: lock, transaction, unlock.
+    async fn transaction(
+        &mut self,
+        adds: &[Prefix],
+        removes: &[Prefix],
+        decisions: &mut Decisions,
+    ) -> Result<(), SessionError> {
+        match self.lock_candidate().await? {
+            Lock::Busy { reason } => fail_all(decisions, adds, removes, &reason),
+            Lock::Held => {
+                self.locked_transaction(adds, removes, decisions).await?;
+                self.session.unlock(Datastore::Candidate).await?;
+            }
+        }
+        Ok(())
+    }
 
     async fn read_area(&mut self, source: Datastore) -> Result<BTreeSet<Prefix>, SessionError> {
         let filter = self.area.filter();
-        let session = self.session.as_mut().expect("session open");
-        let data = session.get_config(source, Some(&filter)).await?;
+        let data = self.session.get_config(source, Some(&filter)).await?;
         Ok(self
             .area
             .entries(&data)
@@ -167,7 +222,7 @@ impl Netconf {
             "the candidate configuration of {} holds uncommitted changes of another session \
              ({detail}); netban does not commit someone else's edits: commit or discard them \
              on the server (netban retries)",
-            self.place()
+            self.place
         )
     }
 
@@ -175,20 +230,18 @@ impl Netconf {
         format!(
             "{} refused more entries in {} ({e}); set capacity_v4/capacity_v6 on this target \
              to the list's limit so netban places the most important bans",
-            self.place(),
+            self.place,
             self.area.describe()
         )
     }
 
     /// Step 1: lock the candidate, waiting for another holder up to `lock_wait_secs`.
-    /// `Ok(Err(reason))` when it stayed locked.
-    async fn lock_candidate(&mut self) -> Result<Result<(), String>, SessionError> {
+    async fn lock_candidate(&mut self) -> Result<Lock, SessionError> {
         let deadline = Instant::now() + Duration::from_secs(self.config.lock_wait_secs);
         let mut pause = Duration::from_millis(100);
         loop {
-            let session = self.session.as_mut().expect("session open");
-            let error = match session.lock(Datastore::Candidate).await {
-                Ok(()) => return Ok(Ok(())),
+            let error = match self.session.lock(Datastore::Candidate).await {
+                Ok(()) => return Ok(Lock::Held),
                 Err(e) => e,
             };
             let busy = error
@@ -204,7 +257,8 @@ impl Netconf {
                     .iter()
                     .find(|r| r.tag == ErrorTag::ResourceDenied)
                 {
-                    return Ok(Err(self.foreign_changes(&dirty.to_string())));
+                    let reason = self.foreign_changes(&dirty.to_string());
+                    return Ok(Lock::Busy { reason });
                 }
                 return Err(error);
             };
@@ -215,12 +269,12 @@ impl Netconf {
             let reason = format!(
                 "the candidate configuration of {} is locked by {holder} (someone is editing); \
                  netban retries",
-                self.place()
+                self.place
             );
             if Instant::now() + pause > deadline {
-                return Ok(Err(reason));
+                return Ok(Lock::Busy { reason });
             }
-            tracing::info!(target = %self.info.name, %reason, "waiting for the candidate lock");
+            tracing::info!(target = %self.name, %reason, "waiting for the candidate lock");
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         }
@@ -231,18 +285,15 @@ impl Netconf {
         &mut self,
         adds: &[Prefix],
         removes: &[Prefix],
-        outcome: &mut Outcome,
+        decisions: &mut Decisions,
     ) -> Result<(), SessionError> {
         // Step 2: the candidate must hold nobody's uncommitted work.
-        {
-            let session = self.session.as_mut().expect("session open");
-            let candidate = session.get_config(Datastore::Candidate, None).await?;
-            let running = session.get_config(Datastore::Running, None).await?;
-            if candidate != running {
-                let reason = self.foreign_changes("the candidate differs from running");
-                fail_all(outcome, adds, removes, &reason);
-                return Ok(());
-            }
+        let candidate = self.session.get_config(Datastore::Candidate, None).await?;
+        let running = self.session.get_config(Datastore::Running, None).await?;
+        if candidate != running {
+            let reason = self.foreign_changes("the candidate differs from running");
+            fail_all(decisions, adds, removes, &reason);
+            return Ok(());
         }
         let mut last_commit_error = None;
         for attempt in 1..=2 {
@@ -251,29 +302,29 @@ impl Netconf {
             let mut to_add: Vec<Prefix> = Vec::new();
             let mut to_remove: Vec<Prefix> = Vec::new();
             for p in adds {
-                if outcome.decided(p, StepKey::Add) {
+                if decisions.decided(p, StepKey::Add) {
                     continue;
                 }
                 if current.contains(p) {
-                    outcome.done(*p, StepKey::Add);
+                    decisions.done(*p, StepKey::Add);
                 } else {
                     to_add.push(*p);
                 }
             }
             for p in removes {
-                if outcome.decided(p, StepKey::Remove) {
+                if decisions.decided(p, StepKey::Remove) {
                     continue;
                 }
                 if current.contains(p) {
                     to_remove.push(*p);
                 } else {
-                    outcome.done(*p, StepKey::Remove);
+                    decisions.done(*p, StepKey::Remove);
                 }
             }
             if to_add.is_empty() && to_remove.is_empty() {
                 return Ok(());
             }
-            let (to_add, to_remove) = self.edit(to_add, to_remove, outcome).await?;
+            let (to_add, to_remove) = self.edit(to_add, to_remove, decisions).await?;
             if to_add.is_empty() && to_remove.is_empty() {
                 return Ok(());
             }
@@ -281,29 +332,28 @@ impl Netconf {
             match self.commit(&to_add, &to_remove).await {
                 Ok(()) => {
                     for p in &to_add {
-                        outcome.done(*p, StepKey::Add);
+                        decisions.done(*p, StepKey::Add);
                     }
                     for p in &to_remove {
-                        outcome.done(*p, StepKey::Remove);
+                        decisions.done(*p, StepKey::Remove);
                     }
                     return Ok(());
                 }
                 Err(e) if e.is_transport() => return Err(e),
                 Err(e) => {
-                    let session = self.session.as_mut().expect("session open");
-                    session.discard_changes().await?;
+                    self.session.discard_changes().await?;
                     let too_many = is_full(&e);
                     tracing::warn!(
-                        target = %self.info.name, attempt, error = %e,
+                        target = %self.name, attempt, error = %e,
                         "commit refused; discarded netban's edits"
                     );
                     if too_many && !to_add.is_empty() {
                         let reason = self.full_reason(&e);
                         for p in &to_add {
-                            outcome.set(
+                            decisions.set(
                                 *p,
                                 StepKey::Add,
-                                ItemResult::Failed {
+                                ItemOutcome::Failed {
                                     reason: reason.clone(),
                                 },
                             );
@@ -315,10 +365,10 @@ impl Netconf {
         }
         let reason = format!(
             "{} refused the commit twice: {}",
-            self.place(),
+            self.place,
             last_commit_error.unwrap_or_default()
         );
-        fail_all(outcome, adds, removes, &reason);
+        fail_all(decisions, adds, removes, &reason);
         Ok(())
     }
 
@@ -328,20 +378,19 @@ impl Netconf {
         &mut self,
         to_add: Vec<Prefix>,
         to_remove: Vec<Prefix>,
-        outcome: &mut Outcome,
+        decisions: &mut Decisions,
     ) -> Result<(Vec<Prefix>, Vec<Prefix>), SessionError> {
         let xml = self.area.edit(&to_add, &to_remove);
-        let session = self.session.as_mut().expect("session open");
-        let batch_error = match session.edit_config(Datastore::Candidate, &xml).await {
+        let batch_error = match self.session.edit_config(Datastore::Candidate, &xml).await {
             Ok(()) => return Ok((to_add, to_remove)),
             Err(e) if e.is_transport() => return Err(e),
             Err(e) => e,
         };
         tracing::warn!(
-            target = %self.info.name, error = %batch_error,
+            target = %self.name, error = %batch_error,
             "edit-config of the batch refused; editing item by item"
         );
-        session.discard_changes().await?;
+        self.session.discard_changes().await?;
         let mut added = Vec::new();
         let mut removed = Vec::new();
         // Removes first, so they free room for the adds.
@@ -354,8 +403,7 @@ impl Netconf {
                 StepKey::Add => self.area.edit(&[p], &[]),
                 StepKey::Remove => self.area.edit(&[], &[p]),
             };
-            let session = self.session.as_mut().expect("session open");
-            match session.edit_config(Datastore::Candidate, &xml).await {
+            match self.session.edit_config(Datastore::Candidate, &xml).await {
                 Ok(()) => match step {
                     StepKey::Add => added.push(p),
                     StepKey::Remove => removed.push(p),
@@ -375,18 +423,18 @@ impl Netconf {
                         )
                     });
                     let result = if is_full(&e) {
-                        ItemResult::Failed {
+                        ItemOutcome::Failed {
                             reason: self.full_reason(&e),
                         }
                     } else if refused {
-                        let reason = format!("{} refused {p}: {e}", self.place());
-                        ItemResult::Rejected { reason }
+                        let reason = format!("{} refused {p}: {e}", self.place);
+                        ItemOutcome::Rejected { reason }
                     } else {
-                        ItemResult::Failed {
-                            reason: format!("{} refused {p}: {e}", self.place()),
+                        ItemOutcome::Failed {
+                            reason: format!("{} refused {p}: {e}", self.place),
                         }
                     };
-                    outcome.set(p, step, result);
+                    decisions.set(p, step, result);
                 }
             }
         }
@@ -396,11 +444,10 @@ impl Netconf {
     /// Commits (confirmed when configured and offered: read running back, then confirm).
     async fn commit(&mut self, adds: &[Prefix], removes: &[Prefix]) -> Result<(), SessionError> {
         let confirmed = self.config.confirmed_commit_secs;
-        let session = self.session.as_mut().expect("session open");
-        let Some(secs) = confirmed.filter(|_| session.has_confirmed_commit()) else {
-            return session.commit().await;
+        let Some(secs) = confirmed.filter(|_| self.session.has_confirmed_commit()) else {
+            return self.session.commit().await;
         };
-        session.commit_confirmed(secs).await?;
+        self.session.commit_confirmed(secs).await?;
         let running = self.read_area(Datastore::Running).await?;
         let missing = adds.iter().filter(|p| !running.contains(p)).count();
         let left = removes.iter().filter(|p| running.contains(p)).count();
@@ -411,11 +458,7 @@ impl Netconf {
             ))
             .into());
         }
-        self.session
-            .as_mut()
-            .expect("session open")
-            .confirm_commit()
-            .await
+        self.session.confirm_commit().await
     }
 }
 
@@ -429,30 +472,30 @@ fn is_full(e: &SessionError) -> bool {
     })
 }
 
-impl Outcome {
+impl Decisions {
     fn decided(&self, p: &Prefix, step: StepKey) -> bool {
         self.results.contains_key(&(*p, step))
     }
-    fn set(&mut self, p: Prefix, step: StepKey, result: ItemResult) {
+    fn set(&mut self, p: Prefix, step: StepKey, result: ItemOutcome) {
         self.results.insert((p, step), result);
     }
     fn done(&mut self, p: Prefix, step: StepKey) {
-        self.set(p, step, ItemResult::Done { held: None });
+        self.set(p, step, ItemOutcome::Done { held: None });
     }
 }
 
 /// Marks every undecided item failed with `reason`.
-fn fail_all(outcome: &mut Outcome, adds: &[Prefix], removes: &[Prefix], reason: &str) {
+fn fail_all(decisions: &mut Decisions, adds: &[Prefix], removes: &[Prefix], reason: &str) {
     let items = adds
         .iter()
         .map(|p| (*p, StepKey::Add))
         .chain(removes.iter().map(|p| (*p, StepKey::Remove)));
     for (p, step) in items {
-        if !outcome.decided(&p, step) {
-            outcome.set(
+        if !decisions.decided(&p, step) {
+            decisions.set(
                 p,
                 step,
-                ItemResult::Failed {
+                ItemOutcome::Failed {
                     reason: reason.to_string(),
                 },
             );
@@ -467,17 +510,18 @@ impl Target for Netconf {
     }
 
     async fn prepare(&mut self) -> Result<(), TargetError> {
-        self.session().await.map(drop)
+        self.connected().await.map(drop)
     }
 
     async fn observe(&mut self) -> Result<Vec<Held>, TargetError> {
-        self.session().await?;
         let filter = self.area.filter();
-        let session = self.session.as_mut().expect("session open");
-        let data = match session.get_config(Datastore::Running, Some(&filter)).await {
-            Ok(data) => data,
-            Err(e) => return Err(self.fail(e)),
-        };
+        let read = self
+            .connected()
+            .await?
+            .session
+            .get_config(Datastore::Running, Some(&filter))
+            .await;
+        let data = read.map_err(|e| self.fail(e))?;
         let mut held = Vec::new();
         for entry in self.area.entries(&data) {
             match entry {
@@ -504,24 +548,15 @@ impl Target for Netconf {
             .chain(plan.refresh.iter().map(|(_, d)| d.prefix))
             .collect();
         let removes: Vec<Prefix> = plan.remove.iter().map(|h| h.prefix).collect();
-        let mut outcome = Outcome::default();
+        let mut decisions = Decisions::default();
         if !plan.is_empty() {
-            self.session().await?;
             let started = Instant::now();
-            match self.lock_candidate().await {
-                Err(e) => return Err(self.fail(e)),
-                Ok(Err(reason)) => fail_all(&mut outcome, &adds, &removes, &reason),
-                Ok(Ok(())) => {
-                    let result = self.locked_transaction(&adds, &removes, &mut outcome).await;
-                    if let Err(e) = result {
-                        return Err(self.fail(e));
-                    }
-                    let session = self.session.as_mut().expect("session open");
-                    if let Err(e) = session.unlock(Datastore::Candidate).await {
-                        return Err(self.fail(e));
-                    }
-                }
-            }
+            let done = self
+                .connected()
+                .await?
+                .transaction(&adds, &removes, &mut decisions)
+                .await;
+            done.map_err(|e| self.fail(e))?;
             tracing::debug!(
                 target = %self.info.name,
                 adds = adds.len(),
@@ -533,11 +568,11 @@ impl Target for Netconf {
         let mut items = Vec::with_capacity(plan.len());
         let mut report = |prefix: Prefix, step: Step, key: StepKey| {
             let result =
-                outcome
+                decisions
                     .results
                     .get(&(prefix, key))
                     .cloned()
-                    .unwrap_or(ItemResult::Failed {
+                    .unwrap_or(ItemOutcome::Failed {
                         reason: "not carried out".into(),
                     });
             items.push(ItemReport {
@@ -594,7 +629,9 @@ mod tests {
         // Port 1 on loopback: nothing listens there on a test machine.
         let mut t = Netconf::new("c", config()).unwrap();
         match t.observe().await {
-            Err(TargetError::Unreachable(m)) => assert!(m.contains("127.0.0.1:1"), "{m}"),
+            Err(TargetError::Unreachable(m)) => {
+                assert!(m.to_string().contains("127.0.0.1:1"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
     }

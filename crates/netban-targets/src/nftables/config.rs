@@ -105,7 +105,7 @@ impl NftablesConfig {
     /// Checks every value that ends up in an `nft` command line or script; returns the config
     /// with `hooks` sorted and deduplicated.
     pub fn validated(mut self) -> Result<Self, TargetError> {
-        let bad = |msg: String| Err(TargetError::Config(msg));
+        let bad = |msg: String| Err(TargetError::config(msg));
         let t = &self.table;
         if t.is_empty()
             || t.len() > 64

@@ -31,11 +31,13 @@
 
 mod config;
 mod element;
+mod error;
 mod listing;
 mod script;
 mod transaction;
 
 pub use config::{Hook, NftablesConfig, MAX_GRACE_SECS};
+pub use error::NftError;
 pub use transaction::MAX_TIMEOUT_SECS;
 
 use crate::{ApplyReport, OwnershipKind, Target, TargetError, TargetInfo};
@@ -78,7 +80,7 @@ impl Nftables {
         let config = config.validated()?;
         let info = TargetInfo {
             name: name.to_string(),
-            kind: "nftables",
+            kind: NftablesConfig::KIND,
             families: vec![Family::V4, Family::V6],
             capacity: Capacity::UNBOUNDED,
             ownership: OwnershipKind::Exclusive,
@@ -102,21 +104,18 @@ impl Nftables {
         }
     }
 
-    fn check_netns(&self) -> Result<(), TargetError> {
+    fn check_netns(&self) -> Result<(), NftError> {
         match &self.config.netns {
-            Some(ns) if !Path::new("/run/netns").join(ns).exists() => {
-                Err(TargetError::Config(format!(
-                    "network namespace {ns:?} does not exist (no /run/netns/{ns}); create it \
-                     with `ip netns add {ns}` or fix `netns` in the nftables target {:?}",
-                    self.info.name
-                )))
-            }
+            Some(ns) if !Path::new("/run/netns").join(ns).exists() => Err(NftError::NoNamespace {
+                netns: ns.clone(),
+                target: self.info.name.clone(),
+            }),
             _ => Ok(()),
         }
     }
 
     /// Runs nft with `args`, feeding `script` on stdin if given; returns stdout.
-    async fn nft(&self, args: &[&str], script: Option<&str>) -> Result<Vec<u8>, TargetError> {
+    async fn nft(&self, args: &[&str], script: Option<&str>) -> Result<Vec<u8>, NftError> {
         self.check_netns()?;
         let nft = self.config.nft_path.as_str();
         let mut cmd = match &self.config.netns {
@@ -147,94 +146,91 @@ impl Nftables {
         let run = async { tokio::join!(feed, child.wait_with_output()).1 };
         let out = tokio::time::timeout(NFT_TIMEOUT, run)
             .await
-            .map_err(|_| {
-                TargetError::Unreachable(format!(
-                    "nft {} did not finish within {NFT_TIMEOUT:?} in {}",
-                    args.join(" "),
-                    self.place()
-                ))
+            .map_err(|_| NftError::Timeout {
+                args: args.join(" "),
+                timeout: NFT_TIMEOUT,
+                place: self.place(),
             })?
-            .map_err(|e| TargetError::Device(format!("running nft: {e}")))?;
+            .map_err(NftError::Wait)?;
         if out.status.success() {
             return Ok(out.stdout);
         }
-        Err(self.exit_error(args, &out.status, &String::from_utf8_lossy(&out.stderr)))
+        Err(self.exit_error(args, out.status, &String::from_utf8_lossy(&out.stderr)))
     }
 
-    fn spawn_error(&self, e: std::io::Error) -> TargetError {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return TargetError::Device(format!("cannot start nft: {e}"));
+    fn spawn_error(&self, e: std::io::Error) -> NftError {
+        match (e.kind(), &self.config.netns) {
+            (std::io::ErrorKind::NotFound, Some(_)) => NftError::IpNotFound,
+            (std::io::ErrorKind::NotFound, None) => NftError::NftNotFound {
+                nft_path: self.config.nft_path.clone(),
+                place: None,
+            },
+            _ => NftError::Spawn(e),
         }
-        TargetError::Config(match &self.config.netns {
-            Some(_) => "ip not found; install iproute2 (needed to run nft in a network \
-                        namespace)"
-                .to_string(),
-            None => format!(
-                "nft not found ({:?}); install nftables or set nft_path",
-                self.config.nft_path
-            ),
-        })
     }
 
     fn exit_error(
         &self,
         args: &[&str],
-        status: &std::process::ExitStatus,
+        status: std::process::ExitStatus,
         stderr: &str,
-    ) -> TargetError {
+    ) -> NftError {
         let place = self.place();
         if stderr.contains("Cannot open network namespace") {
-            return TargetError::Config(format!("{place} cannot be entered: {}", short(stderr)));
+            return NftError::NamespaceRefused {
+                place,
+                stderr: short(stderr),
+            };
         }
         if stderr.contains("exec of \"") && stderr.contains("No such file or directory") {
-            return TargetError::Config(format!(
-                "nft not found ({:?}) in {place}; install nftables or set nft_path",
-                self.config.nft_path
-            ));
+            return NftError::NftNotFound {
+                nft_path: self.config.nft_path.clone(),
+                place: Some(place),
+            };
         }
         if stderr.contains("Operation not permitted") {
-            return TargetError::Config(format!(
-                "nft was refused in {place} (Operation not permitted): netban needs root or \
-                 CAP_NET_ADMIN there"
-            ));
+            return NftError::NotPermitted { place };
         }
-        TargetError::Device(format!(
-            "nft {} in {place} failed ({status}): {}",
-            args.join(" "),
-            short(stderr)
-        ))
+        NftError::Refused {
+            args: args.join(" "),
+            place,
+            status,
+            stderr: short(stderr),
+        }
     }
 
     /// Lists netban's table and parses its four sets.
-    async fn list(&self) -> Result<TableListing, TargetError> {
+    async fn list(&self) -> Result<TableListing, NftError> {
         let table = self.config.table.as_str();
         let json = match self
             .nft(&["-j", "list", "table", "inet", table], None)
             .await
         {
-            Err(TargetError::Device(msg)) if msg.contains("No such file or directory") => {
-                return Err(TargetError::Device(format!(
-                    "table inet {table} does not exist in {}; prepare creates it",
-                    self.place()
-                )))
+            Err(NftError::Refused { stderr, .. })
+                if stderr.contains("No such file or directory") =>
+            {
+                return Err(NftError::NoTable {
+                    table: table.to_string(),
+                    place: self.place(),
+                })
             }
             other => other?,
         };
-        let listing = listing::parse_listing(&json, table).map_err(TargetError::Device)?;
+        let listing = listing::parse_listing(&json, table).map_err(NftError::Listing)?;
         if let Some(missing) = SetName::ALL
             .into_iter()
             .find(|s| !listing.sets_found.contains(s))
         {
-            return Err(TargetError::Device(format!(
-                "set {} is missing from table inet {table} in {}; prepare re-creates it",
-                missing.as_str(),
-                self.place()
-            )));
+            return Err(NftError::NoSet {
+                set: missing.as_str(),
+                table: table.to_string(),
+                place: self.place(),
+            });
         }
         Ok(listing)
     }
 
-    async fn run_batch(&self, t: &Transaction) -> Result<(), TargetError> {
+    async fn run_batch(&self, t: &Transaction) -> Result<(), NftError> {
         let batch = t.batch();
         if batch.is_empty() {
             return Ok(());
@@ -262,7 +258,8 @@ impl Target for Nftables {
     async fn prepare(&mut self) -> Result<(), TargetError> {
         let c = &self.config;
         let script = script::prepare(&c.table, &c.hooks, c.priority);
-        self.nft(&["-f", "-"], Some(&script)).await.map(drop)
+        self.nft(&["-f", "-"], Some(&script)).await?;
+        Ok(())
     }
 
     async fn observe(&mut self) -> Result<Vec<Held>, TargetError> {
@@ -295,8 +292,8 @@ impl Target for Nftables {
         let mut t = Transaction::from_plan(plan, now(), self.config.timeout_grace_secs);
         let first = match self.run_batch(&t).await {
             Ok(()) => return Ok(t.report()),
-            Err(TargetError::Device(msg)) => msg,
-            Err(other) => return Err(other),
+            Err(e) if e.is_device() => e,
+            Err(other) => return Err(other.into()),
         };
         tracing::warn!(
             target = %self.info.name,
@@ -314,10 +311,12 @@ impl Target for Nftables {
         }
         match self.run_batch(&t).await {
             Ok(()) => Ok(t.report()),
-            Err(TargetError::Device(second)) => Err(TargetError::Device(format!(
-                "{second} (first attempt: {first})"
-            ))),
-            Err(other) => Err(other),
+            Err(second) if second.is_device() => Err(NftError::RefusedTwice {
+                first: Box::new(first),
+                second: Box::new(second),
+            }
+            .into()),
+            Err(other) => Err(other.into()),
         }
     }
 }
@@ -412,6 +411,7 @@ mod tests {
         .unwrap();
         match t.prepare().await {
             Err(TargetError::Config(msg)) => {
+                let msg = msg.to_string();
                 assert!(
                     msg.contains("nft not found") && msg.contains("install nftables"),
                     "{msg}"
@@ -434,7 +434,7 @@ mod tests {
         for result in [t.prepare().await.map(drop), t.observe().await.map(drop)] {
             match result {
                 Err(TargetError::Config(msg)) => {
-                    assert!(msg.contains("nb-no-such-namespace"), "{msg}")
+                    assert!(msg.to_string().contains("nb-no-such-namespace"), "{msg}")
                 }
                 other => panic!("{other:?}"),
             }

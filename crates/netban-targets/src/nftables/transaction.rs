@@ -17,7 +17,7 @@
 use super::element::{Location, SetName};
 use super::listing::Element;
 use super::script::Batch;
-use crate::{ApplyReport, ItemReport, ItemResult, Step};
+use crate::{ApplyReport, ItemOutcome, ItemReport, Step};
 use netban_core::plan::{Held, Plan};
 use netban_core::{Expiry, Prefix, Timestamp};
 use std::collections::{HashMap, HashSet};
@@ -62,7 +62,7 @@ struct Intent {
     /// The element this item adds, with its timeout.
     add: Option<(Location, Option<u64>)>,
     /// Decided without the device; such an item carries only the operations still wanted.
-    outcome: Option<ItemResult>,
+    outcome: Option<ItemOutcome>,
     /// For adds and refreshes: the entry as held once done.
     held_after: Option<Held>,
 }
@@ -123,7 +123,7 @@ impl Transaction {
                     intent.add = Some(add);
                 }
             }
-            Err(reason) => intent.outcome = Some(ItemResult::Rejected { reason }),
+            Err(reason) => intent.outcome = Some(ItemOutcome::Rejected { reason }),
         }
         self.intents.push(intent);
     }
@@ -168,7 +168,7 @@ impl Transaction {
             intent.delete.retain(|loc| by_location.contains_key(loc));
             let Some((loc, _)) = intent.add else {
                 if intent.step == Step::Remove && intent.delete.is_empty() {
-                    intent.outcome = Some(ItemResult::Done { held: None });
+                    intent.outcome = Some(ItemOutcome::Done { held: None });
                 }
                 continue;
             };
@@ -178,7 +178,7 @@ impl Transaction {
             match intent.step {
                 Step::Add => {
                     intent.add = None;
-                    intent.outcome = Some(ItemResult::Done {
+                    intent.outcome = Some(ItemOutcome::Done {
                         held: Some(Held {
                             prefix: intent.prefix,
                             expiry: Some(held_expiry(expires, now, grace)),
@@ -235,7 +235,7 @@ impl Transaction {
                     let intent = &mut self.intents[i];
                     intent.add = None;
                     intent.held_after = None;
-                    intent.outcome = Some(ItemResult::Failed {
+                    intent.outcome = Some(ItemOutcome::Failed {
                         reason: format!(
                             "{} overlaps {} already held in nftables set {}; interval sets \
                              cannot hold overlapping elements, so it is added once that one \
@@ -268,7 +268,7 @@ impl Transaction {
             .map(|intent| ItemReport {
                 prefix: intent.prefix,
                 step: intent.step,
-                result: intent.outcome.unwrap_or(ItemResult::Done {
+                result: intent.outcome.unwrap_or(ItemOutcome::Done {
                     held: intent.held_after,
                 }),
             })
@@ -314,7 +314,7 @@ mod tests {
     fn loc(s: &str) -> Location {
         Location::canonical(&p(s))
     }
-    fn results(t: Transaction) -> Vec<(String, Step, ItemResult)> {
+    fn results(t: Transaction) -> Vec<(String, Step, ItemOutcome)> {
         t.report()
             .items
             .into_iter()
@@ -379,13 +379,13 @@ mod tests {
             (
                 "203.0.113.9/32".into(),
                 Step::Remove,
-                ItemResult::Done { held: None }
+                ItemOutcome::Done { held: None }
             )
         );
         assert_eq!(r[1].1, Step::Refresh);
         assert_eq!(
             r[2].2,
-            ItemResult::Done {
+            ItemOutcome::Done {
                 held: Some(Held {
                     prefix: p("203.0.113.7"),
                     expiry: Some(at(3600)),
@@ -395,7 +395,7 @@ mod tests {
         );
         assert_eq!(
             r[3].2,
-            ItemResult::Done {
+            ItemOutcome::Done {
                 held: Some(Held {
                     prefix: p("2001:db8::/48"),
                     expiry: Some(Expiry::Never),
@@ -424,7 +424,7 @@ mod tests {
             }]
         );
         let r = results(t);
-        assert!(matches!(r[1].2, ItemResult::Rejected { .. }), "{r:?}");
+        assert!(matches!(r[1].2, ItemOutcome::Rejected { .. }), "{r:?}");
     }
 
     #[test]
@@ -459,10 +459,14 @@ mod tests {
             }
         );
         let r = results(t);
-        assert_eq!(r[0].2, ItemResult::Done { held: None }, "missing = removed");
+        assert_eq!(
+            r[0].2,
+            ItemOutcome::Done { held: None },
+            "missing = removed"
+        );
         assert_eq!(
             r[4].2,
-            ItemResult::Done {
+            ItemOutcome::Done {
                 held: Some(Held {
                     prefix: p("203.0.113.7"),
                     expiry: Some(at(40)),
@@ -502,12 +506,12 @@ mod tests {
         let r = results(t);
         for i in [0, 2, 3] {
             assert!(
-                matches!(&r[i].2, ItemResult::Failed { reason } if reason.contains("overlaps")),
+                matches!(&r[i].2, ItemOutcome::Failed { reason } if reason.contains("overlaps")),
                 "{:?}",
                 r[i]
             );
         }
-        assert!(matches!(r[1].2, ItemResult::Done { held: Some(_) }));
+        assert!(matches!(r[1].2, ItemOutcome::Done { held: Some(_) }));
     }
 
     #[test]
@@ -525,7 +529,7 @@ mod tests {
             expires: None,
         }]);
         assert!(t.batch().is_empty());
-        assert!(matches!(results(t)[0].2, ItemResult::Failed { .. }));
+        assert!(matches!(results(t)[0].2, ItemOutcome::Failed { .. }));
     }
 
     #[test]
