@@ -209,15 +209,16 @@ impl Policy {
         Ok(())
     }
 
+    /// Whether the allowlist or a protected network overlaps `prefix` (either way round):
+    /// such a prefix is never banned, and a ban of it is lifted.
+    pub fn protects(&self, prefix: &Prefix) -> bool {
+        self.protected.overlapping(prefix).is_some() || self.allowlist.overlapping(prefix).is_some()
+    }
+
     /// The banned prefixes (from `banned`) that the allowlist or protected networks now
     /// overlap and that must therefore be lifted everywhere, in the order given.
     pub fn lifted_by_allowlist<'a>(&self, banned: impl Iterator<Item = &'a Prefix>) -> Vec<Prefix> {
-        banned
-            .filter(|p| {
-                self.protected.overlapping(p).is_some() || self.allowlist.overlapping(p).is_some()
-            })
-            .copied()
-            .collect()
+        banned.filter(|p| self.protects(p)).copied().collect()
     }
 }
 

@@ -445,14 +445,10 @@ impl State {
     }
 
     fn covered_by_policy(&self) -> Vec<Prefix> {
-        let policy = &self.policy;
         self.table
             .iter_effective()
             .map(|(p, _)| p)
-            .filter(|p| {
-                policy.allowlist.overlapping(p).is_some()
-                    || policy.protected.overlapping(p).is_some()
-            })
+            .filter(|p| self.policy.protects(p))
             .collect()
     }
 
@@ -537,9 +533,7 @@ impl State {
         }
         // This host's own policy is checked again here, not only at admission: a ban another
         // host admitted (with another allowlist) is never pushed over what this host protects.
-        if self.policy.allowlist.overlapping(prefix).is_some()
-            || self.policy.protected.overlapping(prefix).is_some()
-        {
+        if self.policy.protects(prefix) {
             return None;
         }
         if let Some(expiry) = target.aggregates.get(prefix) {
@@ -601,10 +595,7 @@ fn compute_placement(snapshot: PlacementSnapshot) -> PlacementResult {
                 capacity,
                 rule,
                 |cover| was_placed.contains(cover),
-                |cover| {
-                    policy.allowlist.overlapping(cover).is_none()
-                        && policy.protected.overlapping(cover).is_none()
-                },
+                |cover| !policy.protects(cover),
             );
             (merged.candidates, merged.aggregates)
         }

@@ -595,7 +595,7 @@ impl LedgerThread<'_> {
             }
             let request = args.request(prefix, self.origin);
             let admitted = if self.outage.is_some() {
-                admit_without_history(policy, request, now)
+                netban_ledger::admit_with_prior(policy, request, 0, now).map_err(AdmitError::from)
             } else {
                 match netban_ledger::admit(
                     &mut *self.ledger,
@@ -606,7 +606,8 @@ impl LedgerThread<'_> {
                 ) {
                     Err(AdmitError::Ledger(e)) if self.spool.is_some() => {
                         self.enter_outage(&e);
-                        admit_without_history(policy, request, now)
+                        netban_ledger::admit_with_prior(policy, request, 0, now)
+                            .map_err(AdmitError::from)
                     }
                     other => other,
                 }
@@ -702,26 +703,4 @@ impl LedgerThread<'_> {
         }
         results
     }
-}
-
-/// Decides a ban by policy alone, as if the prefix had no earlier bans (while the shared
-/// ledger, which holds the fleet's history, is away).
-fn admit_without_history(
-    policy: &Policy,
-    request: netban_core::BanRequest,
-    now: Timestamp,
-) -> Result<Write, AdmitError> {
-    let admitted = policy.admit(&request, 0, now)?;
-    Ok(Write::Ban {
-        ban: netban_core::Ban {
-            prefix: request.prefix,
-            source: request.source,
-            created: now,
-            expiry: admitted.expiry,
-            reason: request.reason,
-            failures: request.failures,
-            origin_host: request.origin_host,
-        },
-        escalation_step: admitted.escalation_step,
-    })
 }

@@ -130,9 +130,7 @@ fn load(
 ) -> Result<Loaded> {
     let location = &config.daemon.ledger;
     if let LedgerLocation::Sqlite(path) = location {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
+        create_parent(path)?;
     }
     let password_file = config.daemon.ledger_password_file.as_deref();
     let mut ledger = netban_ledger::open(&location.spec(), password_file)
@@ -202,9 +200,7 @@ async fn serve(
         .unwrap_or_else(|| "localhost".to_string());
     let spool = if location.is_shared() {
         let path = &config.daemon.spool;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
+        create_parent(path)?;
         Some(Spool::open(path).with_context(|| format!("opening the spool {}", path.display()))?)
     } else {
         None
@@ -324,10 +320,16 @@ async fn serve(
     Ok(())
 }
 
-fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
+/// Creates the directory `path` will live in.
+fn create_parent(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    Ok(())
+}
+
+fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
+    create_parent(path)?;
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!(

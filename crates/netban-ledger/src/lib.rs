@@ -281,6 +281,18 @@ pub fn admit(
     } else {
         0
     };
+    Ok(admit_with_prior(policy, request, prior, now)?)
+}
+
+/// Decides a ban request given the count of its earlier bans (`prior`) without reading a
+/// ledger: what [`admit`] does once it has counted, and what a daemon does while its shared
+/// ledger is away (with `prior` 0: no escalation).
+pub fn admit_with_prior(
+    policy: &netban_core::policy::Policy,
+    request: netban_core::BanRequest,
+    prior: u32,
+    now: Timestamp,
+) -> Result<Write, netban_core::policy::Refusal> {
     let admitted = policy.admit(&request, prior, now)?;
     Ok(Write::Ban {
         ban: Ban {
