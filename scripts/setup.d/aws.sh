@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Test peer of the AWS targets (aws_nacl, aws_waf): moto 5.2.5's standalone server
 # (`moto_server`, which emulates the EC2 and WAFv2 APIs over HTTP) from PyPI, in its own venv at
-# .venv-aws. The benchmark's reference script (bench/reference/aws_nacl_ban.py, the seed's
+# .venv-aws. The benchmark's reference script (bench/reference/aws_ban.py, the seed's
 # boto3-per-ban approach) uses boto3 from the same venv. Idempotent and quiet when in place.
 set -euo pipefail
 

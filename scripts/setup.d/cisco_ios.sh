@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Test peer of the Cisco IOS target: PyPI fakenos 1.2.1 (a real SSH server presenting IOS
 # prompts; netban's own stateful ACL shell plugin runs inside it, see
-# crates/netban-targets/tests/cisco_ios/) and netmiko 4.8 as an independent client for the
+# crates/netban-testlab/peers/cisco_ios/) and netmiko 4.8 as an independent client for the
 # emulator cross-check and the benchmark reference. Installed into .venv-cisco_ios at the repo
 # root; idempotent and quiet when already in place.
 set -euo pipefail

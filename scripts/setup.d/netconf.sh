@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Test peer of the NETCONF target: Debian's netconfd (yuma123, a real RFC 6241 server) reached
 # as the `netconf` subsystem of OpenSSH's sshd, both started by the tests themselves on a
-# loopback port with their own config, keys and socket (crates/netban-targets/tests/netconf.rs).
+# loopback port with their own config, keys and socket (crates/netban-testlab/src/peers/netconfd.rs).
 # The system sshd the package installs is kept from starting (a temporary policy-rc.d during the
 # install): netban never touches port 22. ncclient 0.6.15 goes into .venv-netconf at the repo
 # root for the benchmark reference (bench/reference/netconf_ban.py), with paramiko 3.5.1 (ncclient
