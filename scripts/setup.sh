@@ -6,6 +6,7 @@
 #   scripts/setup.sh          everything: also each driver's test peer (scripts/setup.d/*.sh)
 #   scripts/setup.sh --demo   only what the demo lab needs (fail2ban, nftables, iproute2, python3)
 set -euo pipefail
+source "$(dirname "$0")/packages.sh"
 
 demo=0
 case "${1:-}" in
@@ -27,15 +28,7 @@ need_root
 packages=(fail2ban nftables iproute2 python3 procps)
 # The tests and benchmarks also use these.
 [ "$demo" = 1 ] || packages+=(iputils-ping hyperfine sqlite3)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "netban setup: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_install_missing base "${packages[@]}"
 # The Debian package may start a system fail2ban; the lab and tests run their own instances
 # with their own sockets, so a system one is left alone but must not hold our paths.
 
