@@ -139,8 +139,13 @@ fn main() -> ExitCode {
         Some(names) => names.iter().any(|n| n == s.name),
         None => s.group == Group::Core || drivers,
     });
+    let build = if cfg!(debug_assertions) {
+        "DEBUG build (figures not representative; bench/run.sh builds a release)"
+    } else {
+        "release build"
+    };
     let mut table = Table::start(&format!(
-        "netban benchmarks: {} cores, release build{}; every figure from this run",
+        "netban benchmarks: {} cores, {build}{}; every figure from this run",
         cores(),
         if quick { ", quick sizes" } else { "" }
     ));
