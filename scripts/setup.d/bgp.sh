@@ -6,17 +6,10 @@
 # may start are stopped and disabled here, so that no BGP speaker runs in the root namespace.
 # Idempotent, and quiet when everything is in place.
 set -euo pipefail
+source "$(dirname "$0")/../packages.sh"
 
-packages=(bird2 frr gobgpd)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "netban setup (bgp): installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The packages' own services (bird, frr, gobgpd) must not run: stop them if they started.
+apt_install_missing bgp bird2 frr gobgpd
+if [ "$installed_any" = yes ]; then  # The packages' own services (bird, frr, gobgpd) must not run: stop them if they started.
   for service in bird frr gobgpd; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
       systemctl disable --now "$service" >/dev/null 2>&1 || true

@@ -4,20 +4,13 @@
 # venv at .venv-exafs. The benchmark's reference script (bench/reference/exafs_ban.py) uses
 # `requests` from the same venv. Idempotent and quiet when everything is in place.
 set -euo pipefail
+source "$(dirname "$0")/../packages.sh"
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/.venv-exafs"
 pins=(exafs==1.4.1 exabgp-process==1.0.5 requests)
 
-missing=()
-for p in python3 python3-venv; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "netban setup (exafs): installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_install_missing exafs python3 python3-venv
 
 installed() {
   [ -x "$venv/bin/python" ] || return 1
@@ -28,9 +21,4 @@ sys.exit(0 if all(m.version(k) == v for k, v in want.items()) and m.version("req
 PY
 }
 
-if ! installed; then
-  echo "netban setup (exafs): installing ${pins[*]} in $venv"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "${pins[@]}"
-  installed || { echo "netban setup (exafs): install in $venv failed" >&2; exit 1; }
-fi
+venv_install exafs "$venv" "${pins[@]}"

@@ -7,6 +7,7 @@
 
 use netban_testlab::fail2ban::{Fail2ban, NetbanAction};
 use netban_testlab::netban::{self, Binaries, Daemon};
+use netban_testlab::nft::elements as nft_elements;
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -76,35 +77,6 @@ macro_rules! with_each_action {
             $body(NetbanAction::Python)
         }
     };
-}
-
-/// Every address or prefix in netban's sets on `host`.
-fn nft_elements(host: &Host) -> BTreeSet<String> {
-    let mut all = BTreeSet::new();
-    for set in ["ban4", "ban6", "net4", "net6"] {
-        let Ok(out) = host.run("nft", ["-j", "list", "set", "inet", "netban", set]) else {
-            continue;
-        };
-        if !out.status.success() {
-            continue;
-        }
-        let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j is JSON");
-        for item in value["nftables"].as_array().into_iter().flatten() {
-            for elem in item["set"]["elem"].as_array().into_iter().flatten() {
-                let inner = if elem.get("elem").is_some() {
-                    &elem["elem"]["val"]
-                } else {
-                    elem
-                };
-                if let Some(s) = inner.as_str() {
-                    all.insert(s.to_string());
-                } else if let Some(p) = inner.get("prefix") {
-                    all.insert(format!("{}/{}", p["addr"].as_str().unwrap_or(""), p["len"]));
-                }
-            }
-        }
-    }
-    all
 }
 
 fn blocked(from: &Host, addr: &str) -> bool {

@@ -1,33 +1,30 @@
-//! The AWS targets (`aws_nacl`, `aws_waf`) against moto 5.2.5's server (see `aws/moto.rs`:
-//! installed by scripts/setup.d/aws.sh, one server per test on a free loopback port).
-//! Driver-level tests call the `Target` methods directly and check the result with the test's
-//! own SDK client; the placement test runs the real `netban-daemon` with an `aws_nacl` target
-//! whose overflow goes to nftables in a router namespace (build the binaries first:
-//! `cargo build --workspace --bins`). The benchmarks (`--ignored`) compare with the seed's
-//! approach, a Python process with boto3 per ban (bench/reference/aws_ban.py).
+//! The AWS targets (`aws_nacl`, `aws_waf`) against moto 5.2.5's server
+//! (`netban_testlab::peers::moto`: installed by scripts/setup.d/aws.sh, one server per test on
+//! a free loopback port). The tests call the `Target` methods directly and check the result
+//! with the test's own SDK client. The daemon through these drivers (placement with overflow
+//! to nftables, WAF sets across a restart) is tested in netban-e2e (`drivers`); the
+//! benchmarks against the seed's boto3-per-ban approach are in bench/.
 #![cfg(feature = "aws")]
 
 #[path = "common/report.rs"]
 mod report;
 
-#[path = "aws/imds.rs"]
-mod imds;
-#[path = "aws/moto.rs"]
-mod moto;
-
 use aws_sdk_ec2::types::{Filter, RuleAction};
-use aws_sdk_wafv2::types::{IpAddressVersion, Scope as WafScope};
-use moto::{Moto, KEY_ID, REGION, SECRET};
+use aws_sdk_wafv2::types::Scope as WafScope;
 use netban_core::placement::Capacity;
 use netban_core::plan::{self, Held, Ownership, Plan};
 use netban_core::{Expiry, Prefix};
 use netban_targets::aws_nacl::{AwsNacl, AwsNaclConfig};
-use netban_targets::aws_waf::{AwsWaf, AwsWafConfig, IpSetRef};
+use netban_targets::aws_waf::{AwsWaf, AwsWafConfig};
 use netban_targets::{ItemOutcome, OwnershipKind, Step, Target, TargetError};
-use netban_testlab::netban::{Binaries, Daemon};
+use netban_testlab::peers::imds;
+use netban_testlab::peers::moto::{
+    add_entry, create_set, default_acl, delete_entry, netban_rows, operator_rows, rows,
+    set_addresses, strings, Moto, Row,
+};
 use netban_testlab::plans::{adds, prefix as p};
-use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};
 use report::assert_all_done;
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -48,107 +45,8 @@ fn held(prefix: &str, rule: u16) -> Held {
 
 // ---- NACL helpers ---------------------------------------------------------------------------
 
-/// One NACL entry as the test reads it: (rule, egress, deny, protocol, cidr).
-type Row = (i32, bool, bool, String, String);
-
-async fn rows(ec2: &aws_sdk_ec2::Client, acl: &str) -> Vec<Row> {
-    let out = ec2
-        .describe_network_acls()
-        .network_acl_ids(acl)
-        .send()
-        .await
-        .unwrap();
-    let mut rows: Vec<Row> = out.network_acls()[0]
-        .entries()
-        .iter()
-        .map(|e| {
-            (
-                e.rule_number().unwrap(),
-                e.egress().unwrap(),
-                e.rule_action() == Some(&RuleAction::Deny),
-                e.protocol().unwrap_or("").to_string(),
-                e.cidr_block()
-                    .or(e.ipv6_cidr_block())
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
-/// Ingress entries inside 1..=99 as (rule, cidr), checking they are deny-all entries.
-async fn netban_rows(ec2: &aws_sdk_ec2::Client, acl: &str) -> Vec<(i32, String)> {
-    rows(ec2, acl)
-        .await
-        .into_iter()
-        .filter(|r| !r.1 && (1..=99).contains(&r.0))
-        .map(|(rule, _, deny, proto, cidr)| {
-            assert!(deny && proto == "-1", "rule {rule} is not deny-all");
-            (rule, cidr)
-        })
-        .collect()
-}
-
-async fn operator_rows(ec2: &aws_sdk_ec2::Client, acl: &str) -> Vec<Row> {
-    rows(ec2, acl)
-        .await
-        .into_iter()
-        .filter(|r| r.1 || !(1..=99).contains(&r.0))
-        .collect()
-}
-
-async fn default_acl(ec2: &aws_sdk_ec2::Client) -> String {
-    let out = ec2
-        .describe_network_acls()
-        .filters(Filter::builder().name("default").values("true").build())
-        .send()
-        .await
-        .unwrap();
-    out.network_acls()[0].network_acl_id().unwrap().to_string()
-}
-
-async fn add_entry(
-    ec2: &aws_sdk_ec2::Client,
-    acl: &str,
-    rule: i32,
-    action: RuleAction,
-    cidr: &str,
-) {
-    let call = ec2
-        .create_network_acl_entry()
-        .network_acl_id(acl)
-        .rule_number(rule)
-        .protocol("-1")
-        .rule_action(action)
-        .egress(false);
-    let call = if cidr.contains(':') {
-        call.ipv6_cidr_block(cidr)
-    } else {
-        call.cidr_block(cidr)
-    };
-    call.send().await.unwrap();
-}
-
-async fn delete_entry(ec2: &aws_sdk_ec2::Client, acl: &str, rule: i32) {
-    ec2.delete_network_acl_entry()
-        .network_acl_id(acl)
-        .rule_number(rule)
-        .egress(false)
-        .send()
-        .await
-        .unwrap();
-}
-
 fn nacl_config(moto: &Moto, acl: Option<&str>) -> AwsNaclConfig {
-    AwsNaclConfig {
-        network_acl_id: acl.map(str::to_string),
-        region: Some(REGION.into()),
-        endpoint_url: Some(moto.url()),
-        credentials_file: Some(moto.credentials_file(KEY_ID, SECRET).display().to_string()),
-        ..AwsNaclConfig::default()
-    }
+    serde_json::from_value(moto.settings(json!({ "network_acl_id": acl }))).unwrap()
 }
 
 // ---- NACL -----------------------------------------------------------------------------------
@@ -388,7 +286,7 @@ async fn nacl_refuses_rules_that_would_defeat_it() {
         ..nacl_config(&moto, Some(&acl))
     };
     let m = config_error(AwsNacl::new("vpc", above).unwrap().prepare().await);
-    assert!(m.contains("rule 100 sits below"), "{m}");
+    assert!(m.to_string().contains("rule 100 sits below"), "{m}");
 
     // Fewer reserved rules than the operator keeps: the real quota would overflow.
     let tight = AwsNaclConfig {
@@ -396,18 +294,18 @@ async fn nacl_refuses_rules_that_would_defeat_it() {
         ..nacl_config(&moto, Some(&acl))
     };
     let m = config_error(AwsNacl::new("vpc", tight).unwrap().prepare().await);
-    assert!(m.contains("reserved_v4 = 2"), "{m}");
+    assert!(m.to_string().contains("reserved_v4 = 2"), "{m}");
 
     // A NACL that does not exist.
     let missing = nacl_config(&moto, Some("acl-00000000"));
     let m = config_error(AwsNacl::new("vpc", missing).unwrap().prepare().await);
-    assert!(m.contains("acl-00000000"), "{m}");
+    assert!(m.to_string().contains("acl-00000000"), "{m}");
 
     // An operator's allow rule inside netban's range: refused, and nothing is written.
     add_entry(&ec2, &acl, 50, RuleAction::Allow, "198.51.100.0/24").await;
     let mut nacl = AwsNacl::new("vpc", nacl_config(&moto, Some(&acl))).unwrap();
     let m = config_error(nacl.prepare().await);
-    assert!(m.contains("rule 50"), "{m}");
+    assert!(m.to_string().contains("rule 50"), "{m}");
     assert!(matches!(
         nacl.apply(&adds(&["203.0.113.7"])).await,
         Err(TargetError::Config(_))
@@ -448,16 +346,13 @@ ec2 = boto3.client("ec2", **kw)
 acls = ec2.describe_network_acls(Filters=[{"Name": "default", "Values": ["true"]}])
 print(key["AccessKeyId"], key["SecretAccessKey"], acls["NetworkAcls"][0]["NetworkAclId"])
 "#;
-    let out = std::process::Command::new(format!("{}/bin/python", moto::VENV))
-        .args(["-c", script, &moto.url()])
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = netban_testlab::output_ok(
+        std::process::Command::new(netban_testlab::venv_bin("aws", "python")).args([
+            "-c",
+            script,
+            &moto.url(),
+        ]),
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     let v: Vec<&str> = text.split_whitespace().collect();
     (v[0].to_string(), v[1].to_string(), v[2].to_string())
 }
@@ -501,191 +396,15 @@ async fn wrong_credentials_and_missing_permissions_are_configuration_errors() {
     }
 }
 
-// ---- placement through the daemon -----------------------------------------------------------
-
-const PORT: u16 = 8080;
-
-fn nft_elements(host: &Host) -> BTreeSet<String> {
-    let mut all = BTreeSet::new();
-    for set in ["ban4", "ban6", "net4", "net6"] {
-        let Ok(out) = host.run("nft", ["-j", "list", "set", "inet", "netban", set]) else {
-            continue;
-        };
-        if !out.status.success() {
-            continue;
-        }
-        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        for item in value["nftables"].as_array().into_iter().flatten() {
-            for elem in item["set"]["elem"].as_array().into_iter().flatten() {
-                let inner = if elem.get("elem").is_some() {
-                    &elem["elem"]["val"]
-                } else {
-                    elem
-                };
-                if let Some(s) = inner.as_str() {
-                    all.insert(s.to_string());
-                }
-            }
-        }
-    }
-    all
-}
-
-#[test]
-fn sixty_bans_fill_twenty_nacl_slots_and_overflow_to_nftables() {
-    require_netns!();
-    let bins = Binaries::locate();
-    let moto = Moto::start();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let ec2 = moto.ec2();
-    let acl = rt.block_on(default_acl(&ec2));
-    let operator = rt.block_on(operator_rows(&ec2, &acl));
-    let edge = Lab::edge_topology("awsnacl").expect("lab");
-    let _listener = edge.server.spawn_tcp_listener(PORT).expect("listener");
-    assert!(edge
-        .attacker
-        .tcp_connects(Edge::SERVER_V4, PORT, Duration::from_secs(2)));
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = moto.credentials_file(KEY_ID, SECRET);
-    // A NACL whose quota was raised to 40, limited to 20 netban slots by the common key.
-    let config = format!(
-        "[policy.escalation]\nenabled = false\n\n\
-         [[targets]]\nname = \"vpc\"\ntype = \"aws_nacl\"\nnetwork_acl_id = \"{acl}\"\n\
-         region = \"{REGION}\"\nendpoint_url = \"{}\"\ncredentials_file = \"{}\"\n\
-         max_rules_v4 = 40\ncapacity_v4 = 20\nfallback = \"host\"\n\n\
-         [[targets]]\nname = \"host\"\ntype = \"nftables\"\nnetns = \"{}\"\nfallback_only = true\n",
-        moto.url(),
-        credentials.display(),
-        edge.router.name()
-    );
-    let daemon = Daemon::start(&bins, &dir.path().join("netban"), &config).expect("daemon");
-    // 59 bans for 600 s in one request (one expiry), 20 of them then extended to 2 h, and the
-    // attacker's short one: the 20 long bans belong in the NACL, the attacker overflows.
-    let input: String = (0..59)
-        .map(|i| format!("203.0.113.{}\n", 100 + i))
-        .collect();
-    let out = daemon.client_with_stdin(&["ban", "--stdin", "--bantime", "600"], Some(&input));
-    assert!(out.status.success(), "{out:?}");
-    let long: String = (0..20)
-        .map(|i| format!("203.0.113.{}\n", 100 + i))
-        .collect();
-    let out = daemon.client_with_stdin(&["ban", "--stdin", "--bantime", "7200"], Some(&long));
-    assert!(out.status.success(), "{out:?}");
-    let out = daemon.client(&["ban", Edge::ATTACKER_V4, "--bantime", "300"]);
-    assert!(out.status.success(), "{out:?}");
-
-    let in_nacl = || -> BTreeSet<String> {
-        rt.block_on(netban_rows(&ec2, &acl))
-            .into_iter()
-            .map(|(_, cidr)| cidr.trim_end_matches("/32").to_string())
-            .collect()
-    };
-    let want: BTreeSet<String> = (0..20).map(|i| format!("203.0.113.{}", 100 + i)).collect();
-    let placed = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        in_nacl() == want && nft_elements(&edge.router).len() == 40
-    });
-    let on_router = nft_elements(&edge.router);
-    assert!(
-        placed,
-        "nacl {:?}\nrouter {} {on_router:?}\n{}",
-        in_nacl(),
-        on_router.len(),
-        daemon.log()
-    );
-    assert!(on_router.contains(Edge::ATTACKER_V4) && on_router.is_disjoint(&want));
-    assert!(
-        !edge
-            .attacker
-            .tcp_connects(Edge::SERVER_V4, PORT, Duration::from_millis(800)),
-        "the overflowed attacker is dropped on the fallback"
-    );
-    assert!(edge
-        .client
-        .tcp_connects(Edge::SERVER_V4, PORT, Duration::from_secs(2)));
-
-    // An unban frees a slot: the best overflowing ban (equal expiries: lowest) moves in.
-    assert!(daemon.client(&["unban", "203.0.113.100"]).status.success());
-    let mut want2 = want.clone();
-    want2.remove("203.0.113.100");
-    want2.insert("203.0.113.120".to_string());
-    let promoted = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        let router = nft_elements(&edge.router);
-        in_nacl() == want2 && router.len() == 39 && !router.contains("203.0.113.120")
-    });
-    assert!(promoted, "nacl {:?}\n{}", in_nacl(), daemon.log());
-    assert_eq!(rt.block_on(operator_rows(&ec2, &acl)), operator);
-    let status = daemon.status();
-    assert_eq!(status["targets"][0]["overflow"], 39, "{status}");
-}
-
 // ---- WAF ------------------------------------------------------------------------------------
 
 fn waf_config(moto: &Moto, v4: Option<(&str, &str)>, v6: Option<(&str, &str)>) -> AwsWafConfig {
-    let set = |s: Option<(&str, &str)>| {
-        s.map(|(name, id)| IpSetRef {
-            name: name.into(),
-            id: id.into(),
-        })
-    };
-    AwsWafConfig {
-        scope: netban_targets::aws_waf::Scope::Regional,
-        ipset_v4: set(v4),
-        ipset_v6: set(v6),
-        min_write_interval_ms: 0,
-        max_addresses: 10_000,
-        region: Some(REGION.into()),
-        endpoint_url: Some(moto.url()),
-        profile: None,
-        credentials_file: Some(moto.credentials_file(KEY_ID, SECRET).display().to_string()),
-    }
-}
-
-/// Creates an IP set; returns its id.
-async fn create_set(
-    waf: &aws_sdk_wafv2::Client,
-    name: &str,
-    v6: bool,
-    addresses: Vec<String>,
-) -> String {
-    let out = waf
-        .create_ip_set()
-        .name(name)
-        .scope(WafScope::Regional)
-        .ip_address_version(if v6 {
-            IpAddressVersion::Ipv6
-        } else {
-            IpAddressVersion::Ipv4
-        })
-        .set_addresses(Some(addresses))
-        .description("the operator's set")
-        .send()
-        .await
-        .unwrap();
-    out.summary().unwrap().id().unwrap().to_string()
-}
-
-async fn set_addresses(
-    waf: &aws_sdk_wafv2::Client,
-    name: &str,
-    id: &str,
-) -> (Vec<String>, Option<String>) {
-    let out = waf
-        .get_ip_set()
-        .name(name)
-        .id(id)
-        .scope(WafScope::Regional)
-        .send()
-        .await
-        .unwrap();
-    let set = out.ip_set().unwrap();
-    (
-        set.addresses().to_vec(),
-        set.description().map(str::to_string),
-    )
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+    let set = |s: Option<(&str, &str)>| s.map(|(name, id)| json!({ "name": name, "id": id }));
+    let settings = json!({
+        "scope": "REGIONAL", "ipset_v4": set(v4), "ipset_v6": set(v6),
+        "min_write_interval_ms": 0, "max_addresses": 10_000,
+    });
+    serde_json::from_value(moto.settings(settings)).unwrap()
 }
 
 #[tokio::test]
@@ -879,340 +598,4 @@ async fn waf_holds_at_most_ten_thousand_addresses() {
         .unwrap();
     assert_all_done(&report);
     assert_eq!(set_addresses(&waf, "nb4", &id).await.0.len(), 10_000);
-}
-
-// ---- benchmarks (run with --ignored --nocapture, in release) ------------------------------
-
-const REFERENCE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../bench/reference/aws_ban.py"
-);
-/// Reference bans run for the burst figures: one process per ban costs the same every time,
-/// so the 1,000-ban figure is extrapolated from this many (and said so in the table).
-const REFERENCE_SAMPLE: usize = 100;
-
-fn reference(moto: &Moto, args: &[&str]) -> Duration {
-    let started = Instant::now();
-    let out = std::process::Command::new(format!("{}/bin/python", moto::VENV))
-        .arg(REFERENCE)
-        .args(["--endpoint", &moto.url()])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    started.elapsed()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1_000.0
-}
-
-fn table(title: &str, rows: &[(&str, Duration, Duration)]) {
-    println!("\n{title}");
-    println!(
-        "{:<46} {:>12} {:>14} {:>8}",
-        "", "netban ms", "reference ms", "ratio"
-    );
-    for (name, ours, theirs) in rows {
-        println!(
-            "{:<46} {:>12.1} {:>14.1} {:>7.1}x",
-            name,
-            ms(*ours),
-            ms(*theirs),
-            theirs.as_secs_f64() / ours.as_secs_f64().max(1e-9)
-        );
-    }
-}
-
-fn v4(i: usize) -> String {
-    // 203.0.113.1 + i: the attackers' range, running on into 203.0.114.x for large i (ban
-    // entries only; no traffic is sent to them).
-    format!("{}", std::net::Ipv4Addr::from(0xcb00_7101 + i as u32))
-}
-
-#[test]
-#[ignore]
-fn bench_aws_nacl() {
-    require_netns!();
-    let moto = Moto::start();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let ec2 = moto.ec2();
-    let acl = rt.block_on(default_acl(&ec2));
-    const PER_BAN: usize = 15;
-
-    // Per ban: one apply of one add (DescribeNetworkAcls + CreateNetworkAclEntry).
-    let mut nacl = AwsNacl::new("vpc", nacl_config(&moto, Some(&acl))).unwrap();
-    rt.block_on(nacl.prepare()).unwrap();
-    let started = Instant::now();
-    for i in 0..PER_BAN {
-        let report = rt.block_on(nacl.apply(&adds(&[&v4(i)]))).unwrap();
-        assert_all_done(&report);
-    }
-    let ours_one = started.elapsed() / PER_BAN as u32;
-    let seen = rt.block_on(nacl.observe()).unwrap();
-    assert_all_done(&rt.block_on(nacl.apply(&removes(&seen))).unwrap());
-    let db = moto.dir.path().join("ref.db");
-    let db = db.to_str().unwrap();
-    let mut theirs = Duration::ZERO;
-    for i in 0..PER_BAN {
-        theirs += reference(&moto, &["nacl", "--acl", &acl, "--db", db, &v4(100 + i)]);
-    }
-    let theirs_one = theirs / PER_BAN as u32;
-    moto.reset();
-
-    // Burst: 1,000 bans, 20 NACL slots, the rest to nftables in a namespace.
-    let acl = rt.block_on(default_acl(&ec2));
-    let edge = Lab::edge_topology("awsbench").expect("lab");
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[policy.escalation]\nenabled = false\n\n\
-         [[targets]]\nname = \"vpc\"\ntype = \"aws_nacl\"\nnetwork_acl_id = \"{acl}\"\n\
-         region = \"{REGION}\"\nendpoint_url = \"{}\"\ncredentials_file = \"{}\"\n\
-         max_rules_v4 = 40\ncapacity_v4 = 20\nfallback = \"host\"\n\n\
-         [[targets]]\nname = \"host\"\ntype = \"nftables\"\nnetns = \"{}\"\nfallback_only = true\n",
-        moto.url(),
-        moto.credentials_file(KEY_ID, SECRET).display(),
-        edge.router.name()
-    );
-    let bins = Binaries::locate();
-    let daemon = Daemon::start(&bins, &dir.path().join("netban"), &config).expect("daemon");
-    let input: String = (0..1_000).map(|i| format!("{}\n", v4(i))).collect();
-    let started = Instant::now();
-    let out = daemon.client_with_stdin(&["ban", "--stdin", "--bantime", "600"], Some(&input));
-    assert!(out.status.success(), "{out:?}");
-    let converged = wait_until(Duration::from_secs(120), Duration::from_millis(20), || {
-        rt.block_on(netban_rows(&ec2, &acl)).len() == 20 && nft_elements(&edge.router).len() == 980
-    });
-    let ours_burst = started.elapsed();
-    assert!(converged, "{}", daemon.log());
-    drop(daemon);
-    moto.reset();
-
-    // The reference: one process per ban; past 20 blocks it runs the fallback command.
-    let acl = rt.block_on(default_acl(&ec2));
-    edge.server
-        .run_ok(
-            "nft",
-            ["add table inet ref; add set inet ref ban4 { type ipv4_addr; }"],
-        )
-        .expect("reference table");
-    let fallback = format!(
-        "ip netns exec {} nft add element inet ref ban4 {{ {{ip}} }}",
-        edge.server.name()
-    );
-    let rdb = moto.dir.path().join("burst.db");
-    let rdb = rdb.to_str().unwrap();
-    let (mut to_nacl, mut to_host) = (Duration::ZERO, Duration::ZERO);
-    for i in 0..REFERENCE_SAMPLE {
-        let d = reference(
-            &moto,
-            &[
-                "nacl",
-                "--acl",
-                &acl,
-                "--db",
-                rdb,
-                "--fallback",
-                &fallback,
-                &v4(i),
-            ],
-        );
-        if i < 20 {
-            to_nacl += d;
-        } else {
-            to_host += d;
-        }
-    }
-    assert_eq!(rt.block_on(netban_rows(&ec2, &acl)).len(), 20);
-    let per_host = to_host / (REFERENCE_SAMPLE - 20) as u32;
-    let theirs_burst = to_nacl + per_host * 980;
-    table(
-        "AWS NACL (moto 5.2.5 on loopback; reference: bench/reference/aws_ban.py, boto3, one process per ban)",
-        &[
-            ("one ban (driver apply vs one process)", ours_one, theirs_one),
-            (
-                "burst of 1,000 bans: 20 NACL + 980 fallback",
-                ours_burst,
-                theirs_burst,
-            ),
-        ],
-    );
-    println!(
-        "netban's burst: the real daemon, `netban ban --stdin` to both targets converged \
-         (placement + 20 CreateNetworkAclEntry + one nft transaction of 980).\n\
-         reference burst: measured {REFERENCE_SAMPLE} processes (20 to the NACL: {:.0} ms, \
-         {} to nftables: {:.0} ms each) and extrapolated to 980 fallback bans",
-        ms(to_nacl),
-        REFERENCE_SAMPLE - 20,
-        ms(per_host)
-    );
-}
-
-#[test]
-#[ignore]
-fn bench_aws_waf() {
-    let moto = Moto::start();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let waf = moto.waf();
-    let id = rt.block_on(create_set(&waf, "nb4", false, vec![]));
-    const PER_BAN: usize = 15;
-    // Pacing off to time the work of one write (GetIPSet + UpdateIPSet).
-    let mut target = AwsWaf::new("waf", waf_config(&moto, Some(("nb4", &id)), None)).unwrap();
-    rt.block_on(target.prepare()).unwrap();
-    let started = Instant::now();
-    for i in 0..PER_BAN {
-        assert_all_done(&rt.block_on(target.apply(&adds(&[&v4(i)]))).unwrap());
-    }
-    let ours_one = started.elapsed() / PER_BAN as u32;
-    let mut theirs = Duration::ZERO;
-    for i in 0..PER_BAN {
-        theirs += reference(&moto, &["waf", "--name", "nb4", "--id", &id, &v4(100 + i)]);
-    }
-    let theirs_one = theirs / PER_BAN as u32;
-
-    // Burst: 1,000 addresses into a fresh set, with the default pacing (1 write/s).
-    let id = rt.block_on(create_set(&waf, "burst", false, vec![]));
-    let mut config = waf_config(&moto, Some(("burst", &id)), None);
-    config.min_write_interval_ms = 1_000;
-    let mut target = AwsWaf::new("waf", config).unwrap();
-    rt.block_on(target.prepare()).unwrap();
-    let bans: Vec<String> = (0..1_000).map(v4).collect();
-    let bans: Vec<&str> = bans.iter().map(String::as_str).collect();
-    let started = Instant::now();
-    assert_all_done(&rt.block_on(target.apply(&adds(&bans))).unwrap());
-    let ours_burst = started.elapsed();
-    assert_eq!(
-        rt.block_on(set_addresses(&waf, "burst", &id)).0.len(),
-        1_000
-    );
-    let rid = rt.block_on(create_set(&waf, "ref", false, vec![]));
-    let mut sample = Duration::ZERO;
-    for ban in bans.iter().take(REFERENCE_SAMPLE) {
-        sample += reference(&moto, &["waf", "--name", "ref", "--id", &rid, ban]);
-    }
-    let theirs_burst = sample / REFERENCE_SAMPLE as u32 * 1_000;
-    table(
-        "AWS WAFv2 IP set (moto 5.2.5 on loopback; reference: boto3, one process per ban)",
-        &[
-            ("one ban (GetIPSet + UpdateIPSet)", ours_one, theirs_one),
-            ("burst of 1,000 addresses", ours_burst, theirs_burst),
-        ],
-    );
-    println!(
-        "netban's burst: one apply, {} write(s). reference burst: {REFERENCE_SAMPLE} processes \
-         measured ({:.0} ms), extrapolated to 1,000 (and it makes 1,000 writes where AWS allows \
-         about one per second)",
-        target.writes(),
-        ms(sample)
-    );
-}
-
-#[test]
-fn daemon_fills_waf_sets_repairs_drift_and_keeps_foreign_entries() {
-    let bins = Binaries::locate();
-    let moto = Moto::start();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let waf = moto.waf();
-    let id4 = rt.block_on(create_set(
-        &waf,
-        "nb4",
-        false,
-        strings(&["198.51.100.0/24"]),
-    ));
-    let id6 = rt.block_on(create_set(&waf, "nb6", true, strings(&["2001:db8:b::/64"])));
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[policy.escalation]\nenabled = false\n\n\
-         [reconciler]\nresync_secs = 3600\nretry_min_secs = 1\nretry_max_secs = 2\n\n\
-         [[targets]]\nname = \"waf\"\ntype = \"aws_waf\"\nscope = \"REGIONAL\"\n\
-         ipset_v4 = {{ name = \"nb4\", id = \"{id4}\" }}\n\
-         ipset_v6 = {{ name = \"nb6\", id = \"{id6}\" }}\n\
-         min_write_interval_ms = 200\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n\
-         credentials_file = \"{}\"\n",
-        moto.url(),
-        moto.credentials_file(KEY_ID, SECRET).display(),
-    );
-    let mut daemon = Daemon::start(&bins, &dir.path().join("netban"), &config).expect("daemon");
-    let contents = |name: &str, id: &str| -> BTreeSet<String> {
-        rt.block_on(set_addresses(&waf, name, id))
-            .0
-            .into_iter()
-            .collect()
-    };
-
-    // 500 IPv4 and 100 IPv6 bans in one request each.
-    let v4s: Vec<String> = (0..500).map(v4).collect();
-    let v6s: Vec<String> = (1..=100).map(|i| format!("2001:db8:a::{i:x}")).collect();
-    for list in [&v4s, &v6s] {
-        let input: String = list.iter().map(|a| format!("{a}\n")).collect();
-        let out = daemon.client_with_stdin(&["ban", "--stdin", "--bantime", "3600"], Some(&input));
-        assert!(out.status.success(), "{out:?}");
-    }
-    let mut want4: BTreeSet<String> = v4s.iter().map(|a| format!("{a}/32")).collect();
-    want4.insert("198.51.100.0/24".into());
-    let mut want6: BTreeSet<String> = v6s.iter().map(|a| format!("{a}/128")).collect();
-    want6.insert("2001:db8:b::/64".into());
-    let filled = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        contents("nb4", &id4) == want4 && contents("nb6", &id6) == want6
-    });
-    assert!(filled, "{}", daemon.log());
-
-    // Drift: another tool drops one of netban's addresses (and adds its own).
-    let drifted: Vec<String> = want4
-        .iter()
-        .filter(|a| *a != "203.0.113.7/32")
-        .cloned()
-        .chain(["198.51.101.1/32".to_string()])
-        .collect();
-    rt.block_on(async {
-        let out = waf
-            .get_ip_set()
-            .name("nb4")
-            .id(&id4)
-            .scope(WafScope::Regional)
-            .send()
-            .await
-            .unwrap();
-        waf.update_ip_set()
-            .name("nb4")
-            .id(&id4)
-            .scope(WafScope::Regional)
-            .set_addresses(Some(drifted))
-            .lock_token(out.lock_token().unwrap())
-            .send()
-            .await
-            .unwrap();
-    });
-    assert!(!contents("nb4", &id4).contains("203.0.113.7/32"));
-    let out = daemon.client(&["sync"]);
-    assert!(out.status.success(), "{out:?}");
-    want4.insert("198.51.101.1/32".into());
-    assert_eq!(
-        contents("nb4", &id4),
-        want4,
-        "sync restores the dropped address"
-    );
-
-    // After a restart (kill -9), netban still knows which entries are its own: unbanning
-    // everything leaves exactly the foreign entries.
-    daemon.restart().expect("restart");
-    let input: String = v4s.iter().chain(&v6s).map(|a| format!("{a}\n")).collect();
-    let out = daemon.client_with_stdin(&["unban", "--stdin"], Some(&input));
-    assert!(out.status.success(), "{out:?}");
-    let emptied = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        contents("nb4", &id4) == set_of(&["198.51.100.0/24", "198.51.101.1/32"])
-            && contents("nb6", &id6) == set_of(&["2001:db8:b::/64"])
-    });
-    assert!(emptied, "{:?}\n{}", contents("nb4", &id4), daemon.log());
-    assert_eq!(daemon.status()["targets"][0]["health"], "ok");
-}
-
-fn set_of(v: &[&str]) -> BTreeSet<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }

@@ -16,75 +16,24 @@
 
 #[path = "bgp/fake_peer.rs"]
 mod fake_peer;
-#[path = "bgp/routers.rs"]
-mod routers;
 
-use netban_core::plan::{Desired, Held, Plan};
-use netban_core::{Expiry, Prefix};
-use netban_targets::bgp::{Bgp, BgpConfig, PeerConfig};
+use netban_core::plan::Plan;
+use netban_targets::bgp::{Bgp, BgpConfig};
 use netban_targets::{ItemOutcome, Target, TargetError};
+use netban_testlab::peers::bgp_routers::{
+    blackholes, rtbh, speaker_settings, Kind, Router, Rtbh, PORT, ROUTER_AS, ROUTER_LINK_V4,
+};
 use netban_testlab::plans::{adds, prefix as p, removes};
-use netban_testlab::{require_netns, wait_until, Edge, Host, Lab, Process};
-use routers::{blackholes, Kind, Router, ROUTER_AS, ROUTER_LINK_V4, SPEAKER_AS, SPEAKER_LINK_V4};
+use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};
 use std::time::{Duration, Instant};
 
-const PORT: u16 = 8080;
 /// How long a blocked connection attempt is given (an allowed one completes in milliseconds).
 const BLOCKED_WAIT: Duration = Duration::from_millis(700);
 /// How long a route may take to reach (or leave) the router's kernel.
 const ROUTE_WAIT: Duration = Duration::from_secs(15);
 
-/// An edge lab with a "netban" namespace linked to the router, and a listener on the server.
-struct Rtbh {
-    edge: Edge,
-    speaker: Host,
-    dir: tempfile::TempDir,
-    _listener: Process,
-}
-
-fn rtbh(tag: &str) -> Rtbh {
-    let edge = Lab::edge_topology(tag).unwrap();
-    let speaker = edge.lab.host("netban").unwrap();
-    edge.lab
-        .link(
-            &edge.router,
-            &["198.18.0.1/30", "2001:db8:ff::1/64"],
-            &speaker,
-            &["198.18.0.2/30", "2001:db8:ff::2/64"],
-        )
-        .unwrap();
-    let listener = edge.server.spawn_tcp_listener(PORT).unwrap();
-    for to in [Edge::SERVER_V4, Edge::SERVER_V6] {
-        assert!(
-            eventually_connects(&edge.attacker, to),
-            "attacker -> {to} before any ban"
-        );
-    }
-    Rtbh {
-        edge,
-        speaker,
-        dir: tempfile::tempdir().unwrap(),
-        _listener: listener,
-    }
-}
-
 fn config_in(speaker: &Host, peer_address: &str, remote_as: u32) -> BgpConfig {
-    BgpConfig {
-        next_hop_v6: Some(routers::SPEAKER_LINK_V6.parse().unwrap()),
-        netns: Some(speaker.name().to_string()),
-        connect_timeout_secs: 3,
-        connect_retry_max_secs: 2,
-        ..BgpConfig::new(
-            SPEAKER_AS,
-            SPEAKER_LINK_V4.parse().unwrap(),
-            vec![PeerConfig {
-                address: peer_address.parse().unwrap(),
-                remote_as,
-                port: 179,
-                local_address: None,
-            }],
-        )
-    }
+    serde_json::from_value(speaker_settings(speaker, peer_address, remote_as)).unwrap()
 }
 
 fn target(lab: &Rtbh) -> Bgp {
@@ -368,7 +317,7 @@ async fn a_router_expecting_another_as_is_a_config_error() {
     let mut t = target(&lab);
     t.prepare().await.unwrap();
     let m = eventually_config_error(&mut t, &router);
-    assert!(m.contains("bad peer AS"), "{m}");
+    assert!(m.to_string().contains("bad peer AS"), "{m}");
 }
 
 /// netban told the wrong `remote_as`: it refuses the router's OPEN itself and says what to fix.
@@ -380,7 +329,10 @@ async fn a_wrong_remote_as_is_a_config_error() {
     let mut t = Bgp::new("rtbh", config_in(&lab.speaker, ROUTER_LINK_V4, 65111)).unwrap();
     t.prepare().await.unwrap();
     let m = eventually_config_error(&mut t, &router);
-    assert!(m.contains("AS 65000 but remote_as is 65111"), "{m}");
+    assert!(
+        m.to_string().contains("AS 65000 but remote_as is 65111"),
+        "{m}"
+    );
 }
 
 /// A peer that first answers with garbage, then with a NOTIFICATION, then behaves: the target
@@ -423,315 +375,4 @@ async fn garbage_and_notifications_are_survived() {
     want.sort();
     assert_eq!(observed(&mut t).await, want);
     t.shutdown().await;
-}
-
-// ------------------------------------------------------------------------------------------
-// Benchmark: `cargo test --release -p netban-targets --test bgp -- --ignored --nocapture`
-// ------------------------------------------------------------------------------------------
-
-/// Watches the router's kernel routing table (`ip monitor route`) and hands each line over
-/// with the instant it was read.
-struct RouteMonitor {
-    lines: std::sync::mpsc::Receiver<(Instant, String)>,
-    _process: Process,
-}
-
-impl RouteMonitor {
-    fn start(router: &Host) -> RouteMonitor {
-        use std::io::BufRead;
-        let mut cmd = router.command("ip");
-        cmd.args(["monitor", "route"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
-        let mut process = router.spawn_command(cmd).unwrap();
-        let stdout = process.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send((Instant::now(), line)).is_err() {
-                    return;
-                }
-            }
-        });
-        RouteMonitor {
-            lines: rx,
-            _process: process,
-        }
-    }
-
-    /// When the blackhole route to `dest` ("198.19.200.1") appeared.
-    fn wait_added(&self, dest: &str) -> Instant {
-        let want = format!("blackhole {dest} ");
-        loop {
-            let (at, line) = self
-                .lines
-                .recv_timeout(ROUTE_WAIT)
-                .unwrap_or_else(|_| panic!("no route to {dest} within {ROUTE_WAIT:?}"));
-            if line.starts_with(&want) {
-                return at;
-            }
-        }
-    }
-}
-
-/// Counts BGP blackhole routes in the router's kernel tables.
-fn count_blackholes(router: &Host) -> usize {
-    let mut n = 0;
-    for family in ["-4", "-6"] {
-        let out = router
-            .run_ok(
-                "ip",
-                [
-                    family,
-                    "route",
-                    "show",
-                    "type",
-                    "blackhole",
-                    "proto",
-                    "bird",
-                ],
-            )
-            .unwrap_or_default();
-        n += out.lines().count();
-    }
-    n
-}
-
-fn wait_count(router: &Host, want: usize, within: Duration) -> Instant {
-    let ok = wait_until(within, Duration::from_millis(100), || {
-        count_blackholes(router) == want
-    });
-    assert!(
-        ok,
-        "{} blackhole routes, want {want}",
-        count_blackholes(router)
-    );
-    Instant::now()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn p95(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[(v.len() * 95 / 100).min(v.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// Runs a command from a thread inside `host`'s namespace (no `ip netns exec` in the way).
-fn run_in(host: &Host, mut cmd: std::process::Command) -> std::process::Output {
-    use std::os::fd::AsRawFd;
-    let path = format!("/run/netns/{}", host.name());
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let ns = std::fs::File::open(&path).unwrap();
-            // SAFETY: changes only this short-lived thread's network namespace.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
-            cmd.output().unwrap()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
-/// Ban → blackhole route in BIRD's kernel table, netban beside GoBGP driven the
-/// one-command-per-ban way (`gobgp global rib add`); then 100,000 routes through netban.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn bench_bgp() {
-    require_netns!();
-    const BANS: u32 = 100;
-    const GOBGP_BULK: u32 = 1_000;
-    const BULK_V4: u32 = 50_000;
-    const BULK_V6: u128 = 50_000;
-    let lab = rtbh("bgp-bench");
-    let router = Router::start(Kind::Bird, &lab.edge.router, lab.dir.path());
-    let monitor = RouteMonitor::start(&lab.edge.router);
-
-    // netban: one apply per ban, as the reconciler does for a single new ban.
-    let mut t = target(&lab);
-    established(&mut t, &router).await;
-    let mut netban_times = Vec::new();
-    for i in 0..BANS {
-        let dest = format!("198.19.200.{i}");
-        let started = Instant::now();
-        apply_ok(&mut t, &adds(&[&dest])).await;
-        netban_times.push(monitor.wait_added(&dest) - started);
-    }
-    let all: Vec<String> = (0..BANS).map(|i| format!("198.19.200.{i}")).collect();
-    let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    apply_ok(&mut t, &removes(&all)).await;
-    wait_count(&lab.edge.router, 0, ROUTE_WAIT);
-
-    // netban: 100,000 routes (50,000 IPv4 /32 + 50,000 IPv6 /128) in one apply.
-    let bulk: Vec<Prefix> = (0..BULK_V4)
-        .map(|i| Prefix::host(std::net::Ipv4Addr::from(0xc613_0000 + i).into()))
-        .chain((0..BULK_V6).map(|i| {
-            Prefix::host(std::net::Ipv6Addr::from(0x2001_0db8_dead_u128 << 80 | i).into())
-        }))
-        .collect();
-    let plan = Plan {
-        add: bulk
-            .iter()
-            .map(|&prefix| Desired {
-                prefix,
-                expiry: Expiry::Never,
-            })
-            .collect(),
-        ..Plan::default()
-    };
-    let started = Instant::now();
-    apply_ok(&mut t, &plan).await;
-    let sent = started.elapsed();
-    let installed = wait_count(&lab.edge.router, bulk.len(), Duration::from_secs(300)) - started;
-    let withdraw = Plan {
-        remove: bulk
-            .iter()
-            .map(|&prefix| Held {
-                prefix,
-                expiry: None,
-                handle: None,
-            })
-            .collect(),
-        ..Plan::default()
-    };
-    let started = Instant::now();
-    apply_ok(&mut t, &withdraw).await;
-    let removed = wait_count(&lab.edge.router, 0, Duration::from_secs(300)) - started;
-    t.shutdown().await;
-    assert!(wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || !router.established()
-    ));
-
-    // GoBGP 3.10 in the same namespace with the same AS and address, one CLI call per ban.
-    let conf = lab.dir.path().join("gobgpd.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"[global.config]
-  as = {SPEAKER_AS}
-  router-id = "{SPEAKER_LINK_V4}"
-  port = -1
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{ROUTER_LINK_V4}"
-    peer-as = {ROUTER_AS}
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-"#
-        ),
-    )
-    .unwrap();
-    let mut gobgpd = lab.speaker.command("gobgpd");
-    gobgpd
-        .args([
-            "-f",
-            conf.to_str().unwrap(),
-            "-l",
-            "warn",
-            "--api-hosts",
-            "127.0.0.1:50051",
-            "--pprof-disable",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let _gobgpd = lab.speaker.spawn_command(gobgpd).unwrap();
-    assert!(
-        wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-            router.established()
-        }),
-        "gobgpd did not establish{}",
-        router.logs()
-    );
-    let gobgp_add = |dest: &str| {
-        let mut cmd = std::process::Command::new("gobgp");
-        cmd.args([
-            "-p",
-            "50051",
-            "global",
-            "rib",
-            "-a",
-            "ipv4",
-            "add",
-            &format!("{dest}/32"),
-        ])
-        .args(["community", "65535:666,65535:65281"]);
-        let out = run_in(&lab.speaker, cmd);
-        assert!(
-            out.status.success(),
-            "gobgp: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let mut gobgp_times = Vec::new();
-    for i in 0..BANS {
-        let dest = format!("198.19.201.{i}");
-        let started = Instant::now();
-        gobgp_add(&dest);
-        gobgp_times.push(monitor.wait_added(&dest) - started);
-    }
-    let started = Instant::now();
-    for i in 0..GOBGP_BULK {
-        gobgp_add(&std::net::Ipv4Addr::from(0xc613_4000 + i).to_string());
-    }
-    wait_count(
-        &lab.edge.router,
-        (BANS + GOBGP_BULK) as usize,
-        Duration::from_secs(60),
-    );
-    let gobgp_bulk = started.elapsed();
-    let gobgp_100k = gobgp_bulk.mul_f64(100_000.0 / f64::from(GOBGP_BULK));
-
-    let (nb, gb) = (median(netban_times.clone()), median(gobgp_times.clone()));
-    println!();
-    println!("| measurement (BIRD 2.0.12 router, kernel table) | netban | GoBGP 3.10 CLI per ban | ratio |");
-    println!("|---|---|---|---|");
-    println!(
-        "| ban → blackhole route, median of {BANS} | {} | {} | {:.1}× |",
-        ms(nb),
-        ms(gb),
-        gb.as_secs_f64() / nb.as_secs_f64()
-    );
-    println!(
-        "| ban → blackhole route, p95 | {} | {} | |",
-        ms(p95(netban_times)),
-        ms(p95(gobgp_times))
-    );
-    println!(
-        "| 100,000 routes announced (UPDATEs written) | {} | — | |",
-        ms(sent)
-    );
-    println!(
-        "| 100,000 routes installed in the kernel | {:.2} s | {:.1} s (extrapolated from {GOBGP_BULK}: {:.2} s) | {:.0}× |",
-        installed.as_secs_f64(),
-        gobgp_100k.as_secs_f64(),
-        gobgp_bulk.as_secs_f64(),
-        gobgp_100k.as_secs_f64() / installed.as_secs_f64()
-    );
-    println!(
-        "| 100,000 routes withdrawn and removed | {:.2} s | — | |",
-        removed.as_secs_f64()
-    );
-    println!(
-        "| goal: ban → route ≤ 50 ms median | {} | | |",
-        if nb <= Duration::from_millis(50) {
-            "met"
-        } else {
-            "MISSED"
-        }
-    );
 }

@@ -1,112 +1,31 @@
 //! The Cisco IOS target against a real SSH server presenting IOS's CLI: PyPI fakenos 1.2.1 with
-//! netban's own stateful ACL shell plugin (tests/cisco_ios/ios_acl_shell.py, the project's
-//! test emulator), cross-checked with netmiko 4.8 as an independent client. Both come from
-//! `scripts/setup.d/cisco_ios.sh` (venv `.venv-cisco_ios` at the repo root).
+//! netban's own stateful ACL shell plugin (netban-testlab's peers/cisco_ios/ios_acl_shell.py,
+//! the project's test emulator), cross-checked with netmiko 4.8 as an independent client. Both
+//! come from `scripts/setup.d/cisco_ios.sh` (venv `.venv-cisco_ios` at the repo root).
 //!
-//! Every test starts its own emulator on a free loopback port and kills it on drop.
+//! Every test starts its own emulator on a free loopback port and kills it on drop (the peer's
+//! harness is `netban_testlab::peers::ios`). The daemon through this driver is tested in
+//! netban-e2e (`drivers`), its benchmark is in bench/.
 #![cfg(feature = "cisco-ios")]
 
 use netban_core::plan::{self, ExpiryTracking, Held, Ownership, Plan};
 use netban_core::{Expiry, Prefix};
 use netban_targets::cisco_ios::{Action, CiscoIos, CiscoIosConfig, Mode, TAIL_SEQUENCE};
 use netban_targets::{ItemOutcome, Step, Target, TargetError};
+use netban_testlab::peers::ios::{make_client_key, Router, PASSWORD, SECRET, USER};
 use netban_testlab::plans::{adds, prefix as p};
 use netban_testlab::wait_until;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-const VENV_PYTHON: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../.venv-cisco_ios/bin/python"
-);
-const EMULATOR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/cisco_ios/ios_acl_shell.py"
-);
-const NETMIKO: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/cisco_ios/netmiko_client.py"
-);
-const REFERENCE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../bench/reference/ios_netmiko_ban.py"
-);
-
-const USER: &str = "netban";
-const PASSWORD: &str = "netban-pw";
-const SECRET: &str = "en-s3cret";
-
-fn python() -> &'static str {
-    assert!(
-        Path::new(VENV_PYTHON).exists(),
-        "{VENV_PYTHON} missing: run scripts/setup.d/cisco_ios.sh (installs fakenos and netmiko)"
-    );
-    VENV_PYTHON
+/// The driver on an emulated router.
+trait Driver {
+    fn config(&self) -> CiscoIosConfig;
+    fn target(&self) -> CiscoIos;
 }
 
-/// One running emulator (one router).
-struct Router {
-    child: Child,
-    port: u16,
-    fingerprint: String,
-    /// `ssh-rsa AAAA…` of the router's host key.
-    host_key: String,
-    dir: tempfile::TempDir,
-}
-
-impl Router {
-    fn start(extra: &[&str]) -> Router {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(python())
-            .arg(EMULATOR)
-            .args([
-                "--hostname",
-                "edge-r1",
-                "--username",
-                USER,
-                "--password",
-                PASSWORD,
-            ])
-            .args(["--enable-secret", SECRET])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("emulator.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("starting the IOS emulator");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .map(str::to_string)
-        };
-        let (Some(port), Some(fingerprint)) = (field("port="), field("fingerprint=")) else {
-            let _ = child.kill();
-            let log = std::fs::read_to_string(dir.path().join("emulator.log")).unwrap_or_default();
-            panic!("the emulator did not start: {line:?}\n{log}");
-        };
-        let host_key = line.split_once(" key=").unwrap().1.trim().to_string();
-        Router {
-            child,
-            port: port.parse().unwrap(),
-            fingerprint,
-            host_key,
-            dir,
-        }
-    }
-
+impl Driver for Router {
     fn config(&self) -> CiscoIosConfig {
         CiscoIosConfig {
             password: Some(PASSWORD.into()),
@@ -119,60 +38,6 @@ impl Router {
 
     fn target(&self) -> CiscoIos {
         CiscoIos::new("edge", self.config()).unwrap()
-    }
-
-    /// Runs steps over one netmiko connection (the "operator by hand").
-    fn netmiko(&self, steps: serde_json::Value) -> Vec<serde_json::Value> {
-        let out = Command::new(python())
-            .arg(NETMIKO)
-            .args(["--port", &self.port.to_string(), "--username", USER])
-            .args(["--password", PASSWORD, "--secret", SECRET])
-            .arg(steps.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "netmiko failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// A `show` command's output, with match counters dropped (every read counts as traffic
-    /// in the emulator, so they vary).
-    fn show(&self, command: &str) -> String {
-        let r = self.netmiko(serde_json::json!([["show", command]]));
-        let out = r[0]["output"].as_str().unwrap();
-        out.lines()
-            .map(|l| match l.find(" (") {
-                Some(i) if l.contains("match") => {
-                    let close = l[i..].find(')').map_or(l.len(), |j| i + j + 1);
-                    format!("{}{}", &l[..i], &l[close..])
-                }
-                _ => l.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("emulator.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Router {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -637,13 +502,7 @@ async fn wrong_host_keys_are_refused_with_the_presented_fingerprint() {
 async fn key_auth_works_and_wrong_credentials_are_config_errors() {
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("id_rsa");
-    let ok = Command::new(python())
-        .arg(EMULATOR)
-        .arg("--make-client-key")
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    make_client_key(&key);
     let r = Router::start(&["--authorized-key", &format!("{}.pub", key.display())]);
     let mut t = CiscoIos::new(
         "edge",
@@ -748,217 +607,4 @@ async fn class_map_variant_uses_permit_entries_without_a_tail() {
         .unwrap();
     assert_eq!(report.items[0].step, Step::Remove);
     assert!(observed(&mut t).await.is_empty());
-}
-
-#[test]
-fn the_daemon_enforces_bans_on_the_router_and_repairs_a_hand_edit() {
-    let r = Router::start(&[]);
-    let bins = netban_testlab::netban::Binaries::locate();
-    let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "[reconciler]\nresync_secs = 600\nretry_min_secs = 1\nretry_max_secs = 2\n\n\
-         [[targets]]\nname = \"edge-router\"\ntype = \"cisco_ios\"\nhost = \"127.0.0.1\"\n\
-         port = {}\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\n\
-         enable_secret = \"{SECRET}\"\nhost_key_fingerprint = \"{}\"\n",
-        r.port, r.fingerprint
-    );
-    let daemon = netban_testlab::netban::Daemon::start(&bins, dir.path(), &body).unwrap();
-    let run = |args: &[&str]| {
-        let out = daemon.client(args);
-        assert!(
-            out.status.success(),
-            "netban {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "ban",
-        "203.0.113.50",
-        "2001:db8::50",
-        "--source",
-        "sshd",
-        "--bantime",
-        "3600",
-    ]);
-    let acl = || r.show("show ip access-lists NETBAN");
-    let on_router = |acl: &str| acl.contains("deny ip host 203.0.113.50 any");
-    assert!(
-        wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
-            on_router(&acl())
-        }),
-        "ban not on the router: {}\n{}",
-        acl(),
-        daemon.log()
-    );
-    assert!(r
-        .show("show ipv6 access-list NETBAN6")
-        .contains("deny ipv6 host 2001:DB8::50 any"));
-
-    // An operator removes the entry by hand; `netban sync` observes and restores it.
-    let seq = acl()
-        .lines()
-        .find(|l| l.contains("203.0.113.50"))
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .unwrap();
-    r.netmiko(serde_json::json!([[
-        "config",
-        ["ip access-list extended NETBAN", format!("no {seq}")]
-    ]]));
-    assert!(!on_router(&acl()));
-    run(&["sync"]);
-    assert!(
-        wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
-            on_router(&acl())
-        }),
-        "not restored: {}\n{}",
-        acl(),
-        daemon.log()
-    );
-
-    run(&["unban", "203.0.113.50", "2001:db8::50", "--source", "sshd"]);
-    assert!(
-        wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
-            !acl().contains("203.0.113.50")
-                && !r
-                    .show("show ipv6 access-list NETBAN6")
-                    .contains("2001:DB8::50")
-        }),
-        "unban not applied: {}\n{}",
-        acl(),
-        daemon.log()
-    );
-    let status = daemon.status();
-    assert!(status.to_string().contains("edge-router"), "{status}");
-}
-
-/// `cargo test --release -p netban-targets --test cisco_ios -- --ignored --nocapture bench_cisco_ios`
-///
-/// 1,000 bans on one router, netban's way (one persistent session) beside the seed's way
-/// (bench/reference/ios_netmiko_ban.py: a Python process and a netmiko connection per ban).
-/// The reference costs over a second per ban, so it runs on NETBAN_BENCH_REF_BANS bans
-/// (default 20) and its per-ban cost is reported; every reference ban is an independent process,
-/// so 1,000 of them cost 1,000 times as much.
-#[test]
-#[ignore]
-fn bench_cisco_ios() {
-    const BANS: usize = 1_000;
-    let ref_bans: usize = std::env::var("NETBAN_BENCH_REF_BANS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let r = Router::start(&[]);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    // 198.18.0.0/15: the benchmarking range.
-    let addrs = |base: usize, n: usize| -> Vec<String> {
-        (base..base + n)
-            .map(|i| format!("198.18.{}.{}", i / 250, 1 + i % 250))
-            .collect()
-    };
-    // Like the seed: permit entries in an ACL a class-map matches, IPv4 only.
-    let target = |acl: &str| {
-        CiscoIos::new(
-            "bench",
-            CiscoIosConfig {
-                action: Action::Permit,
-                acl: acl.into(),
-                acl6: String::new(),
-                timeout_secs: 60,
-                ..r.config()
-            },
-        )
-        .unwrap()
-    };
-
-    // netban: all bans in one apply, session opening included.
-    let batch = addrs(0, BANS);
-    let started = Instant::now();
-    let batched = rt.block_on(async {
-        let mut t = target("NBBATCH");
-        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-        apply_ok(&mut t, &adds(&refs)).await;
-        let secs = started.elapsed().as_secs_f64();
-        assert_eq!(observed(&mut t).await.len(), BANS);
-        secs
-    });
-
-    // netban: one apply per ban (bans arriving one at a time), on the persistent session.
-    let single = addrs(BANS, BANS);
-    let one_by_one = rt.block_on(async {
-        let mut t = target("NBSINGLE");
-        t.prepare().await.unwrap();
-        let started = Instant::now();
-        for ip in &single {
-            apply_ok(&mut t, &adds(&[ip.as_str()])).await;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        assert_eq!(observed(&mut t).await.len(), BANS);
-        secs
-    });
-
-    // The seed's way.
-    let reference = addrs(2 * BANS, ref_bans);
-    let started = Instant::now();
-    for ip in &reference {
-        let ok = Command::new(python())
-            .arg(REFERENCE)
-            .args([
-                "--port",
-                &r.port.to_string(),
-                "--username",
-                USER,
-                "--password",
-                PASSWORD,
-            ])
-            .args(["--secret", SECRET, "--acl", "SEED", "ban", ip])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "reference ban of {ip} failed");
-    }
-    let ref_secs = started.elapsed().as_secs_f64();
-    let seed_acl = r.show("show ip access-lists SEED");
-    assert_eq!(
-        seed_acl
-            .lines()
-            .filter(|l| l.contains("permit ip host"))
-            .count(),
-        ref_bans
-    );
-
-    let ref_ms = ref_secs * 1000.0 / ref_bans as f64;
-    let row = |name: &str, n: usize, secs: f64| {
-        let ms = secs * 1000.0 / n as f64;
-        println!(
-            "{name:<48} {n:>6} {secs:>9.2} {ms:>9.2} {:>10.0}x",
-            ref_ms / ms
-        );
-    };
-    println!(
-        "\ncisco_ios: bans applied to one router (fakenos 1.2.1 + netban's IOS emulator, loopback)"
-    );
-    println!(
-        "{:<48} {:>6} {:>9} {:>9} {:>11}",
-        "approach", "bans", "total s", "ms/ban", "vs seed"
-    );
-    row(
-        "seed: netmiko, one process + SSH login per ban",
-        ref_bans,
-        ref_secs,
-    );
-    println!(
-        "{:<48} {:>6} {:>9.0} {:>9.2} {:>10}x   (extrapolated)",
-        "  (seed, 1,000 bans)",
-        BANS,
-        ref_ms * BANS as f64 / 1000.0,
-        ref_ms,
-        1
-    );
-    row("netban: 1,000 bans, one config session", BANS, batched);
-    row(
-        "netban: one apply per ban, persistent session",
-        BANS,
-        one_by_one,
-    );
 }

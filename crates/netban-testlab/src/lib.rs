@@ -19,6 +19,10 @@
 //! - namespaces left behind by a lab whose test process died are swept by the next
 //!   [`Lab::new`] (names carry the owning PID).
 //!
+//! [`peers`] runs the real peer of each driver (ExaFS, moto, BIRD/FRR, the IOS emulator,
+//! netconfd) for the driver tests, the end-to-end tests and the benchmarks alike; [`nft`] reads
+//! back what netban's nftables table holds.
+//!
 //! Tests that need namespaces start with [`require_netns!`], which skips the test with a
 //! printed line where namespaces cannot be created, except under `CI=true` or
 //! `NETBAN_REQUIRE_NETNS=1`, where it fails instead so that a broken CI machine is noticed.
@@ -28,6 +32,8 @@ pub mod fail2ban;
 mod host;
 mod lab;
 pub mod netban;
+pub mod nft;
+pub mod peers;
 pub mod plans;
 pub mod postgres;
 mod probe;
@@ -36,8 +42,51 @@ pub use edge::Edge;
 pub use host::{Host, Process};
 pub use lab::{Lab, Link};
 
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// A TCP port on 127.0.0.1 that the kernel handed out a moment ago and is free again, for a
+/// peer that must be told its port on its command line.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A program in the Python venv of a driver's peer (`.venv-DRIVER` at the repository root,
+/// made by `scripts/setup.d/DRIVER.sh`).
+///
+/// # Panics
+/// If it is not there, saying which setup script installs it.
+pub fn venv_bin(driver: &str, program: &str) -> PathBuf {
+    let path = repo_root()
+        .join(format!(".venv-{driver}"))
+        .join("bin")
+        .join(program);
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/setup.d/{driver}.sh (or scripts/setup.sh)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `cmd` to completion (stdin empty) and returns its stdout.
+///
+/// # Panics
+/// When it cannot start or exits non-zero, with its stderr: in a test or a benchmark a failing
+/// helper program is a broken setup.
+pub fn output_ok(cmd: &mut std::process::Command) -> String {
+    let what = format!("{cmd:?}");
+    lab::run_checked(cmd, &what).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The repository's root directory (for its scripts and reference files).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
 
 /// Polls `condition` every `poll_interval` until it returns true or `timeout` has passed.
 /// Returns whether it became true. The condition is always checked at least once, and once more

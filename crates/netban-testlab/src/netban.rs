@@ -127,6 +127,20 @@ impl Daemon {
         self.client_with_stdin(args, None)
     }
 
+    /// Runs the client and insists on success: panics with its output and the daemon's log
+    /// otherwise.
+    pub fn client_ok(&self, args: &[&str]) -> Output {
+        let out = self.client(args);
+        assert!(
+            out.status.success(),
+            "netban {args:?}: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        out
+    }
+
     pub fn client_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         use std::io::Write;
         let mut child = Command::new(&self.bins.client)

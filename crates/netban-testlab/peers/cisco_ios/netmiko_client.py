@@ -2,8 +2,8 @@
 """Test helper of the netban project: netmiko 4.8 as an independent IOS client.
 
 Runs a list of steps over ONE netmiko connection to the router (or to netban's IOS test
-emulator) and prints one JSON list with the result of each step. Used by
-crates/netban-targets/tests/cisco_ios.rs to cross-check the emulator with a client that is not
+emulator) and prints one JSON list with the result of each step. Used by the emulator's
+harness (crates/netban-testlab/src/peers/ios.rs) to cross-check the emulator with a client that is not
 netban's, and to change the router "by hand" the way an operator would.
 
 usage: netmiko_client.py --port P [--host 127.0.0.1] --username U --password P [--secret S]

@@ -10,14 +10,13 @@
 //! (`flowapp.scripts._create_app`, the one `exafs-db-init` uses) and Flask's server; both run
 //! with TZ=UTC, and everything is killed by PID on drop.
 
-use netban_testlab::wait_until;
+use crate::{free_port, output_ok, venv_bin, wait_until};
 use serde_json::{json, Value};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub const VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv-exafs");
 /// The read-write key of the seeded user (bound to 127.0.0.1).
 pub const KEY: &str = "netban-test-key-rw-5b1f0c9e";
 /// A read-only key of the same user.
@@ -48,24 +47,6 @@ import sys
 from flowapp.scripts import _create_app
 _create_app().run(host="127.0.0.1", port=int(sys.argv[1]), threaded=True)
 "#;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-fn venv_bin(name: &str) -> PathBuf {
-    let path = Path::new(VENV).join("bin").join(name);
-    assert!(
-        path.exists(),
-        "{} missing: run scripts/setup.d/exafs.sh (installs exafs==1.4.1 and \
-         exabgp-process==1.0.5 in .venv-exafs)",
-        path.display()
-    );
-    path
-}
 
 fn wait_port(port: u16, what: &str, log: &Path) {
     let up = wait_until(Duration::from_secs(30), Duration::from_millis(25), || {
@@ -124,28 +105,18 @@ impl Peer {
         )
         .unwrap();
         std::fs::write(d.join("launch.py"), LAUNCHER).unwrap();
-        let init = Command::new(venv_bin("exafs-db-init"))
-            .current_dir(d)
-            .env("TZ", "UTC")
-            .output()
-            .expect("exafs-db-init");
-        assert!(
-            init.status.success(),
-            "exafs-db-init failed: {}",
-            String::from_utf8_lossy(&init.stderr)
+        output_ok(
+            Command::new(venv_bin("exafs", "exafs-db-init"))
+                .current_dir(d)
+                .env("TZ", "UTC"),
         );
-        let seed = Command::new(venv_bin("python"))
-            .args(["-c", SEED])
-            .arg(d.join("exafs.db"))
-            .args([RANGES, KEY, READ_ONLY_KEY])
-            .output()
-            .expect("seeding");
-        assert!(
-            seed.status.success(),
-            "seeding failed: {}",
-            String::from_utf8_lossy(&seed.stderr)
+        output_ok(
+            Command::new(venv_bin("exafs", "python"))
+                .args(["-c", SEED])
+                .arg(d.join("exafs.db"))
+                .args([RANGES, KEY, READ_ONLY_KEY]),
         );
-        let exa = Command::new(venv_bin("exabgp-process"))
+        let exa = Command::new(venv_bin("exafs", "exabgp-process"))
             .current_dir(d)
             .env("TZ", "UTC")
             .stdin(Stdio::null())
@@ -177,7 +148,7 @@ impl Peer {
             .append(true)
             .open(d.join("app.err"))
             .unwrap();
-        let child = Command::new(venv_bin("python"))
+        let child = Command::new(venv_bin("exafs", "python"))
             .current_dir(d)
             .env("TZ", "UTC")
             .arg(d.join("launch.py"))

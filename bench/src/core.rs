@@ -1,6 +1,6 @@
-//! `netban-bench`: netban's benchmarks, run beside the references in one run, printing ratios.
+//! The core benchmarks: the ban path and the daemon, with nftables in a router namespace.
 //!
-//! Every number comes from this run on this machine. The references:
+//! The references:
 //! - **fail2ban's nftables action path**: what fail2ban runs per ban with `banaction = nftables`
 //!   (`sh -c 'nft add element … { IP }'`), one after another (fail2ban runs actions under one
 //!   global lock), on the same router namespace;
@@ -11,72 +11,14 @@
 //! enforced ≤ 1 s; restart with 100,000 bans ≤ 3 s with nothing re-pushed; ≤ 200 MB resident
 //! with 1,000,000 bans in the ledger.
 
-use netban_testlab::netban::{self, Binaries, Daemon};
-use netban_testlab::{netns_available, wait_until, Host, Lab};
+use crate::table::{median, ms, p95, verdict, Row, Table};
+use crate::Context;
+use netban_testlab::netban::{self, Daemon};
+use netban_testlab::{nft, wait_until, Host, Lab};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Options {
-    bins: Binaries,
-    reference: PathBuf,
-    quick: bool,
-}
-
-fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let (mut bin_dir, mut reference, mut quick) = (None, PathBuf::from("bench/reference"), false);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bin-dir" => bin_dir = args.next().map(PathBuf::from),
-            "--reference-dir" => reference = args.next().map(PathBuf::from).unwrap_or(reference),
-            "--quick" => quick = true,
-            other => {
-                eprintln!("usage: netban-bench [--bin-dir DIR] [--reference-dir DIR] [--quick] (got {other:?})");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    if let Err(e) = netns_available() {
-        eprintln!("netban-bench: network namespaces are needed (run as root): {e}");
-        return ExitCode::FAILURE;
-    }
-    let bins = match bin_dir {
-        Some(d) => Binaries::in_dir(&d),
-        None => Binaries::locate(),
-    };
-    let options = Options {
-        bins,
-        reference,
-        quick,
-    };
-    match run(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("netban-bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn p95(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[(samples.len() * 95 / 100).min(samples.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn row(what: &str, value: String, note: &str) {
-    println!("  {what:<58} {value:>14}  {note}");
-}
 
 fn v4(i: usize) -> String {
     format!("198.19.{}.{}", i / 250 % 256, 1 + i % 250)
@@ -95,10 +37,12 @@ fn addresses(count: usize, offset: usize) -> Vec<String> {
         .collect()
 }
 
-fn run(o: &Options) -> Result<(), String> {
+/// The core benchmarks, against nftables in a router namespace: per-ban cost, a 10,000-ban
+/// burst, a restart with 100,000 bans, memory with 1,000,000 in the ledger.
+pub fn run(o: &Context, table: &mut Table) -> Result<(), String> {
     let work = std::env::temp_dir().join(format!("netban-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let result = benchmarks(o, &work);
+    let result = benchmarks(o, &work, table);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
@@ -112,31 +56,15 @@ fn held(daemon: &Daemon) -> Option<u64> {
     status["body"]["targets"][0]["held"].as_u64()
 }
 
-fn count_elements(host: &Host, set: &str) -> usize {
-    let Ok(out) = host.run("nft", ["-j", "list", "set", "inet", "netban", set]) else {
-        return 0;
-    };
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    value["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["set"]["elem"].as_array())
-        .map(|a| a.len())
-        .sum()
-}
-
-fn benchmarks(o: &Options, work: &Path) -> Result<(), String> {
+fn benchmarks(o: &Context, work: &Path, table: &mut Table) -> Result<(), String> {
     let lab = Lab::new("bench").map_err(|e| e.to_string())?;
     let router = lab.host("router").map_err(|e| e.to_string())?;
-    println!(
-        "netban benchmarks — {} cores, release build, nftables in namespace {}",
-        cores(),
-        router.name()
-    );
 
     // 1. Per-ban cost.
-    println!("\n1. Per-ban cost (one process per ban, sequential)");
+    table.section(&format!(
+        "core 1. Per-ban cost (one process per ban, sequential; nftables in namespace {})",
+        router.name()
+    ));
     let n = if o.quick { 100 } else { 300 };
     let daemon = Daemon::start(&o.bins, &work.join("perban"), &nft_target(&router, ""))
         .map_err(|e| e.to_string())?;
@@ -182,7 +110,7 @@ fn benchmarks(o: &Options, work: &Path) -> Result<(), String> {
             return Err(format!("reference nft add element failed for {ip}"));
         }
     }
-    let seed = o.reference.join("seed_style_ban.py");
+    let seed = o.reference("seed_style_ban.py");
     let seed_db = work.join("seed.db");
     let mut seed_times = Vec::new();
     for ip in addresses(n / 3, 0) {
@@ -200,29 +128,27 @@ fn benchmarks(o: &Options, work: &Path) -> Result<(), String> {
         median(f2b_times),
         median(seed_times),
     );
-    row(
-        "netban ban (acknowledged, durable)",
-        ms(nb),
-        &format!("p95 {}", ms(p95(netban_times))),
+    table.row(
+        Row::netban("netban ban (acknowledged, durable), median", ms(nb))
+            .note(format!("p95 {}", ms(p95(netban_times)))),
     );
-    row(
-        "fail2ban nftables action (sh -c 'nft add element')",
-        ms(f2b),
-        &format!("netban is {:.1}× faster", ratio(f2b, nb)),
-    );
-    row(
-        "seed-style Python script per ban",
-        ms(seed_m),
-        &format!("netban is {:.1}× faster", ratio(seed_m, nb)),
-    );
-    row(
-        "target: ban acknowledged ≤ 3 ms median",
-        verdict(nb <= Duration::from_millis(3)),
-        "",
+    table.row(Row::versus(
+        "vs fail2ban nftables action (sh -c 'nft add element')",
+        nb,
+        f2b,
+    ));
+    table.row(Row::versus(
+        "vs seed-style Python script per ban",
+        nb,
+        seed_m,
+    ));
+    table.row(
+        Row::netban("target: ban acknowledged ≤ 3 ms median", "")
+            .note(verdict(nb <= Duration::from_millis(3))),
     );
 
     // 2. Burst of 10,000 bans until all are in the nft set.
-    println!("\n2. Burst of 10,000 bans until every one is in the router's nft set");
+    table.section("core 2. Burst of 10,000 bans until every one is in the router's nft set");
     let burst = 10_000;
     let daemon = Daemon::start(&o.bins, &work.join("burst"), &nft_target(&router, ""))
         .map_err(|e| e.to_string())?;
@@ -241,7 +167,7 @@ fn benchmarks(o: &Options, work: &Path) -> Result<(), String> {
         held(&daemon) == Some(burst as u64)
     });
     let burst_time = start.elapsed();
-    let in_set = count_elements(&router, "ban4");
+    let in_set = nft::count(&router, "ban4");
     if !done || acked != burst || in_set != burst {
         return Err(format!(
             "burst incomplete: acked {acked}, held {:?}, in set {in_set}",
@@ -264,57 +190,61 @@ fn benchmarks(o: &Options, work: &Path) -> Result<(), String> {
         held(&daemon) == Some(burst as u64)
     });
     let bulk_time = start.elapsed();
-    if !out.status.success() || !done || count_elements(&router, "ban4") != burst {
+    if !out.status.success() || !done || nft::count(&router, "ban4") != burst {
         return Err(format!("bulk burst incomplete: held {:?}", held(&daemon)));
     }
     drop(daemon);
     let f2b_burst = f2b * burst as u32;
-    row(
-        "netban: 8 clients × 1,250 single-ban requests, all acked",
+    table.row(Row::netban(
+        "8 clients × 1,250 single-ban requests, all acked",
         ms(acked_at),
-        "",
-    );
-    row(
-        "netban: … and all 10,000 in the nft set (verified by nft)",
+    ));
+    table.row(Row::netban(
+        "… and all 10,000 in the nft set (verified by nft)",
         ms(burst_time),
-        "",
-    );
-    row(
-        "netban: one `ban --stdin` of 10,000, acked",
+    ));
+    table.row(Row::netban(
+        "one `ban --stdin` of 10,000, acked",
         ms(bulk_acked),
-        "",
-    );
-    row(
-        "netban: … and all 10,000 in the nft set (verified by nft)",
+    ));
+    table.row(Row::netban(
+        "… and all 10,000 in the nft set (verified by nft)",
         ms(bulk_time),
-        "",
+    ));
+    let seed_burst = seed_m * burst as u32;
+    table.row(
+        Row::versus(
+            "8 clients vs fail2ban nftables action × 10,000",
+            burst_time,
+            f2b_burst,
+        )
+        .note("reference: sequential, from 1."),
     );
-    row(
-        "fail2ban nftables action × 10,000 (sequential, from 1.)",
-        format!("{:.1} s", f2b_burst.as_secs_f64()),
-        &format!("netban is {:.0}× faster", ratio(f2b_burst, burst_time)),
+    table.row(
+        Row::versus(
+            "8 clients vs seed-style script × 10,000",
+            burst_time,
+            seed_burst,
+        )
+        .note("reference: from 1."),
     );
-    row(
-        "seed-style script × 10,000 (from 1.)",
-        format!("{:.1} s", (seed_m * burst as u32).as_secs_f64()),
-        &format!(
-            "netban is {:.0}× faster",
-            ratio(seed_m * burst as u32, burst_time)
-        ),
-    );
-    row(
-        "target: 10,000-ban burst enforced ≤ 1 s (8 clients / bulk)",
-        format!(
+    table.row(
+        Row::netban(
+            "target: 10,000-ban burst enforced ≤ 1 s (8 clients / bulk)",
+            "",
+        )
+        .note(format!(
             "{} / {}",
             verdict(burst_time <= Duration::from_secs(1)),
             verdict(bulk_time <= Duration::from_secs(1))
-        ),
-        "",
+        )),
     );
 
     // 3. Restart with 100,000 active bans.
     let big = if o.quick { 20_000 } else { 100_000 };
-    println!("\n3. Daemon restart with {big} active bans until steady state");
+    table.section(&format!(
+        "core 3. Daemon restart with {big} active bans until steady state"
+    ));
     let mut daemon = Daemon::start(&o.bins, &work.join("restart"), &nft_target(&router, ""))
         .map_err(|e| e.to_string())?;
     let many = addresses(big, 20_000);
@@ -357,48 +287,46 @@ fn benchmarks(o: &Options, work: &Path) -> Result<(), String> {
     }
     let rss_restart = rss_mib(daemon.pid());
     drop(daemon);
-    row(
-        &format!("netban: restart to steady state, {big} bans"),
-        ms(restart_time),
-        if repushed {
-            "RE-PUSHED (bad)"
-        } else {
-            "nothing re-pushed"
-        },
-    );
     let f2b_restore = f2b * big as u32;
-    row(
-        &format!("fail2ban restore: actionban × {big} (from 1.)"),
-        format!("{:.0} s", f2b_restore.as_secs_f64()),
-        &format!("netban is {:.0}× faster", ratio(f2b_restore, restart_time)),
-    );
-    row(
-        "netban resident memory with them",
-        format!("{rss_restart:.0} MiB"),
-        "",
-    );
-    row(
-        "target: restart with 100,000 bans ≤ 3 s",
-        verdict(!o.quick && restart_time <= Duration::from_secs(3) && !repushed),
-        if o.quick {
-            "(quick run: not measured at 100,000)"
+    table.row(
+        Row::versus(
+            format!("restart to steady state vs fail2ban restore (actionban × {big})"),
+            restart_time,
+            f2b_restore,
+        )
+        .note(if repushed {
+            "RE-PUSHED (bad); reference from 1."
         } else {
-            ""
-        },
+            "nothing re-pushed; reference from 1."
+        }),
+    );
+    table.row(Row::netban(
+        "resident memory with them",
+        format!("{rss_restart:.0} MiB"),
+    ));
+    table.row(
+        Row::netban("target: restart with 100,000 bans ≤ 3 s", "").note(format!(
+            "{}{}",
+            verdict(!o.quick && restart_time <= Duration::from_secs(3) && !repushed),
+            if o.quick {
+                " (quick run: not measured at 100,000)"
+            } else {
+                ""
+            }
+        )),
     );
 
     // 4. Memory at 1,000,000 bans in the ledger.
     let million = if o.quick { 100_000 } else { 1_000_000 };
-    println!("\n4. Memory with {million} bans in the ledger");
+    table.section(&format!("core 4. Memory with {million} bans in the ledger"));
     let dir = work.join("million");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let start = Instant::now();
     fill_ledger(&dir.join("ledger.db"), million)?;
-    row(
-        &format!("ledger filled with {million} bans (direct, batches of 10,000)"),
+    table.row(Row::netban(
+        format!("ledger filled with {million} bans (direct, batches of 10,000)"),
         ms(start.elapsed()),
-        "",
-    );
+    ));
     let start = Instant::now();
     let daemon = Daemon::start(&o.bins, &dir, "").map_err(|e| e.to_string())?;
     let up = start.elapsed();
@@ -407,38 +335,24 @@ fn benchmarks(o: &Options, work: &Path) -> Result<(), String> {
         .unwrap_or(0);
     let rss = rss_mib(daemon.pid());
     drop(daemon);
-    row(
-        "netban daemon start (load ledger, serve)",
-        ms(up),
-        &format!("{listed} active bans"),
+    table.row(
+        Row::netban("daemon start (load ledger, serve)", ms(up))
+            .note(format!("{listed} active bans")),
     );
-    row("netban daemon resident memory", format!("{rss:.0} MiB"), "");
-    row(
-        "target: ≤ 200 MB with 1,000,000 bans",
-        verdict(!o.quick && rss <= 200.0 * 1e6 / 1048576.0),
-        if o.quick { "(quick run)" } else { "" },
+    table.row(Row::netban(
+        "daemon resident memory",
+        format!("{rss:.0} MiB"),
+    ));
+    table.row(
+        Row::netban("target: ≤ 200 MB with 1,000,000 bans", "").note(format!(
+            "{}{}",
+            verdict(!o.quick && rss <= 200.0 * 1e6 / 1048576.0),
+            if o.quick { " (quick run)" } else { "" }
+        )),
     );
     drop(router);
     drop(lab);
     Ok(())
-}
-
-fn ratio(reference: Duration, ours: Duration) -> f64 {
-    reference.as_secs_f64() / ours.as_secs_f64().max(1e-9)
-}
-
-fn verdict(ok: bool) -> String {
-    if ok {
-        "met".into()
-    } else {
-        "NOT met".into()
-    }
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
 }
 
 /// Resident memory of `pid` in MiB (0 if unknown).
@@ -491,29 +405,16 @@ fn fill_ledger(path: &Path, count: usize) -> Result<(), String> {
 }
 
 /// Runs `command` inside `host`'s network namespace without `ip netns exec` (which would add
-/// its own cost to the reference): a thread enters the namespace and spawns from there.
+/// its own cost to the reference); whether it exited 0.
 fn in_netns(host: &Host, command: &mut Command) -> Result<bool, String> {
-    let path = format!("/var/run/netns/{}", host.name());
     let program = format!("{command:?}");
-    let command = std::mem::replace(command, Command::new("true"));
-    std::thread::scope(|scope| {
-        scope
-            .spawn(move || {
-                let mut command = command;
-                let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-                use std::os::fd::AsRawFd;
-                // SAFETY: setns on a valid namespace fd affects only this thread.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
-                }
-                let status = command
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .map_err(|e| format!("{program}: {e}"))?;
-                Ok(status.success())
-            })
-            .join()
-            .map_err(|_| "thread panicked".to_string())?
+    host.enter(|| {
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|status| status.success())
     })
+    .and_then(|status| status)
+    .map_err(|e| format!("{program} in {}: {e}", host.name()))
 }

@@ -5,7 +5,7 @@
 //! (65535:666) becomes a blackhole route in the kernel, anything else is refused, and the
 //! session is passive (netban connects).
 
-use netban_testlab::{wait_until, Host, Process};
+use crate::{wait_until, Edge, Host, Lab, Process};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -22,6 +22,62 @@ const FRR_DISCARD_V4: &str = "198.18.255.1";
 const FRR_DISCARD_V6: &str = "2001:db8:ffff::1";
 
 const START_WAIT: Duration = Duration::from_secs(15);
+
+/// The server's TCP port that [`rtbh`] listens on.
+pub const PORT: u16 = 8080;
+
+/// The lab BGP tests run in: the edge topology plus a "netban" namespace (the speaker) linked
+/// to the router on 198.18.0.0/30 and 2001:db8:ff::/64, a listener on the server, and a
+/// scratch directory for the router's files.
+pub struct Rtbh {
+    pub edge: Edge,
+    pub speaker: Host,
+    pub dir: tempfile::TempDir,
+    _listener: Process,
+}
+
+/// Builds the [`Rtbh`] lab tagged `tag` and checks the attacker reaches the server before any
+/// ban.
+pub fn rtbh(tag: &str) -> Rtbh {
+    let edge = Lab::edge_topology(tag).unwrap();
+    let speaker = edge.lab.host("netban").unwrap();
+    edge.lab
+        .link(
+            &edge.router,
+            &["198.18.0.1/30", "2001:db8:ff::1/64"],
+            &speaker,
+            &["198.18.0.2/30", "2001:db8:ff::2/64"],
+        )
+        .unwrap();
+    let listener = edge.server.spawn_tcp_listener(PORT).unwrap();
+    for to in [Edge::SERVER_V4, Edge::SERVER_V6] {
+        let reached = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            edge.attacker.tcp_connects(to, PORT, Duration::from_secs(1))
+        });
+        assert!(reached, "attacker -> {to} before any ban");
+    }
+    Rtbh {
+        edge,
+        speaker,
+        dir: tempfile::tempdir().unwrap(),
+        _listener: listener,
+    }
+}
+
+/// The BGP driver's settings (the keys of its `[[targets]]` table) for a speaker in the
+/// namespace `speaker` (netban's side of the link) peering with `peer_address` as `remote_as`,
+/// with short connect timeouts for tests.
+pub fn speaker_settings(speaker: &Host, peer_address: &str, remote_as: u32) -> serde_json::Value {
+    serde_json::json!({
+        "local_as": SPEAKER_AS,
+        "router_id": SPEAKER_LINK_V4,
+        "peers": [{ "address": peer_address, "remote_as": remote_as, "port": 179 }],
+        "next_hop_v6": SPEAKER_LINK_V6,
+        "netns": speaker.name(),
+        "connect_timeout_secs": 3,
+        "connect_retry_max_secs": 2,
+    })
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -1,0 +1,180 @@
+//! The daemon through the ExaFS driver, against the real ExaFS 1.4.1 and exabgp-process 1.0.5
+//! (`netban_testlab::peers::exafs`): the longest source wins, deleted rules come back, rule ids
+//! survive a restart, an outage loses nothing, a wrong key shows in `netban status`.
+
+use netban_testlab::netban::{Binaries, Daemon};
+use netban_testlab::peers::exafs::{Peer, COMMUNITY, KEY};
+use netban_testlab::plans::now;
+use netban_testlab::wait_until;
+use std::time::Duration;
+
+fn daemon_config(peer: &Peer, key_file: &std::path::Path, resync_secs: u64) -> String {
+    format!(
+        "[policy]\nprotect_own_addresses = false\n\
+         escalation = {{ enabled = false, factor = 2.0, max_secs = 604800, window_secs = 2592000 }}\n\n\
+         [reconciler]\nresync_secs = {resync_secs}\nretry_min_secs = 1\nretry_max_secs = 2\n\n\
+         [[targets]]\nname = \"rtbh\"\ntype = \"exafs\"\nurl = \"{}\"\napi_key_file = \"{}\"\n\
+         community = {COMMUNITY}\n",
+        peer.url(),
+        key_file.display()
+    )
+}
+
+#[test]
+fn daemon_restores_deleted_rules_keeps_ids_across_restarts_and_honours_the_longest_source() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let peer = Peer::start();
+    let api = peer.api();
+    let key = peer.key_file("daemon.key", KEY, 0o600);
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(
+        &Binaries::locate(),
+        &dir.path().join("netban"),
+        &daemon_config(&peer, &key, 3_600),
+    )
+    .expect("daemon");
+    let rule_of = |addr: &str| rt.block_on(api.rule_for(addr, 32));
+
+    // An operator's rule netban has nothing to do with.
+    rt.block_on(api.create("203.0.113.99", 32, now().0 + 86_400));
+
+    // Two jails on one address: the short one, then the long one.
+    daemon.client_ok(&[
+        "ban",
+        "203.0.113.50",
+        "--source",
+        "sshd",
+        "--bantime",
+        "600",
+    ]);
+    daemon.client_ok(&[
+        "ban",
+        "203.0.113.50",
+        "--source",
+        "recidive",
+        "--bantime",
+        "86400",
+    ]);
+    let long_end = now().0 + 86_400;
+    let held_long = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        rule_of("203.0.113.50").is_some_and(|r| r["expires"].as_i64().unwrap() >= long_end - 5)
+    });
+    assert!(
+        held_long,
+        "ExaFS holds the later expiry: {:?}",
+        rule_of("203.0.113.50")
+    );
+    let rule = rule_of("203.0.113.50").unwrap();
+
+    // The short jail's unban neither deletes nor shortens the rule.
+    daemon.client_ok(&["unban", "203.0.113.50", "--source", "sshd"]);
+    daemon.client_ok(&["sync"]);
+    assert_eq!(rule_of("203.0.113.50").as_ref(), Some(&rule));
+
+    // Deleted in ExaFS behind netban's back: the next sync puts it back.
+    let announced = peer.count_lines("announce", "203.0.113.50/32");
+    assert_eq!(rt.block_on(api.delete(rule["id"].as_i64().unwrap())), 201);
+    assert!(rule_of("203.0.113.50").is_none());
+    daemon.client_ok(&["sync"]);
+    let restored = rule_of("203.0.113.50").expect("restored by sync");
+    assert_eq!(restored["rstate"], "active rule");
+    assert!(restored["expires"].as_i64().unwrap() >= long_end - 5);
+    assert!(peer.wait_lines("announce", "203.0.113.50/32", announced + 1));
+
+    // The rule id is in the ledger: after a restart (kill -9), the last unban deletes it.
+    daemon.restart().expect("restart");
+    daemon.client_ok(&["unban", "203.0.113.50", "--source", "recidive"]);
+    let gone = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        rule_of("203.0.113.50").is_none()
+    });
+    assert!(
+        gone,
+        "netban deletes its rule after a restart\n{}",
+        daemon.log()
+    );
+    assert!(peer.wait_lines("withdraw", "203.0.113.50/32", 1));
+
+    // The operator's rule was never touched.
+    daemon.client_ok(&["sync"]);
+    assert!(rule_of("203.0.113.99").is_some());
+    assert_eq!(peer.count_lines("withdraw", "203.0.113.99/32"), 0);
+    let status = daemon.status();
+    assert_eq!(status["targets"][0]["health"], "ok", "{status}");
+}
+
+#[test]
+fn exafs_down_during_a_burst_then_back_loses_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut peer = Peer::start();
+    let key = peer.key_file("daemon.key", KEY, 0o600);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        &Binaries::locate(),
+        &dir.path().join("netban"),
+        &daemon_config(&peer, &key, 3_600),
+    )
+    .expect("daemon");
+
+    // A first ban goes through, then ExaFS goes away in the middle of the burst.
+    daemon.client_ok(&["ban", "203.0.113.100", "--bantime", "3600"]);
+    assert!(peer.wait_lines("announce", "203.0.113.100/32", 1));
+    peer.stop_app();
+    let burst: Vec<String> = (101..141).map(|i| format!("203.0.113.{i}")).collect();
+    let mut args = vec!["ban", "--bantime", "3600"];
+    args.extend(burst.iter().map(String::as_str));
+    daemon.client_ok(&args);
+    let down = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        let s = daemon.status();
+        s["targets"][0]["health"] == "down"
+            && s["targets"][0]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("cannot connect to ExaFS"))
+    });
+    assert!(down, "{}", daemon.status());
+
+    peer.start_app();
+    let api = peer.api();
+    let all = wait_until(Duration::from_secs(60), Duration::from_millis(200), || {
+        rt.block_on(api.rules()).len() == 41
+    });
+    assert!(
+        all,
+        "{} rules\n{}",
+        rt.block_on(api.rules()).len(),
+        daemon.log()
+    );
+    for addr in &burst {
+        assert_eq!(
+            peer.count_lines("announce", &format!("{addr}/32")),
+            1,
+            "{addr}"
+        );
+    }
+    let healthy = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        daemon.status()["targets"][0]["health"] == "ok"
+    });
+    assert!(healthy, "{}", daemon.status());
+}
+
+#[test]
+fn a_wrong_key_shows_as_a_configuration_error_in_status() {
+    let peer = Peer::start();
+    let key = peer.key_file("wrong.key", "not-the-key", 0o600);
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(
+        &Binaries::locate(),
+        &dir.path().join("netban"),
+        &daemon_config(&peer, &key, 3_600),
+    )
+    .expect("daemon");
+    daemon.client_ok(&["ban", "203.0.113.60", "--bantime", "3600"]);
+    let shown = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        let s = daemon.status();
+        s["targets"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("configuration error") && e.contains("refused the API key"))
+    });
+    assert!(shown, "{}", daemon.status());
+    let out = daemon.client(&["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("refused the API key"));
+}
