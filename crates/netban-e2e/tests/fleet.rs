@@ -194,7 +194,7 @@ fn the_driver_killed_mid_burst_is_replaced_within_5_s_and_loses_no_acknowledged_
     let world = World::new("fk");
     let edge = &world.edge;
     let db = fleet_database();
-    let mut hosts = vec![
+    let mut hosts = [
         start_host(
             &world,
             &db,
