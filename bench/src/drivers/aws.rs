@@ -55,7 +55,7 @@ fn nacl_config(moto: &Moto, acl: &str) -> AwsNaclConfig {
 
 fn waf_config(moto: &Moto, name: &str, id: &str) -> AwsWafConfig {
     let settings = json!({
-        "scope": "REGIONAL", "ipset_v4": { "name": name, "id": id },
+        "waf_scope": "REGIONAL", "ipset_v4": { "name": name, "id": id },
         "min_write_interval_ms": 0, "max_addresses": 10_000,
     });
     serde_json::from_value(moto.settings(settings)).unwrap()

@@ -199,6 +199,17 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, TargetConfigError> {
             target: label.clone(),
             problem: e.to_string().trim().to_string(),
         };
+        if let Some(value @ ("REGIONAL" | "CLOUDFRONT")) =
+            common_table.get("scope").and_then(|v| v.as_str())
+        {
+            return Err(TargetConfigError::Table {
+                target: label.clone(),
+                problem: format!(
+                    "scope = {value:?}: `scope` is netban's (\"host\" or \"fleet\"); \
+                     the WAF's own scope is `waf_scope = {value:?}`"
+                ),
+            });
+        }
         let common: Common = common_table.try_into().map_err(table_error)?;
         if !valid_name(&common.name) {
             return Err(TargetConfigError::BadName(common.name));
@@ -304,6 +315,30 @@ mod tests {
         v4: Some(20),
         v6: None,
     };
+
+    #[test]
+    fn scope_is_host_or_fleet_and_the_wafs_own_scope_has_its_own_key() {
+        let table = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
+        let error = build(&[table(
+            "name = \"waf\"\ntype = \"aws_waf\"\nscope = \"REGIONAL\"",
+        )])
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(error.contains("waf_scope = \"REGIONAL\""), "{error}");
+        let built = build(&[
+            table("name = \"local\"\ntype = \"nftables\""),
+            table("name = \"router\"\ntype = \"nftables\"\nscope = \"fleet\""),
+        ])
+        .unwrap();
+        let scopes: Vec<TargetScope> = built.iter().map(|b| b.scope).collect();
+        assert_eq!(scopes, [TargetScope::Host, TargetScope::Fleet]);
+        let error = build(&[table("name = \"x\"\ntype = \"nftables\"\nscope = \"site\"")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("host") && error.contains("fleet"), "{error}");
+    }
 
     #[test]
     fn aggregation_settings_are_checked() {

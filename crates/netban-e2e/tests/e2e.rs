@@ -10,7 +10,6 @@ use netban_testlab::netban::{self, Binaries, Daemon};
 use netban_testlab::nft::elements as nft_elements;
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod fleet;
@@ -254,33 +253,17 @@ fn kill_9_during_a_burst_loses_no_acknowledged_ban() {
         .map(|i| format!("198.19.{}.{}", i / 250, 1 + i % 250))
         .collect();
     all.extend((0..2500).map(|i| format!("2001:db8:f::{:x}", i + 1)));
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let threads: Vec<_> = all
+    let clients = all
         .chunks(all.len() / 4)
-        .map(|chunk| {
-            let (socket, acked, chunk) = (daemon.socket.clone(), acked.clone(), chunk.to_vec());
-            std::thread::spawn(move || {
-                // Acknowledgements are recorded as they arrive, so the kill can land mid-stream.
-                for p in chunk {
-                    if netban::ban_over_socket(&socket, std::slice::from_ref(&p), "burst", 3600)
-                        .is_empty()
-                    {
-                        return;
-                    }
-                    acked.lock().unwrap().push(p);
-                }
-            })
-        })
+        .map(|chunk| (daemon.socket.clone(), chunk.to_vec()))
         .collect();
+    let burst = netban::Burst::start(clients, "burst", 3600);
     let midway = wait_until(Duration::from_secs(60), Duration::from_millis(1), || {
-        acked.lock().unwrap().len() >= 1500
+        burst.acked_count() >= 1500
     });
     assert!(midway, "the burst got going");
     daemon.kill9();
-    for t in threads {
-        t.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = burst.finish();
     assert!(
         acked.len() >= 1500 && acked.len() < all.len(),
         "killed mid-burst after {} acks",

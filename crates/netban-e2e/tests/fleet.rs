@@ -219,27 +219,14 @@ fn the_driver_killed_mid_burst_is_replaced_within_5_s_and_loses_no_acknowledged_
     let all: Vec<String> = (0..2000)
         .map(|i| format!("198.18.{}.{}", i / 200, 1 + i % 200))
         .collect();
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let threads: Vec<_> = all
+    let clients = all
         .chunks(all.len() / 2)
         .zip([&hosts[victim], &hosts[survivor]])
-        .map(|(chunk, host)| {
-            let (socket, acked, chunk) =
-                (host.daemon.socket.clone(), acked.clone(), chunk.to_vec());
-            std::thread::spawn(move || {
-                for p in chunk {
-                    if netban::ban_over_socket(&socket, std::slice::from_ref(&p), "burst", 3600)
-                        .is_empty()
-                    {
-                        return;
-                    }
-                    acked.lock().unwrap().push(p);
-                }
-            })
-        })
+        .map(|(chunk, host)| (host.daemon.socket.clone(), chunk.to_vec()))
         .collect();
+    let burst = netban::Burst::start(clients, "burst", 3600);
     let midway = wait_until(Duration::from_secs(60), Duration::from_millis(1), || {
-        acked.lock().unwrap().len() >= 600
+        burst.acked_count() >= 600
     });
     assert!(midway, "the burst got going");
     hosts[victim].daemon.kill9();
@@ -248,9 +235,7 @@ fn the_driver_killed_mid_burst_is_replaced_within_5_s_and_loses_no_acknowledged_
         hosts[survivor].drives_router()
     });
     let takeover = killed_at.elapsed();
-    for t in threads {
-        t.join().unwrap();
-    }
+    let acked = burst.finish();
     assert!(taken_over, "{} took the router over", hosts[survivor].name);
     eprintln!(
         "failover: {} drives the router {takeover:?} after the kill",
@@ -263,7 +248,7 @@ fn the_driver_killed_mid_burst_is_replaced_within_5_s_and_loses_no_acknowledged_
 
     // Every acknowledged ban, from either host, is enforced at the router by the new driver
     // and in the survivor's own set.
-    let want: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    let want: BTreeSet<String> = acked.into_iter().collect();
     assert!(
         want.len() > 1000,
         "the survivor's half and part of the victim's: {}",

@@ -401,7 +401,7 @@ async fn wrong_credentials_and_missing_permissions_are_configuration_errors() {
 fn waf_config(moto: &Moto, v4: Option<(&str, &str)>, v6: Option<(&str, &str)>) -> AwsWafConfig {
     let set = |s: Option<(&str, &str)>| s.map(|(name, id)| json!({ "name": name, "id": id }));
     let settings = json!({
-        "scope": "REGIONAL", "ipset_v4": set(v4), "ipset_v6": set(v6),
+        "waf_scope": "REGIONAL", "ipset_v4": set(v4), "ipset_v6": set(v6),
         "min_write_interval_ms": 0, "max_addresses": 10_000,
     });
     serde_json::from_value(moto.settings(settings)).unwrap()

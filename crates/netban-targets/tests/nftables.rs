@@ -630,8 +630,11 @@ async fn observe_of_a_hundred_thousand_elements() {
     );
     assert_eq!(held.len(), 100_000);
     assert!(held.iter().all(|h| matches!(h.expiry, Some(Expiry::At(_)))));
+    // Speed is the benchmark's business (bench/: restart with 100,000 bans); this bound only
+    // catches a pathological (quadratic) observe, whatever else the machine is doing: about
+    // 1 s when the machine is quiet, up to 7 s seen under a load of 12.
     assert!(
-        observe_time < Duration::from_secs(3),
+        observe_time < Duration::from_secs(30),
         "observe took {observe_time:?}"
     );
 }

@@ -235,6 +235,53 @@ impl Drop for Daemon {
     }
 }
 
+/// Concurrent clients, each banning its own list one request at a time through a daemon's
+/// socket (as fail2ban hosts would), recording every acknowledgement as it arrives, so a test
+/// can kill the daemon mid-stream and know exactly what was acknowledged.
+pub struct Burst {
+    acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Burst {
+    /// Starts one client thread per (socket, prefixes) pair; bans are from `source` for
+    /// `seconds`. A client stops at its first unacknowledged ban.
+    pub fn start(clients: Vec<(PathBuf, Vec<String>)>, source: &str, seconds: u64) -> Burst {
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let clients = clients
+            .into_iter()
+            .map(|(socket, prefixes)| {
+                let (acked, source) = (acked.clone(), source.to_string());
+                std::thread::spawn(move || {
+                    for p in prefixes {
+                        if ban_over_socket(&socket, std::slice::from_ref(&p), &source, seconds)
+                            .is_empty()
+                        {
+                            return;
+                        }
+                        acked.lock().expect("acked list").push(p);
+                    }
+                })
+            })
+            .collect();
+        Burst { acked, clients }
+    }
+
+    /// How many bans were acknowledged so far.
+    pub fn acked_count(&self) -> usize {
+        self.acked.lock().expect("acked list").len()
+    }
+
+    /// Waits for every client to finish; returns every acknowledged ban.
+    pub fn finish(self) -> Vec<String> {
+        for client in self.clients {
+            client.join().expect("burst client");
+        }
+        let acked = self.acked.lock().expect("acked list");
+        acked.clone()
+    }
+}
+
 /// Sends one ban request per prefix over one socket connection, as a fail2ban host would,
 /// and returns the prefixes the daemon acknowledged before the connection broke (or all).
 pub fn ban_over_socket(

@@ -115,7 +115,7 @@ fn daemon_fills_waf_sets_repairs_drift_and_keeps_foreign_entries() {
     let config = format!(
         "[policy.escalation]\nenabled = false\n\n\
          [reconciler]\nresync_secs = 3600\nretry_min_secs = 1\nretry_max_secs = 2\n\n\
-         [[targets]]\nname = \"waf\"\ntype = \"aws_waf\"\nscope = \"REGIONAL\"\n\
+         [[targets]]\nname = \"waf\"\ntype = \"aws_waf\"\nwaf_scope = \"REGIONAL\"\n\
          ipset_v4 = {{ name = \"nb4\", id = \"{id4}\" }}\n\
          ipset_v6 = {{ name = \"nb6\", id = \"{id6}\" }}\n\
          min_write_interval_ms = 200\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n\

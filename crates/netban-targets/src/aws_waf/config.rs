@@ -11,7 +11,7 @@ use serde::Deserialize;
 /// [[targets]]
 /// name = "waf"
 /// type = "aws_waf"
-/// scope = "REGIONAL"                 # or "CLOUDFRONT" (then region must be us-east-1)
+/// waf_scope = "REGIONAL"             # or "CLOUDFRONT" (then region must be us-east-1)
 /// ipset_v4 = { name = "netban-v4", id = "a1b2c3d4-…" }
 /// ipset_v6 = { name = "netban-v6", id = "…" }   # at least one of the two
 /// min_write_interval_ms = 1000       # at most one UpdateIPSet per set per this interval
@@ -22,8 +22,9 @@ use serde::Deserialize;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsWafConfig {
+    /// WAFv2's own scope of the IP sets (`scope` is netban's: host or fleet).
     #[serde(default)]
-    pub scope: Scope,
+    pub waf_scope: WafScope,
     #[serde(default)]
     pub ipset_v4: Option<IpSetRef>,
     #[serde(default)]
@@ -44,7 +45,7 @@ pub struct AwsWafConfig {
 
 /// WAFv2's scope of an IP set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-pub enum Scope {
+pub enum WafScope {
     #[default]
     #[serde(rename = "REGIONAL")]
     Regional,
@@ -126,11 +127,11 @@ impl AwsWafConfig {
                 self.min_write_interval_ms
             ));
         }
-        if self.scope == Scope::Cloudfront
+        if self.waf_scope == WafScope::Cloudfront
             && self.region.as_deref().is_some_and(|r| r != "us-east-1")
         {
             return bad(
-                "scope CLOUDFRONT is served from region us-east-1: set region = \"us-east-1\""
+                "waf_scope CLOUDFRONT is served from region us-east-1: set region = \"us-east-1\""
                     .into(),
             );
         }
@@ -150,12 +151,12 @@ mod tests {
     #[test]
     fn defaults_and_every_key() {
         let c = parse(r#"{"ipset_v4": {"name": "nb4", "id": "0a1b-2c"}}"#).unwrap();
-        assert_eq!(c.scope, Scope::Regional);
+        assert_eq!(c.waf_scope, WafScope::Regional);
         assert_eq!((c.min_write_interval_ms, c.max_addresses), (1_000, 10_000));
         assert_eq!(c.sets().len(), 1);
         assert!(c.validated("t").is_ok());
         let kind: TargetKind = serde_json::from_str(
-            r#"{"type": "aws_waf", "scope": "CLOUDFRONT", "region": "us-east-1",
+            r#"{"type": "aws_waf", "waf_scope": "CLOUDFRONT", "region": "us-east-1",
                 "ipset_v4": {"name": "a", "id": "1"}, "ipset_v6": {"name": "b", "id": "2"},
                 "min_write_interval_ms": 0, "max_addresses": 500, "endpoint_url": "http://x",
                 "profile": "p", "credentials_file": "/c"}"#,
@@ -163,7 +164,7 @@ mod tests {
         .unwrap();
         assert_eq!(kind.kind(), "aws_waf");
         assert!(parse(r#"{"ipset_v4": {"name": "a", "id": "1", "arn": "x"}}"#).is_err());
-        assert!(parse(r#"{"scope": "regional"}"#).is_err());
+        assert!(parse(r#"{"waf_scope": "regional"}"#).is_err());
     }
 
     #[test]
@@ -182,7 +183,7 @@ mod tests {
             with(&|c| c.max_addresses = 0),
             with(&|c| c.min_write_interval_ms = 60_001),
             with(&|c| {
-                c.scope = Scope::Cloudfront;
+                c.waf_scope = WafScope::Cloudfront;
                 c.region = Some("eu-west-1".into());
             }),
         ] {

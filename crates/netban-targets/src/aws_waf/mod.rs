@@ -19,7 +19,7 @@
 mod config;
 mod merge;
 
-pub use config::{AwsWafConfig, IpSetRef, Scope, MAX_ADDRESSES};
+pub use config::{AwsWafConfig, IpSetRef, WafScope, MAX_ADDRESSES};
 pub use merge::{merge, Merged};
 
 use crate::aws_access::{classify, ApiError};
@@ -120,9 +120,9 @@ impl AwsWaf {
     }
 
     fn scope(&self) -> aws_sdk_wafv2::types::Scope {
-        match self.config.scope {
-            Scope::Regional => aws_sdk_wafv2::types::Scope::Regional,
-            Scope::Cloudfront => aws_sdk_wafv2::types::Scope::Cloudfront,
+        match self.config.waf_scope {
+            WafScope::Regional => aws_sdk_wafv2::types::Scope::Regional,
+            WafScope::Cloudfront => aws_sdk_wafv2::types::Scope::Cloudfront,
         }
     }
 
@@ -146,11 +146,11 @@ impl AwsWaf {
                 ApiError::Service { code, message } if code == "WAFNonexistentItemException" => {
                     TargetError::config(format!(
                         "{}: IP set {:?} (id {}) not found in scope {:?} ({message}); fix \
-                         ipset_{} or scope/region",
+                         ipset_{} or waf_scope/region",
                         self.label(),
                         set.name,
                         set.id,
-                        self.config.scope,
+                        self.config.waf_scope,
                         family_key(family)
                     ))
                 }
