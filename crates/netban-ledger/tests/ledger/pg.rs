@@ -799,3 +799,60 @@ fn after_a_failover_the_ledger_writes_to_the_promoted_replica() {
         .unwrap();
     assert!(listener.wait(Duration::from_secs(5)).unwrap());
 }
+
+/// Throughput of concurrent writers on one server (fsync on): 4 ledgers (as 4 hosts), each
+/// recording one ban per call, 200 calls each, at once. Every such commit sends `NOTIFY`,
+/// which PostgreSQL serialises at commit, so this is where its cost shows (a single writer
+/// pays one more round trip). Prints the figures; asserts only that every ban was recorded.
+/// `cargo test -p netban-ledger --test ledger -- --ignored --nocapture concurrent_record`.
+#[test]
+#[ignore = "a measurement: run on purpose, with --nocapture"]
+fn concurrent_record_throughput_postgres() {
+    const WRITERS: u32 = 4;
+    const BANS: u32 = 200;
+    let server = PgServer::start(PgOptions { fsync: true }).unwrap();
+    let db = server.create_database().unwrap();
+    let url = db.url();
+    PostgresLedger::connect(&url, None).unwrap();
+    let start = Arc::new(std::sync::Barrier::new(WRITERS as usize));
+    let t = Instant::now();
+    let threads: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (url, start) = (url.clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut ledger = PostgresLedger::connect(&url, None).unwrap();
+                let mut took = Vec::with_capacity(BANS as usize);
+                start.wait();
+                for i in 0..BANS {
+                    let addr = std::net::Ipv4Addr::from(0x0a00_0000 + w * 0x1_0000 + i);
+                    let write = w_ban(ban(&addr.to_string(), "sshd", 1, at(100_000)));
+                    let t = Instant::now();
+                    ledger
+                        .record(std::slice::from_ref(&write), Timestamp(1))
+                        .unwrap();
+                    took.push(t.elapsed());
+                }
+                took
+            })
+        })
+        .collect();
+    let mut took: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let elapsed = t.elapsed();
+    took.sort();
+    let mut l = PostgresLedger::connect(&url, None).unwrap();
+    assert_eq!(
+        l.active_bans(Timestamp(2)).unwrap().len(),
+        (WRITERS * BANS) as usize
+    );
+    let q = |f: f64| took[((took.len() as f64 - 1.0) * f) as usize];
+    eprintln!(
+        "{WRITERS} concurrent writers x {BANS} record() calls, fsync on: {:.0} commits/s, \
+         per call median {:.3?} p99 {:.3?}",
+        f64::from(WRITERS * BANS) / elapsed.as_secs_f64(),
+        q(0.5),
+        q(0.99)
+    );
+}
