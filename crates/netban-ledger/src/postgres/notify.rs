@@ -11,14 +11,15 @@
 //! The connection is bounded like the leases' (keepalives, `tcp_user_timeout`, a short
 //! `connect_timeout`): a listener cut off from the database notices within seconds, and the
 //! next call connects again, through a multi-host string with `target_session_attrs=read-write`
-//! to whichever server is the primary now (a standby refuses `LISTEN`).
+//! to whichever server is the primary now (a standby refuses `LISTEN`). Every [`CHECK_EVERY`]
+//! it also asks its server whether it still takes writes, and connects again if not.
 
 use super::connection_config;
 use crate::LedgerError;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The channel every writing transaction notifies.
 pub const CHANNEL: &str = "netban_feed";
@@ -30,7 +31,14 @@ pub struct FeedListener {
     config: Config,
     target: String,
     client: Option<Client>,
+    /// When the server was last seen taking writes (see [`CHECK_EVERY`]).
+    checked: Instant,
 }
+
+/// How often a listener checks that its server still takes writes. A server fenced by the
+/// operator (`default_transaction_read_only`) while a standby is promoted keeps its sessions
+/// open, and a listener left there would hear nothing of the new primary's commits.
+pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for FeedListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,6 +71,7 @@ impl FeedListener {
             config,
             target,
             client: None,
+            checked: Instant::now(),
         })
     }
 
@@ -74,6 +83,19 @@ impl FeedListener {
     pub fn wait(&mut self, timeout: Duration) -> Result<bool, LedgerError> {
         if self.client.as_ref().is_some_and(Client::is_closed) {
             self.client = None;
+        }
+        if self.checked.elapsed() >= CHECK_EVERY {
+            if let Some(client) = self.client.as_mut() {
+                let read_only = client
+                    .query_one("SHOW transaction_read_only", &[])
+                    .map(|row| row.get::<_, String>(0) == "on");
+                self.checked = Instant::now();
+                match read_only {
+                    Ok(false) => {}
+                    // Connect again: `target_session_attrs=read-write` finds the primary.
+                    Ok(true) | Err(_) => self.client = None,
+                }
+            }
         }
         let Some(client) = self.client.as_mut() else {
             self.connect()?;
@@ -117,6 +139,7 @@ impl FeedListener {
             })?;
         client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
         self.client = Some(client);
+        self.checked = Instant::now();
         Ok(())
     }
 }
