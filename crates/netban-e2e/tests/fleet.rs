@@ -536,19 +536,25 @@ fn the_fleet_rides_out_a_replica_promotion_without_losing_an_acknowledged_ban() 
         "most of the rest were acknowledged by the new primary"
     );
 
-    // Every acknowledged ban is in the new primary...
-    let stored: BTreeSet<String> = replica
-        .psql(
-            &db.name,
-            "SELECT host(prefix) FROM bans WHERE source = 'burst'",
-        )
-        .expect("reading the new primary")
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let lost: Vec<_> = acked.difference(&stored).take(5).collect();
+    // Every acknowledged ban is in the new primary (waiting, bounded: a daemon that keeps
+    // acknowledging while the database is away forwards those bans when it is back)...
+    let stored = || -> BTreeSet<String> {
+        replica
+            .psql(
+                &db.name,
+                "SELECT host(prefix) FROM bans WHERE source = 'burst'",
+            )
+            .expect("reading the new primary")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let all_stored = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        acked.is_subset(&stored())
+    });
+    let lost: Vec<_> = acked.difference(&stored()).take(5).cloned().collect();
     assert!(
-        lost.is_empty(),
+        all_stored,
         "acknowledged but not in the new primary, e.g. {lost:?}"
     );
     // ...and enforced at the router and in both hosts' own sets.
