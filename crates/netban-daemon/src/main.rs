@@ -10,6 +10,7 @@
 
 mod clock;
 mod engine;
+mod feed_wake;
 mod housekeeping;
 mod leadership;
 mod ledger_worker;
@@ -255,6 +256,14 @@ async fn serve(
         let leases = PostgresLeases::new(url, password_file)?;
         Some(LeaseKeeper::new(leases, host.clone(), shared_targets).start())
     };
+    // Other hosts' writes, as soon as they commit (a shared ledger only).
+    let feed_wake = match location {
+        LedgerLocation::Postgres(url) => Some(feed_wake::start(
+            netban_ledger::postgres::notify::FeedListener::new(url, password_file)?,
+            ledger_handle.clone(),
+        )),
+        _ => None,
+    };
     ledger_handle.send(ledger_worker::Job::Expire);
     if !lifted.is_empty() {
         tracing::warn!(count = lifted.len(), "lifting bans the allowlist covers");
@@ -312,6 +321,10 @@ async fn serve(
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     drop(fixed_leadership);
+    if let Some((stop, thread)) = feed_wake {
+        drop(stop);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     let _ = std::fs::remove_file(&config.daemon.socket);
     drop(context);
     drop(ledger_handle);

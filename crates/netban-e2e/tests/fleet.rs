@@ -5,6 +5,7 @@
 
 use super::*;
 use netban_testlab::postgres::{PgDatabase, PgOptions, PgServer};
+use std::sync::{Arc, Mutex};
 
 /// A host of the fleet: its own namespace (its nftables) and its daemon.
 struct FleetHost {
@@ -33,9 +34,11 @@ impl FleetHost {
     }
 }
 
-fn fleet_config(router: &Host, local: &Host) -> String {
+/// Each host's netban.toml: the shared router and its own nftables; `poll_millis` is how
+/// often it expires bans and reads the feed without a wake-up.
+fn fleet_config(router: &Host, local: &Host, poll_millis: u64) -> String {
     format!(
-        "[reconciler]\npoll_millis = 50\n\n\
+        "[reconciler]\npoll_millis = {poll_millis}\n\n\
          [[targets]]\nname = \"router\"\ntype = \"nftables\"\nnetns = \"{}\"\nscope = \"fleet\"\n\n\
          [[targets]]\nname = \"local\"\ntype = \"nftables\"\nnetns = \"{}\"\n",
         router.name(),
@@ -51,12 +54,23 @@ fn fleet_database() -> PgDatabase {
 }
 
 fn start_host(world: &World, db: &PgDatabase, name: &'static str, local: Host) -> FleetHost {
+    start_host_on(world, &db.url(), name, local, 50)
+}
+
+/// A host whose daemon uses the ledger at `url` and polls every `poll_millis`.
+fn start_host_on(
+    world: &World,
+    url: &str,
+    name: &'static str,
+    local: Host,
+    poll_millis: u64,
+) -> FleetHost {
     let daemon = Daemon::start_as(
         &world.bins,
         &world.dir.path().join(name),
-        &db.url(),
+        url,
         name,
-        &fleet_config(&world.edge.router, &local),
+        &fleet_config(&world.edge.router, &local, poll_millis),
     )
     .expect("daemon");
     FleetHost {
@@ -366,5 +380,291 @@ fn bans_made_while_postgres_is_down_are_enforced_locally_and_reach_the_fleet_whe
             .trim(),
         everything.len().to_string(),
         "the ledger holds every ban once"
+    );
+}
+
+/// `nft monitor elements` in `host`'s namespace: each line it prints, with when it was read.
+/// Watching the kernel's own change events measures when an element arrives without the cost
+/// of polling `nft list` (tens of milliseconds per call under load). Killed on drop.
+struct ElementMonitor {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(Instant, String)>,
+}
+
+impl ElementMonitor {
+    fn start(host: &Host) -> ElementMonitor {
+        use std::io::BufRead;
+        let mut child = host
+            .command("nft")
+            .args(["monitor", "elements"])
+            .stdout(std::process::Stdio::piped())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("nft monitor");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send((Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+        ElementMonitor { child, lines }
+    }
+
+    /// When an element `address` was added (waiting up to `timeout` from now).
+    fn added(&self, address: &str, timeout: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let (at, line) = self.lines.recv_timeout(left).ok()?;
+            let names_it = line
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .any(|token| token == address);
+            if line.starts_with("add element") && names_it {
+                return Some(at);
+            }
+        }
+    }
+}
+
+impl Drop for ElementMonitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * q) as usize]
+}
+
+/// Issue 13's first benchmark, with the feed polled only every second (`poll_millis = 1000`):
+/// a ban on host A, one at a time, until the element is added to host B's own nftables set and
+/// to the shared router's (as `nft monitor` reports it). Only the NOTIFY wake-up can make this
+/// fast: by polling alone the median would be about half a second (measured without the
+/// wake-up: 0.97 s). Prints p50/p99; asserts a median well below the poll period.
+#[test]
+fn a_ban_reaches_another_host_at_once_through_the_notify_wake_up() {
+    require_netns!();
+    let world = World::new("fn");
+    let edge = &world.edge;
+    let db = fleet_database();
+    let a = start_host_on(
+        &world,
+        &db.url(),
+        "host-a",
+        edge.lab.host("hosta").expect("host a"),
+        1000,
+    );
+    let b = start_host_on(
+        &world,
+        &db.url(),
+        "host-b",
+        edge.lab.host("hostb").expect("host b"),
+        1000,
+    );
+    let driver = one_driver(&[&a, &b], Duration::from_secs(10)).expect("a driver");
+    let b_monitor = ElementMonitor::start(&b.local);
+    let router_monitor = ElementMonitor::start(&edge.router);
+    // Until both monitors see a ban, they may not be subscribed yet: warm-up bans, not counted.
+    let watching = (0..5).any(|i| {
+        let address = format!("198.18.30.{}", 1 + i);
+        let acked = netban::ban_over_socket(
+            &a.daemon.socket,
+            std::slice::from_ref(&address),
+            "warmup",
+            3600,
+        );
+        assert_eq!(acked.len(), 1, "host A acknowledged {address}");
+        b_monitor.added(&address, Duration::from_secs(5)).is_some()
+            && router_monitor
+                .added(&address, Duration::from_secs(5))
+                .is_some()
+    });
+    assert!(watching, "nft monitor reports the warm-up bans");
+    const BANS: usize = 200;
+    let mut to_b = Vec::with_capacity(BANS);
+    let mut to_router = Vec::with_capacity(BANS);
+    let mut ack = Vec::with_capacity(BANS);
+    for i in 0..BANS {
+        let address = format!("198.18.{}.{}", 20 + i / 200, 1 + i % 200);
+        let t = Instant::now();
+        let acked = netban::ban_over_socket(
+            &a.daemon.socket,
+            std::slice::from_ref(&address),
+            "sshd",
+            3600,
+        );
+        assert_eq!(acked.len(), 1, "host A acknowledged {address}");
+        ack.push(t.elapsed());
+        let at_b = b_monitor.added(&address, Duration::from_secs(5));
+        let at_router = router_monitor.added(&address, Duration::from_secs(5));
+        let (Some(at_b), Some(at_router)) = (at_b, at_router) else {
+            panic!("{address} reached host B ({at_b:?}) and the router ({at_router:?})");
+        };
+        to_b.push(at_b - t);
+        to_router.push(at_router - t);
+    }
+    for v in [&mut ack, &mut to_b, &mut to_router] {
+        v.sort();
+    }
+    eprintln!(
+        "ban on host A (router driven by {driver}), poll_millis = 1000, {BANS} bans:\n\
+         acknowledged by host A:    p50 {:>9.3?}  p99 {:>9.3?}\n\
+         until in host B's set:     p50 {:>9.3?}  p99 {:>9.3?}\n\
+         until in the router's set: p50 {:>9.3?}  p99 {:>9.3?}",
+        quantile(&ack, 0.5),
+        quantile(&ack, 0.99),
+        quantile(&to_b, 0.5),
+        quantile(&to_b, 0.99),
+        quantile(&to_router, 0.5),
+        quantile(&to_router, 0.99),
+    );
+    assert!(
+        quantile(&to_b, 0.5) < Duration::from_millis(250),
+        "median {:?}: is the NOTIFY wake-up working?",
+        quantile(&to_b, 0.5)
+    );
+}
+
+/// Issue 13 item 6: PostgreSQL with a synchronous streaming replica, both daemons on a
+/// multi-host URL with `target_session_attrs=read-write`. Bans flow from both hosts; the
+/// primary crashes and the replica is promoted: the daemons reconnect by themselves, bans
+/// flow again, and every acknowledged ban is in the new primary and enforced at the router
+/// and in both hosts' own sets (counted).
+#[test]
+fn the_fleet_rides_out_a_replica_promotion_without_losing_an_acknowledged_ban() {
+    require_netns!();
+    let world = World::new("fh");
+    let edge = &world.edge;
+    let primary = PgServer::start(PgOptions::default()).expect("the primary");
+    let db = primary.create_database().expect("a database");
+    let replica = primary.start_replica().expect("a streaming replica");
+    primary
+        .make_synchronous(&replica)
+        .expect("a synchronous standby");
+    let url = db.failover_url(&[primary.port(), replica.port()]);
+    let hosts = [
+        start_host_on(
+            &world,
+            &url,
+            "host-a",
+            edge.lab.host("hosta").expect("host a"),
+            50,
+        ),
+        start_host_on(
+            &world,
+            &url,
+            "host-b",
+            edge.lab.host("hostb").expect("host b"),
+            50,
+        ),
+    ];
+    one_driver(&[&hosts[0], &hosts[1]], Duration::from_secs(10)).expect("a driver");
+
+    // Each host bans its own 400 addresses, one request at a time, on through the failover:
+    // a request the daemon cannot record is refused (not acknowledged) and the next is tried.
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(0usize));
+    let threads: Vec<_> = hosts
+        .iter()
+        .enumerate()
+        .map(|(h, host)| {
+            let (socket, acked, refused) =
+                (host.daemon.socket.clone(), acked.clone(), refused.clone());
+            std::thread::spawn(move || {
+                for i in 0..400 {
+                    let address = format!("198.18.{}.{}", 40 + 2 * h + i / 200, 1 + i % 200);
+                    if netban::ban_over_socket(
+                        &socket,
+                        std::slice::from_ref(&address),
+                        "burst",
+                        3600,
+                    )
+                    .is_empty()
+                    {
+                        *refused.lock().unwrap() += 1;
+                        // Give the daemon a moment to reconnect rather than burn through
+                        // the list while the database is away.
+                        std::thread::sleep(Duration::from_millis(50));
+                    } else {
+                        acked.lock().unwrap().push(address);
+                    }
+                }
+            })
+        })
+        .collect();
+    let midway = wait_until(Duration::from_secs(60), Duration::from_millis(1), || {
+        acked.lock().unwrap().len() >= 200
+    });
+    assert!(midway, "bans flow before the failover");
+    primary.crash().expect("crashing the primary");
+    replica.promote().expect("promoting the replica");
+    let promoted_at = Instant::now();
+    let acked_at_promotion = acked.lock().unwrap().len();
+    let flowing_again = wait_until(Duration::from_secs(30), Duration::from_millis(5), || {
+        acked.lock().unwrap().len() >= acked_at_promotion + 20
+    });
+    let resumed = promoted_at.elapsed();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    eprintln!(
+        "failover: {} acknowledged ({acked_at_promotion} before the promotion), {} refused while \
+         no primary answered; bans flowing again {resumed:?} after the promotion",
+        acked.len(),
+        refused.lock().unwrap()
+    );
+    assert!(flowing_again, "bans flow again after the promotion");
+    assert!(
+        acked.len() > acked_at_promotion + 100,
+        "most of the rest were acknowledged by the new primary"
+    );
+
+    // Every acknowledged ban is in the new primary (waiting, bounded: a daemon that keeps
+    // acknowledging while the database is away forwards those bans when it is back)...
+    let stored = || -> BTreeSet<String> {
+        replica
+            .psql(
+                &db.name,
+                "SELECT host(prefix) FROM bans WHERE source = 'burst'",
+            )
+            .expect("reading the new primary")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let all_stored = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        acked.is_subset(&stored())
+    });
+    let lost: Vec<_> = acked.difference(&stored()).take(5).cloned().collect();
+    assert!(
+        all_stored,
+        "acknowledged but not in the new primary, e.g. {lost:?}"
+    );
+    // ...and enforced at the router and in both hosts' own sets.
+    let enforced = |ns: &Host| acked.is_subset(&nft_elements(ns));
+    let all_enforced = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        enforced(&edge.router) && hosts.iter().all(|h| enforced(&h.local))
+    });
+    let missing: Vec<String> = [
+        ("router", &edge.router),
+        ("host-a", &hosts[0].local),
+        ("host-b", &hosts[1].local),
+    ]
+    .into_iter()
+    .map(|(name, ns)| {
+        let missing = acked.difference(&nft_elements(ns)).count();
+        format!("{name}: {missing} missing")
+    })
+    .collect();
+    assert!(all_enforced, "not all enforced: {missing:?}");
+    assert!(
+        one_driver(&[&hosts[0], &hosts[1]], Duration::from_secs(10)).is_some(),
+        "one host drives the router after the failover"
     );
 }

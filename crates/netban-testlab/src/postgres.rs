@@ -36,6 +36,9 @@ pub const ROLE: &str = "netban";
 /// Its password.
 pub const PASSWORD: &str = "netban-test";
 
+/// The role a streaming replica logs in as (password [`PASSWORD`]).
+pub const REPLICATION_ROLE: &str = "netban_replication";
+
 /// Every server directory's name starts with this, then the owning PID and a dash.
 const DIR_PREFIX: &str = "netban-pg-";
 /// How long `pg_ctl` may wait for the server to accept connections (or to stop).
@@ -60,6 +63,10 @@ pub struct PgServer {
     dir: PathBuf,
     port: u16,
     options: PgOptions,
+    /// `cluster_name`, also the `application_name` a standby reports to its primary (the name
+    /// `synchronous_standby_names` uses). Letters, digits and `_` only: a `-` is a syntax error
+    /// there unless quoted.
+    name: String,
     stopped: AtomicBool,
 }
 
@@ -71,6 +78,19 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
+    /// A `postgres://` URL for [`ROLE`] naming several servers (this database's name on each),
+    /// the way a fleet connects to a primary with streaming replicas: the client tries them in
+    /// order and keeps the first that takes writes (`target_session_attrs=read-write`), giving
+    /// each 2 s to answer.
+    pub fn failover_url(&self, ports: &[u16]) -> String {
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!(
+            "postgres://{ROLE}:{PASSWORD}@{}/{}?target_session_attrs=read-write&connect_timeout=2",
+            hosts.join(","),
+            self.name
+        )
+    }
+
     /// A `postgres://` URL for [`ROLE`] over TCP, password included.
     pub fn url(&self) -> String {
         format!(
@@ -103,21 +123,7 @@ impl PgServer {
             ));
         }
         sweep_stale();
-        let dir = make_dir()?;
-        // From here on, dropping `server` cleans up whatever was made.
-        let mut server = PgServer {
-            dir,
-            port: 0,
-            options,
-            stopped: AtomicBool::new(true),
-        };
-        fs::create_dir(server.dir.join("sock"))?;
-        run_ok(
-            Command::new("chown")
-                .arg("-R")
-                .arg("postgres:")
-                .arg(&server.dir),
-        )?;
+        let server = PgServer::new_dir(options)?;
         run_ok(as_postgres("initdb").args([
             "-D",
             &server.data().to_string_lossy(),
@@ -130,26 +136,171 @@ impl PgServer {
             "--auth-host=scram-sha-256",
             "-N",
         ]))?;
-        let mut last_error = None;
-        for _ in 0..PORT_ATTEMPTS {
-            server.port = free_port()?;
-            match server.pg_ctl_start() {
-                Ok(()) => {
-                    last_error = None;
-                    break;
-                }
-                // Most likely the port was taken meanwhile; the log says.
-                Err(e) => last_error = Some(e),
-            }
-        }
-        if let Some(e) = last_error {
-            return Err(e);
-        }
+        let server = server.start_on_a_free_port()?;
         server.psql(
             "postgres",
             &format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'"),
         )?;
         Ok(server)
+    }
+
+    /// Starts a streaming replica of this server (a hot standby): `pg_basebackup -R -X stream`
+    /// as role [`REPLICATION_ROLE`] over TCP into a directory of its own, started on its own
+    /// port with its own `cluster_name`. Replication is asynchronous until
+    /// [`PgServer::make_synchronous`] names it. Its databases are this server's (read-only
+    /// until [`PgServer::promote`]); [`PgServer::database_on`] names one on it.
+    pub fn start_replica(&self) -> io::Result<PgServer> {
+        self.psql(
+            "postgres",
+            &format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{REPLICATION_ROLE}') \
+                 THEN CREATE ROLE {REPLICATION_ROLE} REPLICATION LOGIN PASSWORD '{PASSWORD}'; \
+                 END IF; END $$"
+            ),
+        )?;
+        let replica = PgServer::new_dir(self.options.clone())?;
+        // `env`, not Command::env: runuser may reset the environment it passes on.
+        let mut basebackup = Command::new("runuser");
+        basebackup
+            .args(["-u", "postgres", "--", "env"])
+            .arg(format!("PGPASSWORD={PASSWORD}"))
+            .arg(Path::new(PG_BIN).join("pg_basebackup"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", REPLICATION_ROLE, "-D"])
+            .arg(replica.data())
+            .args(["-R", "-X", "stream", "-c", "fast"])
+            .current_dir("/");
+        run_ok(&mut basebackup)?;
+        replica.start_on_a_free_port()
+    }
+
+    /// Makes commits on this (primary) server wait for `standby` to flush them
+    /// (`synchronous_standby_names` = its name): an acknowledged commit survives this server's
+    /// crash. The trap (field notes): while that standby is down, every commit hangs.
+    pub fn make_synchronous(&self, standby: &PgServer) -> io::Result<()> {
+        self.psql(
+            "postgres",
+            &format!(
+                "ALTER SYSTEM SET synchronous_standby_names = '{}'",
+                standby.name
+            ),
+        )?;
+        self.psql("postgres", "SELECT pg_reload_conf()")?;
+        let synchronous = wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
+            self.psql(
+                "postgres",
+                &format!(
+                    "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{}'",
+                    standby.name
+                ),
+            )
+            .is_ok_and(|state| state.trim() == "sync")
+        });
+        if synchronous {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "{} did not become a synchronous standby of {}",
+                standby.name, self.name
+            )))
+        }
+    }
+
+    /// Waits (bounded) until this standby has replayed everything `primary` has written so
+    /// far (its replay position reaches the primary's current WAL position).
+    pub fn catch_up_with(&self, primary: &PgServer, timeout: Duration) -> io::Result<()> {
+        let lsn = primary.psql("postgres", "SELECT pg_current_wal_lsn()")?;
+        let lsn = lsn.trim();
+        let caught_up = wait_until(timeout, Duration::from_millis(20), || {
+            self.psql(
+                "postgres",
+                &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"),
+            )
+            .is_ok_and(|t| t.trim() == "t")
+        });
+        if caught_up {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "{} did not replay up to {lsn} within {timeout:?}",
+                self.name
+            )))
+        }
+    }
+
+    /// Promotes this standby to a primary (`pg_ctl promote -w`: returns once it takes writes).
+    pub fn promote(&self) -> io::Result<()> {
+        run_ok(as_postgres("pg_ctl").args([
+            "-D",
+            &self.data().to_string_lossy(),
+            "-w",
+            "-t",
+            PG_CTL_WAIT_SECS,
+            "promote",
+        ]))
+        .map(drop)
+    }
+
+    /// Stops the server cleanly (`pg_ctl -m fast`: sessions are ended, and a primary first
+    /// sends its standbys every bit of WAL).
+    pub fn stop(&self) -> io::Result<()> {
+        self.pg_ctl_stop("fast")
+    }
+
+    /// Its `cluster_name` (see the field's documentation).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Database `name` on this server (one a primary created, on its replica).
+    pub fn database_on(&self, name: &str) -> PgDatabase {
+        PgDatabase {
+            name: name.to_string(),
+            port: self.port,
+        }
+    }
+
+    /// An empty server directory (with its socket directory) owned by `postgres`; dropping the
+    /// returned server deletes it.
+    fn new_dir(options: PgOptions) -> io::Result<PgServer> {
+        let dir = make_dir()?;
+        let n = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split('-').nth(3))
+            .unwrap_or("0")
+            .to_string();
+        // From here on, dropping `server` cleans up whatever was made.
+        let server = PgServer {
+            dir,
+            port: 0,
+            options,
+            name: format!("netban_{}_{n}", std::process::id()),
+            stopped: AtomicBool::new(true),
+        };
+        fs::create_dir(server.dir.join("sock"))?;
+        run_ok(
+            Command::new("chown")
+                .arg("-R")
+                .arg("postgres:")
+                .arg(&server.dir),
+        )?;
+        Ok(server)
+    }
+
+    /// Starts the server in its directory on a free port (a few tries: another process may
+    /// take the port we picked before the server binds it).
+    fn start_on_a_free_port(mut self) -> io::Result<PgServer> {
+        let mut last_error = None;
+        for _ in 0..PORT_ATTEMPTS {
+            self.port = free_port()?;
+            match self.pg_ctl_start() {
+                Ok(()) => return Ok(self),
+                // Most likely the port was taken meanwhile; the log says.
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("no port tried")))
     }
 
     /// One server per test process (fsync off), started on first use and stopped and deleted
@@ -243,9 +394,11 @@ impl PgServer {
     fn pg_ctl_start(&self) -> io::Result<()> {
         let fsync = if self.options.fsync { "on" } else { "off" };
         let settings = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=60",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=60 \
+             -c cluster_name={}",
             self.port,
-            self.socket_dir().display()
+            self.socket_dir().display(),
+            self.name
         );
         let started = run_ok(as_postgres("pg_ctl").args([
             "-D",
@@ -428,5 +581,49 @@ mod tests {
         b.crash().unwrap();
         b.restart().unwrap();
         assert!(wait_ready(&b, Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_replica_streams_refuses_writes_and_takes_them_once_promoted() {
+        if !available() {
+            eprintln!("skipping: {PG_BIN} missing (scripts/setup.d/postgres.sh installs it)");
+            return;
+        }
+        let primary = PgServer::start(PgOptions::default()).unwrap();
+        let db = primary.create_database().unwrap();
+        primary.psql(&db.name, "CREATE TABLE t (n int)").unwrap();
+        let replica = primary.start_replica().unwrap();
+        assert_ne!(replica.port(), primary.port());
+        assert_ne!(replica.name(), primary.name());
+        primary.make_synchronous(&replica).unwrap();
+        primary.psql(&db.name, "INSERT INTO t VALUES (1)").unwrap();
+        replica
+            .catch_up_with(&primary, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(
+            replica
+                .psql(&db.name, "SELECT count(*) FROM t")
+                .unwrap()
+                .trim(),
+            "1"
+        );
+        let refused = replica
+            .psql(&db.name, "INSERT INTO t VALUES (2)")
+            .unwrap_err();
+        assert!(refused.to_string().contains("read-only"), "{refused}");
+
+        primary.crash().unwrap();
+        replica.promote().unwrap();
+        replica.psql(&db.name, "INSERT INTO t VALUES (2)").unwrap();
+        assert_eq!(
+            replica
+                .psql(&db.name, "SELECT count(*) FROM t")
+                .unwrap()
+                .trim(),
+            "2"
+        );
+        let dir = replica.dir.clone();
+        drop(replica);
+        assert!(!dir.exists(), "the replica's directory is deleted");
     }
 }

@@ -9,8 +9,12 @@
 //! them; `connect_timeout` defaults to [`CONNECT_TIMEOUT`] (per host) and `application_name`
 //! to `netban`. TLS is not built in: `sslmode=require` fails to connect. The connection is
 //! blocking (the `postgres` crate; the trait runs on the daemon's ledger thread). When it
-//! breaks, the call that noticed fails and the next call connects again (after a failover,
-//! to whichever host is now read-write).
+//! breaks, or the server answers that it takes no writes (a standby), the call that noticed
+//! fails and the next call connects again (after a failover, to whichever host is now
+//! read-write).
+//!
+//! Every transaction that writes an event notifies the channel `netban_feed`, so other
+//! hosts' [`notify::FeedListener`]s read the feed at once instead of at their next poll.
 //!
 //! Each session sets `idle_in_transaction_session_timeout` to [`IDLE_IN_TRANSACTION`]: a
 //! transaction left open by a stalled client would hold back every host's change feed (see
@@ -51,6 +55,7 @@
 //! Escalation (`prior_bans`) counts every host's bans, since they share the events table.
 
 pub mod lease;
+pub mod notify;
 pub mod queries;
 pub mod schema;
 
@@ -160,11 +165,20 @@ impl PostgresLedger {
     ) -> Result<T, LedgerError> {
         let session = self.session()?;
         let result = f(session);
-        if session.client.is_closed() {
+        if session.client.is_closed() || result.as_ref().is_err_and(is_read_only_server) {
             self.session = None;
         }
         result
     }
+}
+
+/// Whether `error` says the server no longer takes writes (SQLSTATE 25006
+/// `read_only_sql_transaction`): the session is on a standby, or on a server that became one.
+/// The session is then dropped, so the next call connects again and, with
+/// `target_session_attrs=read-write`, finds the primary.
+fn is_read_only_server(error: &LedgerError) -> bool {
+    matches!(error, LedgerError::Postgres(e)
+        if e.code() == Some(&postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION))
 }
 
 /// The client configuration `url` and `password_file` give (see the module documentation).
