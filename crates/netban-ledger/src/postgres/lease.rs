@@ -15,7 +15,7 @@
 //! renewal, and bounded: `tcp_user_timeout`, keepalives and a `statement_timeout` make a
 //! claim fail within a few seconds when the network is cut, instead of hanging.
 
-use super::connection_config;
+use super::watch_config;
 use crate::LedgerError;
 use postgres::{Client, Config, NoTls};
 use std::path::Path;
@@ -43,19 +43,7 @@ impl PostgresLeases {
     /// Prepares the connection (made at the first claim) to the ledger `url` names. The
     /// ledger's own connection has already created the table (schema version 2).
     pub fn new(url: &str, password_file: Option<&Path>) -> Result<PostgresLeases, LedgerError> {
-        let mut config = connection_config(url, password_file)?;
-        if config
-            .get_connect_timeout()
-            .is_none_or(|t| *t > Duration::from_secs(2))
-        {
-            config.connect_timeout(Duration::from_secs(2));
-        }
-        config
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(2))
-            .keepalives_interval(Duration::from_secs(1))
-            .keepalives_retries(2)
-            .tcp_user_timeout(Duration::from_millis(2500));
+        let config = watch_config(url, password_file)?;
         Ok(PostgresLeases {
             config,
             client: None,

@@ -14,7 +14,7 @@
 //! to whichever server is the primary now (a standby refuses `LISTEN`). Every [`CHECK_EVERY`]
 //! it also asks its server whether it still takes writes, and connects again if not.
 
-use super::connection_config;
+use super::watch_config;
 use crate::LedgerError;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls};
@@ -53,19 +53,7 @@ impl FeedListener {
     /// Prepares a listener on the ledger `url` names; it connects at the first
     /// [`FeedListener::wait`].
     pub fn new(url: &str, password_file: Option<&Path>) -> Result<FeedListener, LedgerError> {
-        let mut config = connection_config(url, password_file)?;
-        if config
-            .get_connect_timeout()
-            .is_none_or(|t| *t > Duration::from_secs(2))
-        {
-            config.connect_timeout(Duration::from_secs(2));
-        }
-        config
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(2))
-            .keepalives_interval(Duration::from_secs(1))
-            .keepalives_retries(2)
-            .tcp_user_timeout(Duration::from_millis(2500));
+        let config = watch_config(url, password_file)?;
         let target = super::describe(&config);
         Ok(FeedListener {
             config,
