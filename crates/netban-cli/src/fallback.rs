@@ -4,7 +4,9 @@
 
 use anyhow::{Context as _, Result};
 use netban_config::{Config, LedgerLocation};
+use netban_core::policy::Policy;
 use netban_core::{Prefix, Timestamp};
+use netban_ledger::spool::Spool;
 use netban_ledger::{AdmitError, EventKind, Ledger, Outcome, Write};
 use netban_proto::{BanArgs, HistoryEvent, ItemResult, ListedBan, SourceBan, UnbanArgs};
 use std::collections::BTreeMap;
@@ -51,16 +53,61 @@ fn result(prefix: Prefix) -> ItemResult {
     }
 }
 
+/// Records bans directly in the ledger (the daemon is down). With a shared ledger that does
+/// not answer either, they go to this host's spool instead (decided by local policy, without
+/// escalation), which the daemon forwards when it runs and the ledger answers: never lost.
 pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
     let (policy, _) = config.policy(&own_addresses())?;
-    let mut ledger = open(config)?;
+    match open(config).and_then(|mut ledger| record_bans(&mut *ledger, config, &policy, args)) {
+        Err(unreachable) if config.daemon.ledger.is_shared() => {
+            spool_bans(config, &policy, args).with_context(|| format!("{unreachable:#}"))
+        }
+        other => other,
+    }
+}
+
+/// Writes bans into the spool, answering as the ledger would have.
+fn spool_bans(config: &Config, policy: &Policy, args: &BanArgs) -> Result<Vec<ItemResult>> {
+    let now = now();
+    let path = &config.daemon.spool;
+    let mut spool =
+        Spool::open(path).with_context(|| format!("opening the spool {}", path.display()))?;
+    let mut writes = Vec::new();
+    let mut results = Vec::new();
+    for &prefix in &args.prefixes {
+        let request = args.request(prefix, config.daemon.host.as_ref());
+        let mut r = result(prefix);
+        match netban_ledger::admit_with_prior(policy, request, 0, now) {
+            Ok(write) => {
+                if let Write::Ban { ban, .. } = &write {
+                    r.expiry = Some(ban.expiry);
+                }
+                r.changed = true;
+                r.still_banned = true;
+                r.spooled = true;
+                writes.push(write);
+            }
+            Err(refusal) => r.error = Some(refusal.to_string()),
+        }
+        results.push(r);
+    }
+    spool.push(&writes)?;
+    Ok(results)
+}
+
+fn record_bans(
+    ledger: &mut dyn Ledger,
+    config: &Config,
+    policy: &Policy,
+    args: &BanArgs,
+) -> Result<Vec<ItemResult>> {
     let now = now();
     let mut writes = Vec::new();
     let mut results = Vec::new();
     let mut slots = Vec::new();
     for &prefix in &args.prefixes {
         let request = args.request(prefix, config.daemon.host.as_ref());
-        match netban_ledger::admit(&mut *ledger, &policy, request, args.restored, now) {
+        match netban_ledger::admit(ledger, policy, request, args.restored, now) {
             Ok(write) => {
                 if let Write::Ban {
                     escalation_step, ..

@@ -285,11 +285,21 @@ fn run(cli: Cli) -> Result<()> {
                 Err(down) => {
                     let results = fallback::ban(&config, &args)
                         .with_context(|| format!("the daemon is not reachable ({down}) and"))?;
-                    eprintln!(
-                        "netban: the daemon is not running ({down}); recorded in the ledger {}, \
-                         enforced when `netban serve` starts",
-                        config.daemon.ledger
-                    );
+                    if results.iter().any(|r| r.spooled) {
+                        eprintln!(
+                            "netban: the daemon is not running ({down}) and {} does not answer; \
+                             recorded in the spool {}, forwarded when `netban serve` runs and \
+                             the ledger answers",
+                            config.daemon.ledger,
+                            config.daemon.spool.display()
+                        );
+                    } else {
+                        eprintln!(
+                            "netban: the daemon is not running ({down}); recorded in the ledger \
+                             {}, enforced when `netban serve` starts",
+                            config.daemon.ledger
+                        );
+                    }
                     results
                 }
             };

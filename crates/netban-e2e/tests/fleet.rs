@@ -686,3 +686,52 @@ fn the_fleet_rides_out_a_replica_promotion_without_losing_an_acknowledged_ban() 
         "one host drives the router after the failover"
     );
 }
+
+#[test]
+fn the_client_spools_a_ban_when_its_daemon_and_postgres_are_both_down() {
+    require_netns!();
+    let world = World::new("fc");
+    let edge = &world.edge;
+    let pg = PgServer::start(PgOptions::default()).expect("PostgreSQL 15");
+    let db = pg.create_database().expect("database");
+    let mut a = start_host(
+        &world,
+        &db,
+        "host-a",
+        edge.lab.host("hosta").expect("host a"),
+    );
+    let b = start_host(
+        &world,
+        &db,
+        "host-b",
+        edge.lab.host("hostb").expect("host b"),
+    );
+    assert!(
+        a.daemon.stop().is_some_and(|s| s.success()),
+        "host A's daemon stops cleanly"
+    );
+    pg.crash().expect("stopping PostgreSQL");
+
+    // fail2ban on host A calls `netban ban`: no daemon, no database, still acknowledged.
+    let address = "198.18.9.9";
+    let out = a
+        .daemon
+        .client(&["ban", address, "--source", "sshd", "--bantime", "3600"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("recorded in the spool"), "{stderr}");
+
+    pg.restart().expect("starting PostgreSQL again");
+    a.daemon.restart().expect("host A's daemon starts again");
+    let everywhere = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        [&edge.router, &a.local, &b.local]
+            .iter()
+            .all(|ns| nft_elements(ns).contains(address))
+    });
+    assert!(
+        everywhere,
+        "the spooled ban reached the fleet; A's log:\n{}",
+        a.daemon.log()
+    );
+    assert_eq!(a.daemon.status()["ledger_health"]["spooled"], 0);
+}
