@@ -53,8 +53,12 @@ fn fleet_database() -> PgDatabase {
         .expect("a fresh database")
 }
 
-fn start_host(world: &World, db: &PgDatabase, name: &'static str, local: Host) -> FleetHost {
-    start_host_on(world, &db.url(), name, local, 50)
+/// Hosts A and B of the fleet, each with its own namespace, on the ledger at `url`.
+fn two_hosts(world: &World, url: &str, poll_millis: u64) -> [FleetHost; 2] {
+    ["host-a", "host-b"].map(|name| {
+        let local = world.edge.lab.host(&name.replace('-', "")).expect(name);
+        start_host_on(world, url, name, local, poll_millis)
+    })
 }
 
 /// A host whose daemon uses the ledger at `url` and polls every `poll_millis`.
@@ -127,18 +131,7 @@ fn a_ban_on_one_host_is_enforced_by_every_host_and_at_the_shared_router() {
     let edge = &world.edge;
     let _listener = edge.server.spawn_tcp_listener(PORT).expect("listener");
     let db = fleet_database();
-    let a = start_host(
-        &world,
-        &db,
-        "host-a",
-        edge.lab.host("hosta").expect("host a"),
-    );
-    let b = start_host(
-        &world,
-        &db,
-        "host-b",
-        edge.lab.host("hostb").expect("host b"),
-    );
+    let [a, b] = two_hosts(&world, &db.url(), 50);
     assert!(
         one_driver(&[&a, &b], Duration::from_secs(10)).is_some(),
         "one host drives the router: a {} b {}",
@@ -226,20 +219,7 @@ fn the_driver_killed_mid_burst_is_replaced_within_5_s_and_loses_no_acknowledged_
     let world = World::new("fk");
     let edge = &world.edge;
     let db = fleet_database();
-    let mut hosts = [
-        start_host(
-            &world,
-            &db,
-            "host-a",
-            edge.lab.host("hosta").expect("host a"),
-        ),
-        start_host(
-            &world,
-            &db,
-            "host-b",
-            edge.lab.host("hostb").expect("host b"),
-        ),
-    ];
+    let mut hosts = two_hosts(&world, &db.url(), 50);
     let driver = one_driver(&[&hosts[0], &hosts[1]], Duration::from_secs(10)).expect("a driver");
     let (victim, survivor) = if hosts[0].name == driver {
         (0, 1)
@@ -306,18 +286,7 @@ fn bans_made_while_postgres_is_down_are_enforced_locally_and_reach_the_fleet_whe
     // A server of this test's own: it is stopped and started again.
     let pg = PgServer::start(PgOptions::default()).expect("PostgreSQL 15");
     let db = pg.create_database().expect("database");
-    let a = start_host(
-        &world,
-        &db,
-        "host-a",
-        edge.lab.host("hosta").expect("host a"),
-    );
-    let b = start_host(
-        &world,
-        &db,
-        "host-b",
-        edge.lab.host("hostb").expect("host b"),
-    );
+    let [a, b] = two_hosts(&world, &db.url(), 50);
     one_driver(&[&a, &b], Duration::from_secs(10)).expect("a driver");
 
     let batch = |first: u32, count: u32| -> Vec<String> {
@@ -470,20 +439,7 @@ fn a_ban_reaches_another_host_at_once_through_the_notify_wake_up() {
     let world = World::new("fn");
     let edge = &world.edge;
     let db = fleet_database();
-    let a = start_host_on(
-        &world,
-        &db.url(),
-        "host-a",
-        edge.lab.host("hosta").expect("host a"),
-        1000,
-    );
-    let b = start_host_on(
-        &world,
-        &db.url(),
-        "host-b",
-        edge.lab.host("hostb").expect("host b"),
-        1000,
-    );
+    let [a, b] = two_hosts(&world, &db.url(), 1000);
     let driver = one_driver(&[&a, &b], Duration::from_secs(10)).expect("a driver");
     let b_monitor = ElementMonitor::start(&b.local);
     let router_monitor = ElementMonitor::start(&edge.router);
@@ -565,22 +521,7 @@ fn the_fleet_rides_out_a_replica_promotion_without_losing_an_acknowledged_ban() 
         .make_synchronous(&replica)
         .expect("a synchronous standby");
     let url = db.failover_url(&[primary.port(), replica.port()]);
-    let hosts = [
-        start_host_on(
-            &world,
-            &url,
-            "host-a",
-            edge.lab.host("hosta").expect("host a"),
-            50,
-        ),
-        start_host_on(
-            &world,
-            &url,
-            "host-b",
-            edge.lab.host("hostb").expect("host b"),
-            50,
-        ),
-    ];
+    let hosts = two_hosts(&world, &url, 50);
     one_driver(&[&hosts[0], &hosts[1]], Duration::from_secs(10)).expect("a driver");
 
     // Each host bans its own 400 addresses, one request at a time, on through the failover:
@@ -694,18 +635,7 @@ fn the_client_spools_a_ban_when_its_daemon_and_postgres_are_both_down() {
     let edge = &world.edge;
     let pg = PgServer::start(PgOptions::default()).expect("PostgreSQL 15");
     let db = pg.create_database().expect("database");
-    let mut a = start_host(
-        &world,
-        &db,
-        "host-a",
-        edge.lab.host("hosta").expect("host a"),
-    );
-    let b = start_host(
-        &world,
-        &db,
-        "host-b",
-        edge.lab.host("hostb").expect("host b"),
-    );
+    let [mut a, b] = two_hosts(&world, &db.url(), 50);
     assert!(
         a.daemon.stop().is_some_and(|s| s.success()),
         "host A's daemon stops cleanly"
