@@ -261,6 +261,15 @@ impl Engine {
         self.state().table.contains(prefix)
     }
 
+    /// Which of `prefixes` are banned by any source (one lock for all of them).
+    pub fn banned_among(&self, prefixes: impl IntoIterator<Item = Prefix>) -> BTreeSet<Prefix> {
+        let state = self.state();
+        prefixes
+            .into_iter()
+            .filter(|p| state.table.contains(p))
+            .collect()
+    }
+
     /// Every prefix `source` bans.
     pub fn prefixes_of_source(&self, source: &Source) -> Vec<Prefix> {
         self.state()

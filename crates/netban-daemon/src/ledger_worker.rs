@@ -183,6 +183,7 @@ pub fn start(
                 origin: origin.as_ref(),
                 cursor: &mut cursor,
                 spool,
+                spooled,
                 outage,
                 health,
             };
@@ -237,6 +238,17 @@ enum Decision {
     WrittenMany(Vec<(Prefix, usize)>),
 }
 
+impl Decision {
+    /// The prefixes this decision answers for.
+    fn prefixes(&self) -> Vec<Prefix> {
+        match self {
+            Decision::Refused(prefix, _) | Decision::Written(prefix, _) => vec![*prefix],
+            Decision::Answered(result) => vec![result.prefix],
+            Decision::WrittenMany(list) => list.iter().map(|(p, _)| *p).collect(),
+        }
+    }
+}
+
 /// A job whose answer waits for the group's commit.
 enum Waiting {
     Items {
@@ -257,6 +269,8 @@ struct LedgerThread<'a> {
     cursor: &'a mut FeedCursor,
     /// Where writes go while a shared ledger is away (`None`: a SQLite ledger).
     spool: Option<Spool>,
+    /// How many writes the spool holds.
+    spooled: usize,
     /// Set while the shared ledger is away (or spooled writes wait).
     outage: Option<Outage>,
     health: watch::Sender<LedgerHealth>,
@@ -400,11 +414,7 @@ impl LedgerThread<'_> {
         self.publish_health();
     }
 
-    fn publish_health(&mut self) {
-        let spooled = match &mut self.spool {
-            Some(spool) => spool.len().unwrap_or(0),
-            None => 0,
-        };
+    fn publish_health(&self) {
         let (since, error) = match &self.outage {
             Some(o) => (Some(o.since), Some(o.error.clone())),
             None => (None, None),
@@ -412,7 +422,7 @@ impl LedgerThread<'_> {
         self.health.send_replace(LedgerHealth {
             unreachable_since: since,
             last_error: error,
-            spooled,
+            spooled: self.spooled,
         });
     }
 
@@ -424,6 +434,7 @@ impl LedgerThread<'_> {
     ) -> Result<Vec<Outcome>, LedgerError> {
         let spool = self.spool.as_mut().expect("spooling only with a spool");
         spool.push(writes)?;
+        self.spooled += writes.len();
         let mut events = Vec::with_capacity(writes.len());
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
@@ -517,6 +528,11 @@ impl LedgerThread<'_> {
             }
             forwarded += writes.len();
         };
+        // Emptied, or partly forwarded: count what is left (once per attempt, not per group).
+        self.spooled = match &result {
+            Ok(()) => 0,
+            Err(_) => spool.len().unwrap_or(self.spooled),
+        };
         match result {
             Ok(()) => {
                 if let Some(outage) = self.outage.take() {
@@ -593,21 +609,19 @@ impl LedgerThread<'_> {
                     continue;
                 }
             }
-            let request = args.request(prefix, self.origin);
-            let admitted = if self.outage.is_some() {
+            let origin = self.origin;
+            let request = || args.request(prefix, origin);
+            let without_history = |request| {
                 netban_ledger::admit_with_prior(policy, request, 0, now).map_err(AdmitError::from)
+            };
+            let admitted = if self.outage.is_some() {
+                without_history(request())
             } else {
-                match netban_ledger::admit(
-                    &mut *self.ledger,
-                    policy,
-                    request.clone(),
-                    args.restored,
-                    now,
-                ) {
+                match netban_ledger::admit(&mut *self.ledger, policy, request(), args.restored, now)
+                {
                     Err(AdmitError::Ledger(e)) if self.spool.is_some() => {
                         self.enter_outage(&e);
-                        netban_ledger::admit_with_prior(policy, request, 0, now)
-                            .map_err(AdmitError::from)
+                        without_history(request())
                     }
                     other => other,
                 }
@@ -660,12 +674,16 @@ impl LedgerThread<'_> {
         writes: &[Write],
         outcomes: &[Outcome],
     ) -> Vec<ItemResult> {
+        // One look at the engine for the whole request, not one lock per prefix.
+        let banned = self
+            .engine
+            .banned_among(decisions.iter().flat_map(Decision::prefixes));
         let blank = |prefix: Prefix| ItemResult {
             prefix,
             error: None,
             expiry: None,
             escalation_step: 0,
-            still_banned: self.engine.is_banned(&prefix),
+            still_banned: banned.contains(&prefix),
             changed: false,
             spooled: false,
         };

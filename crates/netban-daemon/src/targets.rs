@@ -166,12 +166,13 @@ pub struct Built {
     pub scope: TargetScope,
 }
 
-/// The scope of a target whose configuration says none: a host's own firewall is enforced
-/// by every host itself; a network device is one device the fleet shares.
-fn default_scope(kind: &str) -> TargetScope {
-    match kind {
-        "nftables" => TargetScope::Host,
-        _ => TargetScope::Fleet,
+/// The scope of a target whose configuration says none: what its driver registers (a host's
+/// own firewall is enforced by every host itself; a network device is one the fleet shares).
+fn default_scope(kind: &TargetKind) -> TargetScope {
+    if kind.shared_by_default() {
+        TargetScope::Fleet
+    } else {
+        TargetScope::Host
     }
 }
 
@@ -240,7 +241,7 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, TargetConfigError> {
                 .map(|s| s.into_iter().collect::<BTreeSet<_>>()),
             fallback_only: common.fallback_only,
         };
-        let target_scope = common.scope.unwrap_or_else(|| default_scope(info.kind));
+        let target_scope = common.scope.unwrap_or_else(|| default_scope(&kind));
         let spec = TargetSpec {
             info,
             scope,

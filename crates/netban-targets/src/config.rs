@@ -25,7 +25,8 @@ macro_rules! drivers {
             kind: $kind:literal,
             config: $config:path,
             driver: $driver:path,
-            docs: $docs:literal $(,)?
+            docs: $docs:literal,
+            shared: $shared:literal $(,)?
         }
     ),+ $(,)?) => {
         /// Which driver a `[[targets]]` table configures (its `type` key), with that driver's
@@ -59,6 +60,18 @@ macro_rules! drivers {
                     $(
                         $(#[$gate])*
                         TargetKind::$variant(_) => $kind,
+                    )+
+                }
+            }
+
+            /// Whether this kind of device is usually one device a fleet of hosts shares (a
+            /// router, a cloud ACL, a route server) rather than each host's own (its firewall):
+            /// the default of a target's `scope`.
+            pub fn shared_by_default(&self) -> bool {
+                match self {
+                    $(
+                        $(#[$gate])*
+                        TargetKind::$variant(_) => $shared,
                     )+
                 }
             }
@@ -101,6 +114,7 @@ drivers! {
         config: crate::nftables::NftablesConfig,
         driver: crate::nftables::Nftables,
         docs: "nftables.md",
+        shared: false,
     },
     #[cfg(feature = "exafs")]
     Exafs {
@@ -108,6 +122,7 @@ drivers! {
         config: crate::exafs::ExafsConfig,
         driver: crate::exafs::Exafs,
         docs: "exafs.md",
+        shared: true,
     },
     #[cfg(feature = "bgp")]
     Bgp {
@@ -115,6 +130,7 @@ drivers! {
         config: crate::bgp::BgpConfig,
         driver: crate::bgp::Bgp,
         docs: "bgp.md",
+        shared: true,
     },
     #[cfg(feature = "cisco-ios")]
     CiscoIos {
@@ -122,6 +138,7 @@ drivers! {
         config: crate::cisco_ios::CiscoIosConfig,
         driver: crate::cisco_ios::CiscoIos,
         docs: "cisco_ios.md",
+        shared: true,
     },
     #[cfg(feature = "netconf")]
     Netconf {
@@ -129,6 +146,7 @@ drivers! {
         config: crate::netconf::NetconfConfig,
         driver: crate::netconf::Netconf,
         docs: "netconf.md",
+        shared: true,
     },
     #[cfg(feature = "aws")]
     AwsNacl {
@@ -136,6 +154,7 @@ drivers! {
         config: crate::aws_nacl::AwsNaclConfig,
         driver: crate::aws_nacl::AwsNacl,
         docs: "aws.md",
+        shared: true,
     },
     #[cfg(feature = "aws")]
     AwsWaf {
@@ -143,6 +162,7 @@ drivers! {
         config: crate::aws_waf::AwsWafConfig,
         driver: crate::aws_waf::AwsWaf,
         docs: "aws.md",
+        shared: true,
     },
 }
 
