@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Formatting and lints first: a lint regression fails the run like a failing test.
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 # One build of binaries and tests together, so both share one feature set (the AWS SDK is
 # compiled once, not once per invocation).
 cargo build --workspace --bins --tests
