@@ -1,15 +1,18 @@
 //! A blocking connection to the daemon's socket.
 
-use anyhow::{anyhow, Result};
 use netban_proto::{Body, Request, Response};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// How long the client waits for an answer. Plans and syncs contact devices, so this is long;
-/// a ban is answered in about a millisecond.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the client waits for the answer to a ban or an unban. The daemon answers one in
+/// about a millisecond and 10,000 in well under a second; a daemon that has not answered in
+/// this time is treated as gone (the client records the request itself, see `fallback`).
+pub const BAN_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the client waits for any other answer: plans and syncs contact devices.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug)]
 pub struct ConnectError(String);
@@ -18,6 +21,18 @@ impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Why a call got no body back.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The daemon answered, with an error: it decided, so nothing is to be retried elsewhere.
+    #[error("{0}")]
+    Refused(String),
+    /// No answer: the connection was reset or closed, the wait timed out, or the answer was
+    /// unreadable. The request may or may not have been carried out.
+    #[error("no answer from the daemon: {0}")]
+    NoAnswer(String),
 }
 
 pub struct Connection {
@@ -29,9 +44,6 @@ impl Connection {
     pub fn open(socket: &Path) -> Result<Connection, ConnectError> {
         let stream = UnixStream::connect(socket)
             .map_err(|e| ConnectError(format!("{}: {e}", socket.display())))?;
-        stream
-            .set_read_timeout(Some(ANSWER_TIMEOUT))
-            .map_err(|e| ConnectError(e.to_string()))?;
         let writer = stream
             .try_clone()
             .map_err(|e| ConnectError(e.to_string()))?;
@@ -41,18 +53,35 @@ impl Connection {
         })
     }
 
-    /// Sends one request and reads its answer; a daemon-side error becomes `Err`.
-    pub fn call(&mut self, request: &Request) -> Result<Body> {
-        self.writer.write_all(&netban_proto::encode(request))?;
+    /// Sends one request and waits up to `timeout` for its answer.
+    pub fn call_within(&mut self, request: &Request, timeout: Duration) -> Result<Body, CallError> {
+        let no_answer = |e: std::io::Error| CallError::NoAnswer(e.to_string());
+        self.writer
+            .set_read_timeout(Some(timeout))
+            .map_err(no_answer)?;
+        self.writer
+            .write_all(&netban_proto::encode(request))
+            .map_err(no_answer)?;
         let mut line = Vec::new();
-        if self.reader.read_until(b'\n', &mut line)? == 0 {
-            return Err(anyhow!(
-                "the daemon closed the connection without answering"
+        if self
+            .reader
+            .read_until(b'\n', &mut line)
+            .map_err(no_answer)?
+            == 0
+        {
+            return Err(CallError::NoAnswer(
+                "the daemon closed the connection without answering".into(),
             ));
         }
-        match netban_proto::decode::<Response>(&line)? {
-            Response::Ok { body } => Ok(body),
-            Response::Error { message } => Err(anyhow!("{message}")),
+        match netban_proto::decode::<Response>(&line) {
+            Ok(Response::Ok { body }) => Ok(body),
+            Ok(Response::Error { message }) => Err(CallError::Refused(message)),
+            Err(e) => Err(CallError::NoAnswer(format!("unreadable answer: {e}"))),
         }
+    }
+
+    /// Sends one request and reads its answer (waiting up to [`ANSWER_TIMEOUT`]).
+    pub fn call(&mut self, request: &Request) -> Result<Body, CallError> {
+        self.call_within(request, ANSWER_TIMEOUT)
     }
 }

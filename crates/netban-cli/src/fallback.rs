@@ -1,12 +1,18 @@
-//! When the daemon is down: record bans and unbans directly in the ledger, under the same
-//! policy, so fail2ban's ban is durable now and enforced when the daemon starts (the daemon
-//! loads every active ban and picks up later writes from the ledger's change feed).
+//! When the daemon does not answer: record bans and unbans ourselves, under the same policy,
+//! so fail2ban's ban is durable now and enforced when the daemon starts.
+//!
+//! With the embedded SQLite ledger they go straight into the ledger (the daemon loads every
+//! active ban and picks up later writes from its change feed). With the fleet's PostgreSQL
+//! ledger they go into this host's spool, which the daemon forwards when it runs: the client
+//! never talks to PostgreSQL, so it needs neither the database's password nor its client
+//! library (which would double this binary's size and its start-up time).
 
-use anyhow::{Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use netban_config::{Config, LedgerLocation};
 use netban_core::policy::Policy;
 use netban_core::{Prefix, Timestamp};
 use netban_ledger::spool::Spool;
+use netban_ledger::sqlite::SqliteLedger;
 use netban_ledger::{AdmitError, EventKind, Ledger, Outcome, Write};
 use netban_proto::{BanArgs, HistoryEvent, ItemResult, ListedBan, SourceBan, UnbanArgs};
 use std::collections::BTreeMap;
@@ -21,18 +27,22 @@ fn now() -> Timestamp {
     )
 }
 
-fn open(config: &Config) -> Result<Box<dyn Ledger>> {
-    let location = &config.daemon.ledger;
-    if let LedgerLocation::Sqlite(path) = location {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// The SQLite ledger. A fleet host's PostgreSQL ledger is the daemon's alone (see the module
+/// documentation): reading it here is refused with a clear message.
+fn open(config: &Config) -> Result<SqliteLedger> {
+    match &config.daemon.ledger {
+        LedgerLocation::Sqlite(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            SqliteLedger::open(path).with_context(|| format!("opening {}", path.display()))
         }
+        LedgerLocation::Postgres(_) => Err(anyhow!(
+            "the ledger is the fleet's PostgreSQL database, which only the daemon reads; \
+             start it with `netban serve`"
+        )),
     }
-    netban_ledger::open(
-        &location.spec(),
-        config.daemon.ledger_password_file.as_deref(),
-    )
-    .with_context(|| format!("opening {location}"))
 }
 
 fn own_addresses() -> Vec<Prefix> {
@@ -53,25 +63,29 @@ fn result(prefix: Prefix) -> ItemResult {
     }
 }
 
-/// Records bans directly in the ledger (the daemon is down). With a shared ledger that does
-/// not answer either, they go to this host's spool instead (decided by local policy, without
-/// escalation), which the daemon forwards when it runs and the ledger answers: never lost.
+/// Records bans in the SQLite ledger, or in the spool on a fleet host (decided by local
+/// policy, without the fleet's escalation), which the daemon forwards: never lost.
 pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
     let (policy, _) = config.policy(&own_addresses())?;
-    match open(config).and_then(|mut ledger| record_bans(&mut *ledger, config, &policy, args)) {
-        Err(unreachable) if config.daemon.ledger.is_shared() => {
-            spool_bans(config, &policy, args).with_context(|| format!("{unreachable:#}"))
-        }
-        other => other,
+    if config.daemon.ledger.is_shared() {
+        spool_bans(config, &policy, args)
+    } else {
+        record_bans(&mut open(config)?, config, &policy, args)
     }
+}
+
+fn open_spool(config: &Config) -> Result<Spool> {
+    let path = &config.daemon.spool;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Spool::open(path).with_context(|| format!("opening the spool {}", path.display()))
 }
 
 /// Writes bans into the spool, answering as the ledger would have.
 fn spool_bans(config: &Config, policy: &Policy, args: &BanArgs) -> Result<Vec<ItemResult>> {
     let now = now();
-    let path = &config.daemon.spool;
-    let mut spool =
-        Spool::open(path).with_context(|| format!("opening the spool {}", path.display()))?;
+    let mut spool = open_spool(config)?;
     let mut writes = Vec::new();
     let mut results = Vec::new();
     for &prefix in &args.prefixes {
@@ -96,7 +110,7 @@ fn spool_bans(config: &Config, policy: &Policy, args: &BanArgs) -> Result<Vec<It
 }
 
 fn record_bans(
-    ledger: &mut dyn Ledger,
+    ledger: &mut SqliteLedger,
     config: &Config,
     policy: &Policy,
     args: &BanArgs,
@@ -141,6 +155,9 @@ fn record_bans(
 }
 
 pub fn unban(config: &Config, args: &UnbanArgs) -> Result<Vec<ItemResult>> {
+    if config.daemon.ledger.is_shared() {
+        return spool_unbans(config, args);
+    }
     let mut ledger = open(config)?;
     let now = now();
     let prefixes: Vec<Prefix> = if args.all_of_source {
@@ -158,15 +175,7 @@ pub fn unban(config: &Config, args: &UnbanArgs) -> Result<Vec<ItemResult>> {
     };
     let writes: Vec<Write> = prefixes
         .iter()
-        .map(|&prefix| Write::Unban {
-            prefix,
-            source: args.source.clone(),
-            kind: EventKind::Unban,
-            origin_host: args
-                .origin_host
-                .clone()
-                .or_else(|| config.daemon.host.clone()),
-        })
+        .map(|&prefix| unban_write(config, args, prefix))
         .collect();
     let outcomes = ledger.record(&writes, now)?;
     let active = ledger.active_bans(now)?;
@@ -180,6 +189,43 @@ pub fn unban(config: &Config, args: &UnbanArgs) -> Result<Vec<ItemResult>> {
             r
         })
         .collect())
+}
+
+/// Spools unbans of the listed prefixes (which the daemon forwards). Unbanning every prefix of
+/// a source needs the ledger, so it waits for the daemon.
+fn spool_unbans(config: &Config, args: &UnbanArgs) -> Result<Vec<ItemResult>> {
+    if args.all_of_source {
+        return Err(anyhow!(
+            "unbanning every address of a source needs the fleet's ledger, which only the \
+             daemon reads; start it with `netban serve`"
+        ));
+    }
+    let writes: Vec<Write> = args
+        .prefixes
+        .iter()
+        .map(|&prefix| unban_write(config, args, prefix))
+        .collect();
+    open_spool(config)?.push(&writes)?;
+    Ok(args
+        .prefixes
+        .iter()
+        .map(|&prefix| ItemResult {
+            spooled: true,
+            ..result(prefix)
+        })
+        .collect())
+}
+
+fn unban_write(config: &Config, args: &UnbanArgs, prefix: Prefix) -> Write {
+    Write::Unban {
+        prefix,
+        source: args.source.clone(),
+        kind: EventKind::Unban,
+        origin_host: args
+            .origin_host
+            .clone()
+            .or_else(|| config.daemon.host.clone()),
+    }
 }
 
 pub fn list(config: &Config, filter: Option<Prefix>) -> Result<Vec<ListedBan>> {

@@ -278,30 +278,28 @@ fn run(cli: Cli) -> Result<()> {
                 restored: restored != 0,
             };
             let results = match connect() {
-                Ok(mut conn) => match conn.call(&Request::Ban(args))? {
-                    Body::Banned { results } => results,
-                    other => return Err(anyhow!("unexpected answer from the daemon: {other:?}")),
-                },
-                Err(down) => {
-                    let results = fallback::ban(&config, &args)
-                        .with_context(|| format!("the daemon is not reachable ({down}) and"))?;
-                    if results.iter().any(|r| r.spooled) {
-                        eprintln!(
-                            "netban: the daemon is not running ({down}) and {} does not answer; \
-                             recorded in the spool {}, forwarded when `netban serve` runs and \
-                             the ledger answers",
-                            config.daemon.ledger,
-                            config.daemon.spool.display()
-                        );
-                    } else {
-                        eprintln!(
-                            "netban: the daemon is not running ({down}); recorded in the ledger \
-                             {}, enforced when `netban serve` starts",
-                            config.daemon.ledger
-                        );
+                Ok(mut conn) => {
+                    match conn.call_within(&Request::Ban(args.clone()), client::BAN_ANSWER_TIMEOUT)
+                    {
+                        Ok(Body::Banned { results }) => results,
+                        Ok(other) => {
+                            return Err(anyhow!("unexpected answer from the daemon: {other:?}"))
+                        }
+                        Err(client::CallError::Refused(message)) => return Err(anyhow!(message)),
+                        // The daemon may have committed the ban before it went away: record it
+                        // again (the ledger keeps one row per address and source) but without
+                        // escalation, so a committed ban is never lengthened twice.
+                        Err(no_answer) => fallback_ban(
+                            &config,
+                            &BanArgs {
+                                restored: true,
+                                ..args
+                            },
+                            &no_answer,
+                        )?,
                     }
-                    results
                 }
+                Err(down) => fallback_ban(&config, &args, &down)?,
             };
             output::item_results("banned", &results, json)
         }
@@ -325,16 +323,19 @@ fn run(cli: Cli) -> Result<()> {
                 all_of_source: all,
             };
             let results = match connect() {
-                Ok(mut conn) => match conn.call(&Request::Unban(args))? {
-                    Body::Unbanned { results } => results,
-                    other => return Err(anyhow!("unexpected answer from the daemon: {other:?}")),
-                },
-                Err(down) => {
-                    let results = fallback::unban(&config, &args)
-                        .with_context(|| format!("the daemon is not reachable ({down}) and"))?;
-                    eprintln!("netban: the daemon is not running ({down}); recorded in the ledger");
-                    results
+                Ok(mut conn) => {
+                    match conn
+                        .call_within(&Request::Unban(args.clone()), client::BAN_ANSWER_TIMEOUT)
+                    {
+                        Ok(Body::Unbanned { results }) => results,
+                        Ok(other) => {
+                            return Err(anyhow!("unexpected answer from the daemon: {other:?}"))
+                        }
+                        Err(client::CallError::Refused(message)) => return Err(anyhow!(message)),
+                        Err(no_answer) => fallback_unban(&config, &args, &no_answer)?,
+                    }
                 }
+                Err(down) => fallback_unban(&config, &args, &down)?,
             };
             output::item_results("unbanned", &results, json)
         }
@@ -409,6 +410,49 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve { .. } | Command::CheckConfig => unreachable!("handled above"),
     }
+}
+
+/// Records bans itself when the daemon gave no answer (`why`): in the SQLite ledger, or in
+/// this host's spool when the ledger is the fleet's PostgreSQL (the daemon forwards it).
+fn fallback_ban(
+    config: &Config,
+    args: &BanArgs,
+    why: &dyn std::fmt::Display,
+) -> Result<Vec<netban_proto::ItemResult>> {
+    let results = fallback::ban(config, args)
+        .with_context(|| format!("the daemon is not reachable ({why}) and"))?;
+    if results.iter().any(|r| r.spooled) {
+        eprintln!(
+            "netban: the daemon is not reachable ({why}); recorded in the spool {}, forwarded \
+             to {} when `netban serve` runs",
+            config.daemon.spool.display(),
+            config.daemon.ledger
+        );
+    } else if results.iter().any(|r| r.changed) {
+        eprintln!(
+            "netban: the daemon is not reachable ({why}); recorded in the ledger {}, enforced \
+             when `netban serve` starts",
+            config.daemon.ledger
+        );
+    }
+    Ok(results)
+}
+
+/// Records unbans itself when the daemon gave no answer (`why`), like [`fallback_ban`].
+fn fallback_unban(
+    config: &Config,
+    args: &UnbanArgs,
+    why: &dyn std::fmt::Display,
+) -> Result<Vec<netban_proto::ItemResult>> {
+    let results = fallback::unban(config, args)
+        .with_context(|| format!("the daemon is not reachable ({why}) and"))?;
+    let place = if config.daemon.ledger.is_shared() {
+        format!("the spool {}", config.daemon.spool.display())
+    } else {
+        format!("the ledger {}", config.daemon.ledger)
+    };
+    eprintln!("netban: the daemon is not reachable ({why}); recorded in {place}");
+    Ok(results)
 }
 
 fn daemon_down(e: client::ConnectError) -> anyhow::Error {

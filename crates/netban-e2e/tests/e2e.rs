@@ -456,7 +456,7 @@ fn bans_recorded_while_the_daemon_is_down_are_enforced_when_it_starts() {
         "acknowledged durably without the daemon: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not reachable"));
     assert!(
         !nft_elements(&edge.router).contains(Edge::ATTACKER_V4),
         "not enforced yet"
@@ -896,6 +896,64 @@ fn python_action_spools_what_nobody_can_record_and_delivers_it_in_order_later() 
         history.contains("\"ban\"") && history.contains("\"unban\""),
         "the v6 ban and its unban were delivered, in that order: {history}"
     );
+}
+
+/// fail2ban's shell action runs one `netban ban` per address. A client whose daemon dies with
+/// its request in flight (connection reset, or closed without an answer) records the ban
+/// itself: every process exits 0 and every address is banned after the restart.
+#[test]
+fn single_ban_clients_in_flight_when_the_daemon_is_killed_record_their_bans() {
+    require_netns!();
+    let world = World::new("k9c");
+    let edge = &world.edge;
+    let mut daemon = world.daemon(&nftables_target(&edge.router));
+    let all: Vec<String> = (0..2000)
+        .map(|i| format!("198.19.{}.{}", i / 250, 1 + i % 250))
+        .collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = all
+        .chunks(all.len() / 4)
+        .map(|chunk| {
+            let (bins, config) = (daemon.bins.clone(), daemon.config.clone());
+            let (chunk, done) = (chunk.to_vec(), done.clone());
+            std::thread::spawn(move || {
+                let mut failed = Vec::new();
+                for address in chunk {
+                    let out = std::process::Command::new(&bins.client)
+                        .arg("--config")
+                        .arg(&config)
+                        .args(["ban", "--source", "sshd", "--bantime", "3600", "--"])
+                        .arg(&address)
+                        .output()
+                        .expect("netban");
+                    if !out.status.success() {
+                        failed.push(format!(
+                            "{address}: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        ));
+                    }
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                failed
+            })
+        })
+        .collect();
+    let midway = wait_until(Duration::from_secs(120), Duration::from_millis(1), || {
+        done.load(std::sync::atomic::Ordering::Relaxed) >= 500
+    });
+    assert!(midway, "the burst got going");
+    daemon.kill9();
+    let failed: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("client thread"))
+        .collect();
+    assert!(failed.is_empty(), "every client succeeded: {failed:?}");
+    daemon.restart().expect("restart");
+    let want: BTreeSet<String> = all.iter().cloned().collect();
+    let enforced = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+        want.is_subset(&nft_elements(&edge.router))
+    });
+    assert!(enforced, "all {} enforced after the restart", all.len());
 }
 
 #[test]
