@@ -9,5 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --release -p netban-daemon -p netban-cli -p netban-bench --bins
+# Only core sections asked for: build without the drivers (no AWS SDK; minutes, not half an hour).
+features=()
+args=" $* "
+if [[ "$args" == *" --only "* && "$args" != *" --drivers "* ]] \
+    && ! grep -Eq -- '--only [^ ]*(exafs|bgp|cisco_ios|netconf|aws)' <<<"$args"; then
+    features=(--no-default-features)
+fi
+cargo build --release -p netban-daemon -p netban-cli -p netban-bench --bins "${features[@]}"
 exec target/release/netban-bench --bin-dir target/release --reference-dir bench/reference "$@"

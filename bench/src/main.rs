@@ -9,6 +9,7 @@
 //! `bench/reference/`.
 
 mod core;
+#[cfg(feature = "drivers")]
 mod drivers;
 mod table;
 
@@ -36,6 +37,7 @@ impl Context {
 
 /// Which runs include a section.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "drivers"), allow(dead_code))]
 enum Group {
     /// Every run.
     Core,
@@ -56,26 +58,31 @@ const SECTIONS: &[Section] = &[
         group: Group::Core,
         run: core::run,
     },
+    #[cfg(feature = "drivers")]
     Section {
         name: "exafs",
         group: Group::Drivers,
         run: drivers::exafs::run,
     },
+    #[cfg(feature = "drivers")]
     Section {
         name: "bgp",
         group: Group::Drivers,
         run: drivers::bgp::run,
     },
+    #[cfg(feature = "drivers")]
     Section {
         name: "cisco_ios",
         group: Group::Drivers,
         run: drivers::cisco_ios::run,
     },
+    #[cfg(feature = "drivers")]
     Section {
         name: "netconf",
         group: Group::Drivers,
         run: drivers::netconf::run,
     },
+    #[cfg(feature = "drivers")]
     Section {
         name: "aws",
         group: Group::Drivers,

@@ -72,6 +72,7 @@ impl Table {
     }
 
     /// A line of explanation under the current section.
+    #[cfg_attr(not(feature = "drivers"), allow(dead_code))]
     pub fn text(&mut self, text: &str) {
         for line in text.lines() {
             println!("  | {line}");
@@ -94,6 +95,7 @@ pub fn ms(d: Duration) -> String {
 }
 
 /// Seconds with two decimals.
+#[cfg_attr(not(feature = "drivers"), allow(dead_code))]
 pub fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
