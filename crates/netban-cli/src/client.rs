@@ -35,6 +35,12 @@ pub enum CallError {
     NoAnswer(String),
 }
 
+impl From<CallError> for ConnectError {
+    fn from(e: CallError) -> ConnectError {
+        ConnectError(e.to_string())
+    }
+}
+
 pub struct Connection {
     reader: BufReader<UnixStream>,
     writer: UnixStream,

@@ -32,10 +32,6 @@ fn now() -> Timestamp {
 fn open(config: &Config) -> Result<SqliteLedger> {
     match &config.daemon.ledger {
         LedgerLocation::Sqlite(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
             SqliteLedger::open(path).with_context(|| format!("opening {}", path.display()))
         }
         LedgerLocation::Postgres(_) => Err(anyhow!(
@@ -76,9 +72,6 @@ pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
 
 fn open_spool(config: &Config) -> Result<Spool> {
     let path = &config.daemon.spool;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     Spool::open(path).with_context(|| format!("opening the spool {}", path.display()))
 }
 

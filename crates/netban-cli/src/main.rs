@@ -17,7 +17,7 @@ use anyhow::{anyhow, Context as _, Result};
 use clap::{Parser, Subcommand};
 use netban_config::Config;
 use netban_core::{BanDuration, OriginHost, Prefix, Reason, Source};
-use netban_proto::{BanArgs, Body, Request, UnbanArgs};
+use netban_proto::{BanArgs, Body, Request, UnbanArgs, MAX_PREFIXES_PER_REQUEST};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -277,30 +277,43 @@ fn run(cli: Cli) -> Result<()> {
                 origin_host,
                 restored: restored != 0,
             };
-            let results = match connect() {
-                Ok(mut conn) => {
-                    match conn.call_within(&Request::Ban(args.clone()), client::BAN_ANSWER_TIMEOUT)
-                    {
-                        Ok(Body::Banned { results }) => results,
-                        Ok(other) => {
-                            return Err(anyhow!("unexpected answer from the daemon: {other:?}"))
-                        }
-                        Err(client::CallError::Refused(message)) => return Err(anyhow!(message)),
-                        // The daemon may have committed the ban before it went away: record it
-                        // again (the ledger keeps one row per address and source) but without
-                        // escalation, so a committed ban is never lengthened twice.
-                        Err(no_answer) => fallback_ban(
-                            &config,
-                            &BanArgs {
-                                restored: true,
-                                ..args
-                            },
-                            &no_answer,
-                        )?,
+            // A batch the protocol allows at a time; what the daemon did not answer is
+            // recorded by this client (`fallback_ban`).
+            let mut results = Vec::with_capacity(args.prefixes.len());
+            let mut daemon = connect();
+            for chunk in args.prefixes.chunks(MAX_PREFIXES_PER_REQUEST) {
+                let part = BanArgs {
+                    prefixes: chunk.to_vec(),
+                    ..args.clone()
+                };
+                let answer = match &mut daemon {
+                    Ok(conn) => {
+                        conn.call_within(&Request::Ban(part.clone()), client::BAN_ANSWER_TIMEOUT)
+                    }
+                    Err(down) => {
+                        results.extend(fallback_ban(&config, &part, down)?);
+                        continue;
+                    }
+                };
+                match answer {
+                    Ok(Body::Banned { results: r }) => results.extend(r),
+                    Ok(other) => {
+                        return Err(anyhow!("unexpected answer from the daemon: {other:?}"))
+                    }
+                    Err(client::CallError::Refused(message)) => return Err(anyhow!(message)),
+                    // The daemon may have committed the ban before it went away: record it
+                    // again (the ledger keeps one row per address and source) but without
+                    // escalation, so a committed ban is never lengthened twice.
+                    Err(no_answer) => {
+                        let part = BanArgs {
+                            restored: true,
+                            ..part
+                        };
+                        results.extend(fallback_ban(&config, &part, &no_answer)?);
+                        daemon = Err(client::ConnectError::from(no_answer));
                     }
                 }
-                Err(down) => fallback_ban(&config, &args, &down)?,
-            };
+            }
             output::item_results("banned", &results, json)
         }
         Command::Unban {
@@ -322,21 +335,40 @@ fn run(cli: Cli) -> Result<()> {
                 origin_host,
                 all_of_source: all,
             };
-            let results = match connect() {
-                Ok(mut conn) => {
-                    match conn
-                        .call_within(&Request::Unban(args.clone()), client::BAN_ANSWER_TIMEOUT)
-                    {
-                        Ok(Body::Unbanned { results }) => results,
-                        Ok(other) => {
-                            return Err(anyhow!("unexpected answer from the daemon: {other:?}"))
-                        }
-                        Err(client::CallError::Refused(message)) => return Err(anyhow!(message)),
-                        Err(no_answer) => fallback_unban(&config, &args, &no_answer)?,
+            let mut results = Vec::with_capacity(args.prefixes.len());
+            let mut daemon = connect();
+            // At least one request, even with no prefixes (unbanning every address of a source).
+            let chunks: Vec<&[Prefix]> = if args.prefixes.is_empty() {
+                vec![&[]]
+            } else {
+                args.prefixes.chunks(MAX_PREFIXES_PER_REQUEST).collect()
+            };
+            for chunk in chunks {
+                let part = UnbanArgs {
+                    prefixes: chunk.to_vec(),
+                    ..args.clone()
+                };
+                let answer = match &mut daemon {
+                    Ok(conn) => {
+                        conn.call_within(&Request::Unban(part.clone()), client::BAN_ANSWER_TIMEOUT)
+                    }
+                    Err(down) => {
+                        results.extend(fallback_unban(&config, &part, down)?);
+                        continue;
+                    }
+                };
+                match answer {
+                    Ok(Body::Unbanned { results: r }) => results.extend(r),
+                    Ok(other) => {
+                        return Err(anyhow!("unexpected answer from the daemon: {other:?}"))
+                    }
+                    Err(client::CallError::Refused(message)) => return Err(anyhow!(message)),
+                    Err(no_answer) => {
+                        results.extend(fallback_unban(&config, &part, &no_answer)?);
+                        daemon = Err(client::ConnectError::from(no_answer));
                     }
                 }
-                Err(down) => fallback_unban(&config, &args, &down)?,
-            };
+            }
             output::item_results("unbanned", &results, json)
         }
         Command::List { address, json } => {

@@ -79,6 +79,28 @@ pub struct DaemonSection {
     pub spool: PathBuf,
     /// This host's name in history and in leases (defaults to the kernel's hostname).
     pub host: Option<OriginHost>,
+    /// Who may do what over the socket (`[daemon.access]`).
+    pub access: AccessSection,
+}
+
+/// Roles of the socket's callers, told apart by the kernel's peer credentials: root (and the
+/// daemon's own user) and members of `admin_group` may do everything; members of `ban_group`
+/// may ban and unban under a named source; everyone else may only read (ping, list, status,
+/// history).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSection {
+    pub admin_group: Option<String>,
+    pub ban_group: Option<String>,
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        AccessSection {
+            admin_group: None,
+            ban_group: Some("netban".to_string()),
+        }
+    }
 }
 
 impl Default for DaemonSection {
@@ -89,6 +111,7 @@ impl Default for DaemonSection {
             ledger_password_file: None,
             spool: PathBuf::from("/var/lib/netban/spool.db"),
             host: None,
+            access: AccessSection::default(),
         }
     }
 }

@@ -218,6 +218,7 @@ impl Engine {
     pub fn apply_events(&self, events: &[Event]) {
         let mut touched = BTreeSet::new();
         let mut state = self.state();
+        crate::fault::inject(crate::fault::Point::EngineLocked);
         for event in events {
             let change = match (event.kind, &event.source, event.expiry) {
                 (EventKind::Ban | EventKind::Extend, Some(source), Some(expiry)) => {

@@ -8,8 +8,10 @@
 //! close device sessions, stop the ledger thread. Bans stay on the devices: they are the
 //! ledger's, not the daemon's, and the next start finds them in place.
 
+mod access;
 mod clock;
 mod engine;
+mod fault;
 mod feed_wake;
 mod housekeeping;
 mod leadership;
@@ -59,10 +61,25 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    exit_on_panic();
     if let Err(e) = run(args) {
         eprintln!("netban: error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// A panic anywhere — a target worker, the ledger thread, the engine with its lock held — ends
+/// the process at once (SIGABRT, status 134), logged, rather than leaving a daemon that answers
+/// on its socket while no longer recording, expiring or enforcing. The supervisor (systemd's
+/// `Restart=always` in the shipped unit) starts it again; clients that got no answer record
+/// their bans themselves, and the restarted daemon loads every ban from the ledger.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!("netban-daemon panicked ({info}); exiting so that it is restarted");
+        std::process::abort();
+    }));
 }
 
 fn run(args: Args) -> Result<()> {
@@ -130,9 +147,6 @@ fn load(
     started_at: netban_core::Timestamp,
 ) -> Result<Loaded> {
     let location = &config.daemon.ledger;
-    if let LedgerLocation::Sqlite(path) = location {
-        create_parent(path)?;
-    }
     let password_file = config.daemon.ledger_password_file.as_deref();
     let mut ledger = netban_ledger::open(&location.spec(), password_file)
         .with_context(|| format!("opening {location}"))?;
@@ -201,7 +215,6 @@ async fn serve(
         .unwrap_or_else(|| "localhost".to_string());
     let spool = if location.is_shared() {
         let path = &config.daemon.spool;
-        create_parent(path)?;
         Some(Spool::open(path).with_context(|| format!("opening the spool {}", path.display()))?)
     } else {
         None
@@ -304,6 +317,8 @@ async fn serve(
         started_at,
         ledger_description,
         ledger_health,
+        access: access::Access::new(&config.daemon.access, own_uid()),
+        limits: server::Limits::default(),
     });
     let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
     tracing::info!(socket = %config.daemon.socket.display(), "netban is serving");
@@ -333,16 +348,24 @@ async fn serve(
     Ok(())
 }
 
-/// Creates the directory `path` will live in.
-fn create_parent(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    Ok(())
+/// The daemon's own uid (an administrator of its socket).
+fn own_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
 }
 
+/// Binds the socket, open to every local user (0666: what each may ask is decided per caller,
+/// see `access`), in a directory created 0755. The socket is never more open than that, under
+/// any umask: it is bound with the process's umask and then widened.
 fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
-    create_parent(path)?;
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!(
@@ -355,7 +378,8 @@ fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
     }
     let listener = tokio::net::UnixListener::bind(path)
         .with_context(|| format!("binding socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
     Ok(listener)
 }
 

@@ -397,6 +397,7 @@ impl Worker {
     }
 
     async fn incremental(&mut self) -> Result<(), TargetError> {
+        crate::fault::inject(crate::fault::Point::Worker);
         // During a burst, let changes gather for a moment after the previous batch, so the
         // device gets a few large transactions rather than one per ledger commit. A change
         // after a quiet spell goes out at once.

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 mod fleet;
+mod hardening;
 
 const PORT: u16 = 8080;
 const SHORT: Duration = Duration::from_millis(800);
@@ -896,6 +897,47 @@ fn python_action_spools_what_nobody_can_record_and_delivers_it_in_order_later() 
         history.contains("\"ban\"") && history.contains("\"unban\""),
         "the v6 ban and its unban were delivered, in that order: {history}"
     );
+}
+
+/// A panic in a target worker, or in the engine with its lock held, ends the daemon with a
+/// failure status (never a daemon that answers while enforcing nothing); the ban in flight is
+/// recorded by the client, and the restarted daemon enforces it.
+#[test]
+fn a_panic_in_a_worker_or_under_the_engine_lock_ends_the_daemon_and_loses_no_ban() {
+    require_netns!();
+    let world = World::new("pnc");
+    let edge = &world.edge;
+    let mut daemon = world.daemon(&nftables_target(&edge.router));
+    for (fault, address) in [
+        ("worker", "203.0.113.61"),
+        ("engine-locked", "203.0.113.62"),
+    ] {
+        daemon.set_env("NETBAN_FAULT", fault);
+        daemon.restart().expect("start with the fault");
+        let out = daemon.client(&["ban", "--source", "sshd", "--", address]);
+        assert!(
+            out.status.success(),
+            "{fault}: the ban is acknowledged (by the daemon or the client's fallback): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ended = wait_until(Duration::from_secs(20), Duration::from_millis(10), || {
+            daemon.exited().is_some()
+        });
+        assert!(ended, "{fault}: the daemon ended; log:\n{}", daemon.log());
+        let status = daemon.exited().expect("exited");
+        assert!(!status.success(), "{fault}: {status:?}");
+        assert!(
+            daemon.log().contains("panicked"),
+            "{fault}: logged; log:\n{}",
+            daemon.log()
+        );
+        daemon.set_env("NETBAN_FAULT", "");
+        daemon.restart().expect("restart without the fault");
+        let enforced = wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+            nft_elements(&edge.router).contains(address)
+        });
+        assert!(enforced, "{fault}: {address} enforced after the restart");
+    }
 }
 
 /// fail2ban's shell action runs one `netban ban` per address. A client whose daemon dies with

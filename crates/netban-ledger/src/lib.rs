@@ -15,6 +15,7 @@
 //!
 //! The trait is synchronous; the daemon runs it on a dedicated thread.
 
+pub mod files;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod spool;
@@ -123,6 +124,12 @@ pub enum LedgerError {
     Open {
         path: String,
         error: rusqlite::Error,
+    },
+    #[error("ledger file {path}: {error}")]
+    Files {
+        path: std::path::PathBuf,
+        #[source]
+        error: std::io::Error,
     },
     #[error("ledger schema is version {found}, newer than this netban understands ({known}); upgrade netban")]
     SchemaTooNew { found: i64, known: i64 },

@@ -101,13 +101,14 @@ impl std::fmt::Debug for Spool {
 }
 
 impl Spool {
-    /// Opens (creating) the spool at `path`; its directory must exist. Readable by its owner
-    /// only.
+    /// Opens (creating, with its directory) the spool at `path`. Readable by its owner only
+    /// ([`crate::files`]).
     pub fn open(path: &Path) -> Result<Spool, LedgerError> {
         let open_error = |error| LedgerError::Open {
             path: path.display().to_string(),
             error,
         };
+        crate::files::create_private(path)?;
         let conn = Connection::open(path).map_err(open_error)?;
         conn.busy_timeout(crate::sqlite::BUSY_TIMEOUT)
             .map_err(open_error)?;
@@ -122,11 +123,6 @@ impl Spool {
              )",
         )
         .map_err(open_error)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
         Ok(Spool {
             conn,
             path: path.to_path_buf(),

@@ -20,6 +20,10 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// The default socket path of the daemon.
 pub const DEFAULT_SOCKET: &str = "/run/netban/netban.sock";
 
+/// The most prefixes one ban or unban request may carry (a client splits longer lists). The
+/// daemon refuses a larger request whole and reads no request line longer than 8 MiB.
+pub const MAX_PREFIXES_PER_REQUEST: usize = 100_000;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {

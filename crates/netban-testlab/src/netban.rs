@@ -53,6 +53,10 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub ledger: PathBuf,
     child: Option<Child>,
+    /// Extra environment for the daemon's next start (`NETBAN_FAULT`, say).
+    env: Vec<(String, String)>,
+    /// The umask the daemon starts with (inherited from the test when `None`).
+    umask: Option<String>,
 }
 
 impl Daemon {
@@ -90,6 +94,8 @@ impl Daemon {
             socket,
             ledger,
             child: None,
+            env: Vec::new(),
+            umask: None,
         };
         daemon.spawn()?;
         Ok(daemon)
@@ -100,10 +106,21 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(self.dir.join("daemon.log"))?;
-        let child = Command::new(&self.bins.daemon)
+        let mut command = match &self.umask {
+            None => Command::new(&self.bins.daemon),
+            Some(mask) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {mask} && exec \"$0\" \"$@\""))
+                    .arg(&self.bins.daemon);
+                c
+            }
+        };
+        let child = command
             .arg("--config")
             .arg(&self.config)
             .env("NETBAN_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -206,6 +223,22 @@ impl Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sets `key=value` in the daemon's environment from its next start on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Starts the daemon under `umask` (octal, as the shell takes it) from its next start on.
+    pub fn set_umask(&mut self, umask: &str) {
+        self.umask = Some(umask.to_string());
+    }
+
+    /// The daemon's exit status, if it has exited (without waiting).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// SIGTERM and wait for a clean exit.

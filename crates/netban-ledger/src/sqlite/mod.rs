@@ -92,6 +92,7 @@ impl SqliteLedger {
             path: path.display().to_string(),
             error,
         };
+        crate::files::create_private(path)?;
         let conn = Connection::open(path).map_err(open_err)?;
         SqliteLedger::setup(conn, path.to_path_buf(), true)
     }

@@ -93,15 +93,25 @@ fn open_creates_the_file_with_the_settings() {
 }
 
 #[test]
-fn open_fails_with_the_path_when_the_directory_is_missing() {
+fn open_fails_with_the_path_when_the_directory_cannot_be_made() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-file"), b"").unwrap();
+    let path = dir.path().join("a-file").join("ledger.db");
+    match SqliteLedger::open(&path) {
+        Err(e @ LedgerError::Files { .. }) => {
+            assert!(e.to_string().contains("a-file"), "{e}")
+        }
+        other => panic!("expected Files error, got {other:?}"),
+    }
+}
+
+#[test]
+fn open_creates_a_missing_directory_and_a_private_file() {
+    use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing").join("ledger.db");
-    match SqliteLedger::open(&path) {
-        Err(LedgerError::Open { path: shown, .. }) => {
-            assert!(shown.contains("missing"), "{shown}")
-        }
-        other => panic!("expected Open error, got {other:?}"),
-    }
+    SqliteLedger::open(&path).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o077, 0);
 }
 
 #[test]

@@ -1,0 +1,342 @@
+//! The daemon's socket under abuse and its access rules, with the real daemon, the real client
+//! and real users (root, `nobody` with and without the ban group): bounded inputs, connection
+//! limits, peer-credential roles, and the modes of what the daemon creates.
+
+use super::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// `nobody`, with primary group `gid` and no other group.
+fn as_nobody(gid: u32) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        "65534",
+        "--regid",
+        &gid.to_string(),
+        "--clear-groups",
+    ]);
+    c
+}
+
+/// Makes `dir` and every directory above it up to `/tmp` traversable by other users.
+fn open_to_others(dir: &Path) {
+    for d in dir.ancestors().take_while(|d| *d != Path::new("/tmp")) {
+        let mut mode = std::fs::metadata(d).unwrap().permissions();
+        mode.set_mode(mode.mode() | 0o755);
+        std::fs::set_permissions(d, mode).unwrap();
+    }
+}
+
+fn netban_as_nobody(bins: &Binaries, socket: &Path, gid: u32, args: &[&str]) -> Output {
+    as_nobody(gid)
+        .arg(&bins.client)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("NETBAN_CONFIG")
+        .output()
+        .expect("netban as nobody")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn callers_get_the_role_their_credentials_give_them() {
+    require_netns!();
+    let world = World::new("acl");
+    let edge = &world.edge;
+    let daemon = world.daemon(&format!(
+        "{}\n",
+        nftables_target(&edge.router).replace(
+            "[[targets]]",
+            "[daemon.access]\nban_group = \"nogroup\"\n\n[[targets]]"
+        )
+    ));
+    open_to_others(&daemon.dir);
+    let bins = &daemon.bins;
+    daemon.client_ok(&["ban", "--source", "sshd", "--", "203.0.113.71"]);
+
+    // Neither root nor in the ban group: reading only.
+    let listed = netban_as_nobody(bins, &daemon.socket, 12345, &["list"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    assert!(text(&listed).contains("203.0.113.71"), "{}", text(&listed));
+    for refused in [
+        &["ban", "--source", "sshd", "--", "203.0.113.72"][..],
+        &["unban", "--source", "sshd", "--", "203.0.113.71"],
+        &["reload"],
+    ] {
+        let out = netban_as_nobody(bins, &daemon.socket, 12345, refused);
+        assert!(!out.status.success(), "{refused:?} refused: {}", text(&out));
+        assert!(
+            text(&out).contains("permission denied"),
+            "{refused:?}: {}",
+            text(&out)
+        );
+        assert!(
+            !text(&out).contains("recorded"),
+            "a refusal is not a missing answer: nothing recorded by the client: {}",
+            text(&out)
+        );
+    }
+
+    // In the ban group: ban and unban under a source, nothing more.
+    let banned = netban_as_nobody(
+        bins,
+        &daemon.socket,
+        65534,
+        &[
+            "ban",
+            "--source",
+            "web",
+            "--origin-host",
+            "elsewhere",
+            "--",
+            "203.0.113.72",
+        ],
+    );
+    assert!(banned.status.success(), "{}", text(&banned));
+    let history = daemon.client_ok(&["history", "203.0.113.72"]);
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        !history.contains("elsewhere"),
+        "only an administrator names another host: {history}"
+    );
+    for refused in [
+        &["unban", "--", "203.0.113.71"][..],
+        &["unban", "--source", "sshd", "--all"],
+        &["reload"],
+        &["sync"],
+        &["plan"],
+    ] {
+        let out = netban_as_nobody(bins, &daemon.socket, 65534, refused);
+        assert!(!out.status.success(), "{refused:?} refused: {}", text(&out));
+        assert!(
+            text(&out).contains("permission denied"),
+            "{refused:?}: {}",
+            text(&out)
+        );
+    }
+    let unbanned = netban_as_nobody(
+        bins,
+        &daemon.socket,
+        65534,
+        &["unban", "--source", "web", "--", "203.0.113.72"],
+    );
+    assert!(unbanned.status.success(), "{}", text(&unbanned));
+    let listed: Vec<String> = daemon.listed();
+    assert_eq!(listed, vec!["203.0.113.71/32".to_string()]);
+}
+
+/// One ban over an open connection; how long its answer took.
+fn timed_ban(reader: &mut BufReader<UnixStream>, address: &str) -> Duration {
+    let request = format!(
+        "{{\"op\":\"ban\",\"prefixes\":[\"{address}\"],\"source\":\"sshd\",\
+         \"duration\":{{\"seconds\":600}},\"reason\":null,\"failures\":null,\
+         \"origin_host\":null}}\n"
+    );
+    let started = Instant::now();
+    reader.get_mut().write_all(request.as_bytes()).unwrap();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let took = started.elapsed();
+    assert!(line.contains("\"ok\""), "{line}");
+    took
+}
+
+/// Writes `bytes` forever (no newline) until the daemon closes; how much it took, and its
+/// answer.
+fn endless_line(socket: &Path) -> (usize, String) {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    let mut sent = 0;
+    while sent < 1 << 30 {
+        match stream.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    (sent, answer)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn abusive_clients_neither_exhaust_the_daemon_nor_slow_an_honest_ban() {
+    require_netns!();
+    let world = World::new("abu");
+    let edge = &world.edge;
+    let daemon = world.daemon(&nftables_target(&edge.router));
+    open_to_others(&daemon.dir);
+    let pid = daemon.pid().expect("running");
+    let socket = daemon.socket.clone();
+    let mut honest = BufReader::new(UnixStream::connect(&socket).unwrap());
+    let mut quiet: Vec<Duration> = (0..200)
+        .map(|i| timed_ban(&mut honest, &format!("198.19.209.{}", i + 1)))
+        .collect();
+    quiet.sort();
+
+    // 10,000 connections held by one unprivileged user.
+    let mut hoarder = as_nobody(65534)
+        .args(["/usr/bin/python3", "-c"])
+        .arg(
+            "import resource, socket, sys\n\
+             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
+             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))\n\
+             held = []\n\
+             for i in range(10000):\n\
+             \x20   s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+             \x20   s.connect(sys.argv[1])\n\
+             \x20   held.append(s)\n\
+             print(len(held), flush=True)\n\
+             sys.stdin.read()\n",
+        )
+        .arg(&socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 as nobody");
+    let mut opened = String::new();
+    BufReader::new(hoarder.stdout.take().unwrap())
+        .read_line(&mut opened)
+        .unwrap();
+    assert_eq!(opened.trim(), "10000", "the hoarder connected 10,000 times");
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(fds < 200, "the daemon holds {fds} descriptors, not 10,000");
+
+    // Slowloris: 100 requests that never finish.
+    let slow: Vec<UnixStream> = (0..100)
+        .map(|_| {
+            let mut s = UnixStream::connect(&socket).unwrap();
+            s.write_all(b"{\"op\":").unwrap();
+            s
+        })
+        .collect();
+    // Lines without end, and a batch over the protocol's limit, from root.
+    let endless: Vec<_> = (0..2)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || endless_line(&socket))
+        })
+        .collect();
+    let oversized = {
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            let prefixes: Vec<String> = (0..100_001u32)
+                .map(|i| format!("\"10.{}.{}.{}\"", i >> 16, (i >> 8) & 255, i & 255))
+                .collect();
+            let request = format!(
+                "{{\"op\":\"ban\",\"prefixes\":[{}],\"source\":\"sshd\",\
+                 \"duration\":{{\"seconds\":60}},\"reason\":null,\"failures\":null,\
+                 \"origin_host\":null}}\n",
+                prefixes.join(",")
+            );
+            let mut s = UnixStream::connect(&socket).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            BufReader::new(s).read_line(&mut answer).unwrap();
+            answer
+        })
+    };
+
+    for e in endless {
+        let (sent, answer) = e.join().unwrap();
+        assert!(
+            sent < 64 << 20,
+            "cut off after {} MiB, not 1 GiB",
+            sent >> 20
+        );
+        assert!(answer.contains("request longer than"), "{answer}");
+    }
+    let answer = oversized.join().unwrap();
+    assert!(answer.contains("at most 100000"), "{answer}");
+    assert!(
+        !daemon.listed().iter().any(|p| p.starts_with("10.")),
+        "nothing of the oversized batch was banned"
+    );
+    // While 10,000 connections and 100 unfinished requests are held, the honest client bans
+    // 200 more addresses one at a time. (Not during the bursts above: on two cores their
+    // CPU is the attacker's own, and the scheduler shares it with everyone.)
+    let mut took: Vec<Duration> = (0..200)
+        .map(|i| timed_ban(&mut honest, &format!("198.19.210.{}", i + 1)))
+        .collect();
+    took.sort();
+    let (median, p95) = (took[100], took[190]);
+    println!(
+        "honest ban: quiet median {:?} p95 {:?}; under abuse median {median:?}, p95 {p95:?}, \
+         max {:?} (load {})",
+        quiet[100],
+        quiet[190],
+        took[199],
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    assert!(median <= Duration::from_millis(10), "median {median:?}");
+
+    // The slow requests are cut off once their time is up (10 s).
+    for mut s in slow {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.contains("not complete within"), "{answer}");
+    }
+    let rss = rss_kib(pid);
+    println!("daemon RSS after the abuse: {} MiB", rss >> 10);
+    assert!(rss < 256 << 10, "RSS {} MiB", rss >> 10);
+    drop(hoarder.stdin.take());
+    let _ = hoarder.wait();
+    // Still serving.
+    daemon.client_ok(&["ban", "--", "198.19.211.1"]);
+}
+
+/// Under any umask, the socket is open to every user (roles decide) and the ledger's files to
+/// the daemon's user only.
+#[test]
+fn the_socket_and_the_ledger_files_have_their_modes_under_any_umask() {
+    require_netns!();
+    for umask in ["000", "022"] {
+        let world = World::new(&format!("um{umask}"));
+        let edge = &world.edge;
+        let mut daemon = world.daemon(&nftables_target(&edge.router));
+        // Started afresh under the umask: ledger and socket created by that start.
+        assert!(daemon.stop().is_some_and(|s| s.success()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", daemon.ledger.display()));
+        }
+        daemon.set_umask(umask);
+        daemon.restart().expect("restart under the umask");
+        daemon.client_ok(&["ban", "--", "203.0.113.81"]);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&daemon.socket), 0o666, "umask {umask}: socket");
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", daemon.ledger.display()));
+            if file.exists() {
+                assert_eq!(mode(&file), 0o600, "umask {umask}: {}", file.display());
+            }
+        }
+    }
+}
