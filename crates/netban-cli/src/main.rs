@@ -7,7 +7,9 @@
 //! policy) and the daemon enforces them when it starts; `list` and `history` read the ledger.
 //!
 //! Exit status: 0 success; 1 refused or invalid input (nothing changed for that input);
-//! 2 usage error; 3 the daemon is needed and not reachable.
+//! 2 usage error; 3 the daemon is needed and not reachable; 4 (`status`, `plan`) the daemon
+//! answers but something is broken: a target is down or cannot be planned, or the ledger does
+//! not answer (for monitoring checks).
 
 mod client;
 mod fallback;
@@ -157,6 +159,16 @@ impl std::fmt::Display for DaemonDown {
 }
 impl std::error::Error for DaemonDown {}
 
+/// `status` or `plan` found something broken (already printed): exit status 4.
+#[derive(Debug)]
+struct Unhealthy(String);
+impl std::fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Unhealthy {}
+
 /// Input that was refused: exit status 1.
 #[derive(Debug)]
 struct Refused;
@@ -175,6 +187,10 @@ fn main() -> ExitCode {
         Err(e) if e.is::<DaemonDown>() => {
             eprintln!("netban: error: {e}");
             ExitCode::from(3)
+        }
+        Err(e) if e.is::<Unhealthy>() => {
+            eprintln!("netban: {e}");
+            ExitCode::from(4)
         }
         Err(e) => {
             eprintln!("netban: error: {e:#}");
@@ -403,14 +419,42 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status { json } => {
             let mut conn = connect().map_err(daemon_down)?;
             match conn.call(&Request::Status)? {
-                Body::Status(report) => output::status(&report, json),
+                Body::Status(report) => {
+                    output::status(&report, json)?;
+                    let mut broken: Vec<String> = report
+                        .targets
+                        .iter()
+                        .filter(|t| t.health == netban_proto::Health::Down)
+                        .map(|t| format!("target {} is down", t.name))
+                        .collect();
+                    if report.ledger_health.unreachable_since.is_some() {
+                        broken.push("the ledger does not answer".into());
+                    }
+                    if broken.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(Unhealthy(broken.join("; ")).into())
+                    }
+                }
                 other => Err(anyhow!("unexpected answer from the daemon: {other:?}")),
             }
         }
         Command::Plan { target, json } => {
             let mut conn = connect().map_err(daemon_down)?;
             match conn.call(&Request::Plan { target })? {
-                Body::Plan { targets } => output::plan(&targets, json),
+                Body::Plan { targets } => {
+                    output::plan(&targets, json)?;
+                    let failed: Vec<&str> = targets
+                        .iter()
+                        .filter(|t| t.error.is_some())
+                        .map(|t| t.target.as_str())
+                        .collect();
+                    if failed.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(Unhealthy(format!("cannot plan {}", failed.join(", "))).into())
+                    }
+                }
                 other => Err(anyhow!("unexpected answer from the daemon: {other:?}")),
             }
         }

@@ -131,6 +131,11 @@ pub struct Worker {
     /// When the last incremental batch went to the device (for coalescing bursts).
     last_batch_at: Option<Instant>,
     prepared: bool,
+    /// Whether the device was ever observed since the daemon started. Until it is, the status
+    /// counts what it should hold from the engine, all of it pending (counted at most once a
+    /// second: [`Worker::unreached_count`]).
+    reached: bool,
+    unreached_counted: Option<(Instant, usize)>,
     failures: u32,
 }
 
@@ -182,6 +187,8 @@ impl Worker {
             item_retry_at: None,
             last_batch_at: None,
             prepared: false,
+            reached: false,
+            unreached_counted: None,
             failures: 0,
         };
         (worker, handle)
@@ -247,7 +254,10 @@ impl Worker {
             was_driving = driving;
             if !driving {
                 self.publish_standby(&leadership);
-            } else if retry_at.is_none_or(|t| t <= now) {
+            } else if retry_at.is_some_and(|t| t > now) {
+                // Waiting out a backoff: keep the counts current for `status`.
+                self.publish_status(&leadership);
+            } else {
                 if self.item_retry_at.is_some_and(|t| t <= now) {
                     let failed = std::mem::take(&mut self.failed);
                     self.engine.mark_dirty(failed);
@@ -308,7 +318,8 @@ impl Worker {
                             }
                             Err(e) => self.report_down(e),
                         }
-                        self.publish_status(&self.leadership.borrow().clone());
+                        let leadership = self.leadership.borrow().clone();
+                        self.publish_status(&leadership);
                         let _ = reply.send(result.map_err(WorkerError::from));
                     }
                 },
@@ -372,6 +383,7 @@ impl Worker {
             self.prepared = true;
         }
         let held = fenced(self.fence(), self.target.observe()).await?;
+        self.reached = true;
         self.engine.refresh_placement();
         let desired = self.engine.take_all_desired();
         self.held.clear();
@@ -554,8 +566,24 @@ impl Worker {
         });
     }
 
-    fn publish_status(&self, leadership: &Leadership) {
+    /// What a never-reached target should hold (recounted at most once a second: the count is
+    /// linear in the bans, and a down target is woken by every commit).
+    fn unreached_count(&mut self) -> usize {
+        let now = Instant::now();
+        match self.unreached_counted {
+            Some((at, count)) if now < at + Duration::from_secs(1) => count,
+            _ => {
+                let count = self.engine.all_desired().len();
+                self.unreached_counted = Some((now, count));
+                count
+            }
+        }
+    }
+
+    fn publish_status(&mut self, leadership: &Leadership) {
         let counts = self.engine.counts();
+        let driving = matches!(leadership, Leadership::Driving { .. });
+        let never_reached = (driving && !self.reached).then(|| self.unreached_count());
         let healthy = self.failures == 0;
         let item_trouble = !self.failed.is_empty() || !self.rejected.is_empty();
         let since = match leadership {
@@ -569,6 +597,10 @@ impl Worker {
             s.pending = counts.dirty + self.failed.len();
             s.overflow = counts.overflow;
             s.aggregates = counts.aggregates;
+            if let Some(desired) = never_reached {
+                s.desired = desired;
+                s.pending = desired;
+            }
             s.consecutive_failures = self.failures;
             if healthy {
                 s.health = if item_trouble {

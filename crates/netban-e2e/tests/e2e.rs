@@ -558,8 +558,19 @@ fn drift_on_the_device_is_repaired_and_an_unreachable_target_is_reported() {
         "{status}"
     );
     assert_eq!(status["targets"][0]["health"], "ok");
+    // Never reached: it should hold what the engine has for it, all of it pending.
+    let desired = &status["targets"][1]["desired"];
+    assert!(desired.as_u64().is_some_and(|n| n > 0), "{status}");
+    assert_eq!(desired, &status["targets"][1]["pending"], "{status}");
+    assert_eq!(status["targets"][1]["held"], 0, "{status}");
+    // Monitoring sees it in the exit status (4), with the output still printed.
     let out = daemon.client(&["status"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("last error"));
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let plan = daemon.client(&["plan"]);
+    assert_eq!(plan.status.code(), Some(4), "{plan:?}");
+    let plan_edge = daemon.client(&["plan", "--target", "edge"]);
+    assert_eq!(plan_edge.status.code(), Some(0), "{plan_edge:?}");
 }
 
 #[test]
