@@ -185,6 +185,7 @@ pub fn start(
                 spool,
                 spooled,
                 outage,
+                failing: None,
                 health,
             };
             let mut writers_last_time = 1;
@@ -273,6 +274,9 @@ struct LedgerThread<'a> {
     spooled: usize,
     /// Set while the shared ledger is away (or spooled writes wait).
     outage: Option<Outage>,
+    /// Set while a ledger without a spool refuses writes or reads (disk full, read-only,
+    /// locked, unreadable): clients are refused, `status` shows it, the next success clears it.
+    failing: Option<(Timestamp, String)>,
     health: watch::Sender<LedgerHealth>,
 }
 
@@ -345,10 +349,15 @@ impl LedgerThread<'_> {
             }
         };
         let spooled = self.outage.is_some() && !writes.is_empty();
+        match &outcomes {
+            Err(e) => self.ledger_failed("recording in the ledger", e),
+            Ok(_) if !writes.is_empty() && self.outage.is_none() => self.ledger_works(),
+            Ok(_) => {}
+        }
         if self.outage.is_none() {
             if expire {
                 if let Err(e) = self.ledger.expire(now) {
-                    tracing::error!(error = %e, "expiring bans in the ledger failed; will retry");
+                    self.ledger_failed("expiring bans in the ledger (retried)", &e);
                 }
             }
             // Apply every new event (ours and other processes') before anyone hears back.
@@ -374,7 +383,6 @@ impl LedgerThread<'_> {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "recording in the ledger failed");
                 let failure = LedgerRequestError::from(e);
                 for job in waiting {
                     match job {
@@ -414,10 +422,30 @@ impl LedgerThread<'_> {
         self.publish_health();
     }
 
+    /// A ledger without a spool failed at `what`: loud in the log and in `status` until it
+    /// works again (no restart needed: every group tries the ledger afresh).
+    fn ledger_failed(&mut self, what: &str, error: &LedgerError) {
+        tracing::error!(%error, "{what} failed");
+        let since = self
+            .failing
+            .as_ref()
+            .map_or_else(crate::clock::now, |f| f.0);
+        self.failing = Some((since, format!("{what}: {error}")));
+        self.publish_health();
+    }
+
+    fn ledger_works(&mut self) {
+        if let Some((since, _)) = self.failing.take() {
+            tracing::info!(?since, "the ledger works again");
+            self.publish_health();
+        }
+    }
+
     fn publish_health(&self) {
-        let (since, error) = match &self.outage {
-            Some(o) => (Some(o.since), Some(o.error.clone())),
-            None => (None, None),
+        let (since, error) = match (&self.outage, &self.failing) {
+            (Some(o), _) => (Some(o.since), Some(o.error.clone())),
+            (None, Some((since, error))) => (Some(*since), Some(error.clone())),
+            (None, None) => (None, None),
         };
         self.health.send_replace(LedgerHealth {
             unreachable_since: since,
@@ -553,7 +581,7 @@ impl LedgerThread<'_> {
                     self.engine.apply_events(&events);
                 }
             }
-            Err(e) => tracing::error!(error = %e, "reading the ledger's change feed failed"),
+            Err(e) => self.ledger_failed("reading the ledger's change feed", &e),
         }
     }
 
