@@ -90,8 +90,23 @@ impl BanDuration {
 
     pub fn expiry_from(self, now: Timestamp) -> Expiry {
         match self {
-            BanDuration::Seconds(s) => Expiry::At(now.plus_secs(s)),
+            BanDuration::Seconds(s) => Expiry::after(now, s),
             BanDuration::Permanent => Expiry::Never,
+        }
+    }
+}
+
+/// The longest temporary ban: ten years. A longer one (fail2ban's bantime in the billions,
+/// escalation run away) is permanent, never an expiry in the year 3,000,000,000.
+pub const MAX_BAN_SECS: u64 = 10 * 365 * 86_400;
+
+impl Expiry {
+    /// The expiry of a ban of `secs` seconds from `now`: permanent beyond [`MAX_BAN_SECS`].
+    pub fn after(now: Timestamp, secs: u64) -> Expiry {
+        if secs > MAX_BAN_SECS {
+            Expiry::Never
+        } else {
+            Expiry::At(now.plus_secs(secs))
         }
     }
 }
@@ -249,6 +264,14 @@ mod tests {
     fn fail2ban_minus_one_is_permanent() {
         assert_eq!(BanDuration::from_fail2ban(-1), BanDuration::Permanent);
         assert_eq!(BanDuration::from_fail2ban(600), BanDuration::Seconds(600));
+        let now = Timestamp(1_800_000_000);
+        assert_eq!(
+            BanDuration::Seconds(MAX_BAN_SECS).expiry_from(now),
+            Expiry::At(Timestamp(now.0 + MAX_BAN_SECS as i64))
+        );
+        for huge in [MAX_BAN_SECS + 1, 100_000_000_000_000, u64::MAX] {
+            assert_eq!(BanDuration::Seconds(huge).expiry_from(now), Expiry::Never);
+        }
         assert_eq!(Expiry::from_epoch_or_minus_one(-1), Expiry::Never);
         assert_eq!(Expiry::Never.to_epoch_or_minus_one(), -1);
     }

@@ -170,7 +170,7 @@ impl Policy {
             BanDuration::Seconds(base) => {
                 let (secs, escalation_step) = self.escalation.escalate(base, prior_bans);
                 Admitted {
-                    expiry: Expiry::At(now.plus_secs(secs)),
+                    expiry: Expiry::after(now, secs),
                     escalation_step,
                 }
             }
@@ -477,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn permanent_stays_permanent_and_expiry_saturates() {
+    fn permanent_stays_permanent_and_a_ban_beyond_ten_years_is_permanent() {
         let pol = policy(&[], &[]);
         let r = request("203.0.113.7", BanDuration::Permanent);
         assert_eq!(
@@ -490,7 +490,15 @@ mod tests {
         let r = request("203.0.113.7", BanDuration::Seconds(u64::MAX));
         assert_eq!(
             pol.admit(&r, 7, Timestamp(10)).unwrap().expiry,
-            Expiry::At(Timestamp(i64::MAX))
+            Expiry::Never
+        );
+        let r = request(
+            "203.0.113.7",
+            BanDuration::Seconds(crate::ban::MAX_BAN_SECS + 1),
+        );
+        assert_eq!(
+            pol.admit(&r, 0, Timestamp(10)).unwrap().expiry,
+            Expiry::Never
         );
     }
 

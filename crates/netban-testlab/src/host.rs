@@ -100,6 +100,7 @@ impl Host {
     /// Runs `work` on a thread that has entered this namespace (`setns`), and returns its
     /// result: for starting a program there without `ip netns exec` in the way (a benchmark's
     /// reference must not pay for it).
+    #[allow(unsafe_code)] // setns: see the SAFETY comment
     pub fn enter<T: Send>(&self, work: impl FnOnce() -> T + Send) -> io::Result<T> {
         use std::os::fd::AsRawFd;
         let path = format!("/run/netns/{}", self.netns);

@@ -278,6 +278,7 @@ fn still_running(pid: u32) -> bool {
     })
 }
 
+#[allow(unsafe_code)] // kill(2): see the SAFETY comment
 fn kill(pid: u32) {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return;

@@ -317,7 +317,10 @@ impl PgServer {
                 let server = PgServer::start(PgOptions::default()).map_err(|e| e.to_string())?;
                 // SAFETY: `stop_shared` is a plain function that only reads a static; atexit
                 // calls it once, at normal process exit.
-                unsafe { libc::atexit(stop_shared) };
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::atexit(stop_shared)
+                };
                 Ok(server)
             })
             .as_ref()

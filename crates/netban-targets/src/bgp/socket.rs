@@ -5,6 +5,9 @@
 //! enters the namespace (`setns`, which affects only that thread), creates the socket and
 //! exits; the socket is then used by tokio like any other. Not for: listening (netban only
 //! connects actively) or anything but TCP.
+//!
+//! The one module of netban-targets that calls the kernel without a safe wrapper (setns).
+#![allow(unsafe_code)]
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

@@ -30,6 +30,7 @@ pub struct FakePeer {
 
 impl FakePeer {
     /// Starts the peer on `addr` inside `host`'s namespace, with AS `asn`.
+    #[allow(unsafe_code)] // setns: see the SAFETY comment
     pub fn start(host: &Host, addr: &str, asn: u32) -> FakePeer {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
