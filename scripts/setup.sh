@@ -27,7 +27,8 @@ need_root
 # python3 runs the lab's connection probes, procps gives `kill`.
 packages=(fail2ban nftables iproute2 python3 procps)
 # The tests and benchmarks also use these.
-[ "$demo" = 1 ] || packages+=(iputils-ping hyperfine sqlite3)
+# systemd: only `systemd-analyze verify` of the shipped unit (it does not become init).
+[ "$demo" = 1 ] || packages+=(iputils-ping hyperfine sqlite3 systemd)
 apt_install_missing base "${packages[@]}"
 # The Debian package may start a system fail2ban; the lab and tests run their own instances
 # with their own sockets, so a system one is left alone but must not hold our paths.

@@ -2,7 +2,7 @@
 //! release build compiles every call to nothing).
 //!
 //! `NETBAN_FAULT=<point>` in the daemon's environment makes the code at that [`Point`] panic
-//! the first time it runs.
+//! (or stall) the first time it runs.
 
 /// Where a fault can be injected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,6 +11,8 @@ pub enum Point {
     Worker,
     /// In the engine, while its state lock is held (applying committed bans).
     EngineLocked,
+    /// The ledger thread, answering the watchdog: it stops for good instead ([`stall`]).
+    LedgerStall,
 }
 
 impl Point {
@@ -19,21 +21,43 @@ impl Point {
         match self {
             Point::Worker => "worker",
             Point::EngineLocked => "engine-locked",
+            Point::LedgerStall => "ledger-stall",
         }
+    }
+}
+
+/// Whether `NETBAN_FAULT` names `point` (always false in a release build).
+#[inline]
+fn armed(point: Point) -> bool {
+    #[cfg(debug_assertions)]
+    {
+        static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let fault = FAULT.get_or_init(|| std::env::var("NETBAN_FAULT").ok());
+        fault.as_deref() == Some(point.name())
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = point;
+        false
     }
 }
 
 /// Panics when `NETBAN_FAULT` names `point` (debug builds only).
 #[inline]
 pub fn inject(point: Point) {
-    #[cfg(debug_assertions)]
-    {
-        static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-        let fault = FAULT.get_or_init(|| std::env::var("NETBAN_FAULT").ok());
-        if fault.as_deref() == Some(point.name()) {
-            panic!("injected fault at {point:?} (NETBAN_FAULT)");
+    if armed(point) {
+        panic!("injected fault at {point:?} (NETBAN_FAULT)");
+    }
+}
+
+/// Blocks this thread for good when `NETBAN_FAULT` names `point` (debug builds only): a
+/// thread that is stuck, not dead.
+#[inline]
+pub fn stall(point: Point) {
+    if armed(point) {
+        tracing::warn!("injected fault at {point:?} (NETBAN_FAULT): this thread stops");
+        loop {
+            std::thread::park();
         }
     }
-    #[cfg(not(debug_assertions))]
-    let _ = point;
 }

@@ -84,6 +84,8 @@ pub enum Job {
         target: String,
         reply: Reply<Vec<Held>>,
     },
+    /// Answered at once between groups: the thread is alive (the systemd watchdog asks).
+    Alive { reply: Reply<()> },
     /// Records entries a worker created on or removed from its target.
     RecordTargetEntries {
         target: String,
@@ -588,6 +590,10 @@ impl LedgerThread<'_> {
     /// Serves a request that is not part of the group's transaction.
     fn serve(&mut self, job: Job) {
         match job {
+            Job::Alive { reply } => {
+                crate::fault::stall(crate::fault::Point::LedgerStall);
+                let _ = reply.send(Ok(()));
+            }
             Job::History {
                 prefix,
                 limit,

@@ -18,6 +18,7 @@ mod leadership;
 mod ledger_worker;
 mod reconciler;
 mod server;
+mod systemd;
 mod targets;
 
 use anyhow::{bail, Context as _, Result};
@@ -322,9 +323,27 @@ async fn serve(
     });
     let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
     tracing::info!(socket = %config.daemon.socket.display(), "netban is serving");
+    let notifier = systemd::Notifier::from_env().map(Arc::new);
+    let watchdog = notifier.as_ref().map(|notifier| {
+        notifier.notify("READY=1");
+        systemd::watchdog_interval().map(|interval| {
+            tokio::spawn(systemd::watchdog(
+                notifier.clone(),
+                interval,
+                ledger_handle.clone(),
+                context.engine.clone(),
+            ))
+        })
+    });
 
     signals.wait().await;
     tracing::info!("shutting down");
+    if let Some(notifier) = &notifier {
+        notifier.notify("STOPPING=1");
+    }
+    if let Some(Some(watchdog)) = watchdog {
+        watchdog.abort();
+    }
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     for task in tasks {

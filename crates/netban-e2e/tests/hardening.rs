@@ -340,3 +340,106 @@ fn the_socket_and_the_ledger_files_have_their_modes_under_any_umask() {
         }
     }
 }
+
+/// Receives the daemon's sd_notify datagrams. systemd is installed here but is not the init
+/// process, so this socket (the test's own code) stands in for it: same protocol, same
+/// environment variables.
+struct NotifyReceiver {
+    socket: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+}
+
+impl NotifyReceiver {
+    fn bind(dir: &Path) -> NotifyReceiver {
+        let path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        NotifyReceiver { socket, path }
+    }
+
+    /// The next datagram within `within`, if one comes.
+    fn next(&self, within: Duration) -> Option<String> {
+        self.socket.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 512];
+        let n = self.socket.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
+#[test]
+fn the_daemon_tells_systemd_it_is_ready_and_feeds_the_watchdog_only_while_alive() {
+    require_netns!();
+    let world = World::new("sdn");
+    let edge = &world.edge;
+    let mut daemon = world.daemon(&nftables_target(&edge.router));
+    let systemd = NotifyReceiver::bind(&daemon.dir);
+    daemon.set_env("NOTIFY_SOCKET", &systemd.path.display().to_string());
+    daemon.set_env("WATCHDOG_USEC", "400000");
+    daemon.restart().expect("start under 'systemd'");
+    assert_eq!(
+        systemd.next(Duration::from_secs(20)).as_deref(),
+        Some("READY=1")
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            systemd.next(Duration::from_secs(5)).as_deref(),
+            Some("WATCHDOG=1")
+        );
+    }
+    assert!(daemon.stop().is_some_and(|s| s.success()));
+    let mut stopping = false;
+    while let Some(state) = systemd.next(Duration::from_millis(500)) {
+        stopping |= state == "STOPPING=1";
+    }
+    assert!(stopping, "STOPPING=1 at shutdown");
+
+    // The ledger thread stuck (not dead): the pings stop, so systemd would restart it.
+    daemon.set_env("NETBAN_FAULT", "ledger-stall");
+    daemon
+        .restart()
+        .expect("start with a ledger thread that will stall");
+    assert_eq!(
+        systemd.next(Duration::from_secs(20)).as_deref(),
+        Some("READY=1")
+    );
+    let mut pings_after_stall = 0;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while let Some(state) = systemd.next(deadline.saturating_duration_since(Instant::now())) {
+        if state == "WATCHDOG=1" {
+            pings_after_stall += 1;
+        }
+    }
+    assert_eq!(
+        pings_after_stall, 0,
+        "no ping once the ledger thread is stuck"
+    );
+    assert!(
+        daemon.log().contains("watchdog is no longer fed"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn the_shipped_systemd_unit_verifies() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/systemd/netban.service");
+    let bins = Binaries::locate();
+    let unit_text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("/usr/bin/netban-daemon", &bins.daemon.display().to_string())
+        .replace("/usr/bin/netban ", &format!("{} ", bins.client.display()));
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("netban.service");
+    std::fs::write(&copy, unit_text).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (package systemd)");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        out.stderr.is_empty(),
+        "no unknown keys or bad values: {}",
+        text(&out)
+    );
+}
