@@ -122,6 +122,24 @@ pub fn status(report: &StatusReport, as_json: bool) -> Result<()> {
         report.version, report.active_bans, report.ledger
     );
     println!("running since {}", time(report.started_at));
+    let health = &report.ledger_health;
+    if let Some(since) = health.unreachable_since {
+        println!(
+            "LEDGER FAILING since {}: {}",
+            time(since),
+            health.last_error.as_deref().unwrap_or("no answer")
+        );
+    }
+    if health.spooled > 0 {
+        println!("{} writes wait in the local spool", health.spooled);
+    }
+    if health.quarantined > 0 {
+        println!(
+            "{} unreadable ledger rows quarantined; last: {}",
+            health.quarantined,
+            health.last_quarantined.as_deref().unwrap_or("?")
+        );
+    }
     if report.targets.is_empty() {
         println!("no targets configured");
     }

@@ -188,6 +188,7 @@ pub fn start(
                 spooled,
                 outage,
                 failing: None,
+                quarantined: (0, None),
                 health,
             };
             let mut writers_last_time = 1;
@@ -279,6 +280,8 @@ struct LedgerThread<'a> {
     /// Set while a ledger without a spool refuses writes or reads (disk full, read-only,
     /// locked, unreadable): clients are refused, `status` shows it, the next success clears it.
     failing: Option<(Timestamp, String)>,
+    /// Unreadable rows the ledger moved to its quarantine (count, last one).
+    quarantined: (u64, Option<String>),
     health: watch::Sender<LedgerHealth>,
 }
 
@@ -364,6 +367,7 @@ impl LedgerThread<'_> {
             }
             // Apply every new event (ours and other processes') before anyone hears back.
             self.read_feed();
+            self.report_quarantined();
         }
         match outcomes {
             Ok(outcomes) => {
@@ -443,6 +447,23 @@ impl LedgerThread<'_> {
         }
     }
 
+    /// Logs and counts the rows the ledger quarantined in its last reads.
+    fn report_quarantined(&mut self) {
+        let found = self.ledger.take_quarantined();
+        if found.is_empty() {
+            return;
+        }
+        for q in &found {
+            tracing::error!(table = q.table, row = %q.row, error = %q.error,
+                "unreadable ledger row moved to the quarantine table");
+        }
+        self.quarantined.0 += found.len() as u64;
+        self.quarantined.1 = found
+            .last()
+            .map(|q| format!("{} row {}: {}", q.table, q.row, q.error));
+        self.publish_health();
+    }
+
     fn publish_health(&self) {
         let (since, error) = match (&self.outage, &self.failing) {
             (Some(o), _) => (Some(o.since), Some(o.error.clone())),
@@ -453,6 +474,8 @@ impl LedgerThread<'_> {
             unreachable_since: since,
             last_error: error,
             spooled: self.spooled,
+            quarantined: self.quarantined.0,
+            last_quarantined: self.quarantined.1.clone(),
         });
     }
 

@@ -443,3 +443,161 @@ fn the_shipped_systemd_unit_verifies() {
         text(&out)
     );
 }
+
+/// Runs sqlite3 on `db` (another process writing the ledger, as an operator or a bad disk
+/// would).
+fn sqlite3(db: &Path, sql: &str) {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3");
+    assert!(out.status.success(), "sqlite3: {}", text(&out));
+}
+
+#[test]
+fn unreadable_ledger_rows_are_quarantined_and_stop_neither_the_feed_nor_expiry() {
+    require_netns!();
+    let world = World::new("qrt");
+    let edge = &world.edge;
+    let daemon = world.daemon(&nftables_target(&edge.router));
+    daemon.client_ok(&["ban", "--source", "sshd", "--", "203.0.113.91"]);
+    // An event of an unknown kind (read by the change feed) and an already expired ban whose
+    // prefix has host bits set (read by expiry), written behind the daemon's back.
+    sqlite3(
+        &daemon.ledger,
+        "INSERT INTO events (at, kind, prefix, fam, lo) VALUES (0, 'smite', '198.51.100.1/32', 4, x'c6336401');
+         INSERT INTO bans (prefix, source, created, expires) VALUES ('198.51.100.0/16', 'sshd', 0, 1);",
+    );
+    daemon.client_ok(&["ban", "--source", "sshd", "--", "203.0.113.92"]);
+    let both = wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        let e = nft_elements(&edge.router);
+        e.contains("203.0.113.91") && e.contains("203.0.113.92")
+    });
+    assert!(both, "bans after the bad rows are enforced");
+    let reported = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        daemon.status()["ledger_health"]["quarantined"].as_u64() == Some(2)
+    });
+    assert!(reported, "{}\n{}", daemon.status(), daemon.log());
+    let out = daemon.client(&["status"]);
+    assert!(
+        text(&out).contains("2 unreadable ledger rows quarantined"),
+        "{}",
+        text(&out)
+    );
+    assert!(daemon.log().contains("moved to the quarantine table"));
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "netban-test"])
+            .arg(&at)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount: {}", text(&out));
+        SmallDisk(at)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_or_locked_ledger_refuses_bans_loudly_and_recovers_without_a_restart() {
+    require_netns!();
+    let world = World::new("dsk");
+    let edge = &world.edge;
+    let disk = SmallDisk::mount(world.dir.path().join("disk"), "4m");
+    let mut daemon = Daemon::start(
+        &world.bins,
+        &disk.0.join("netban"),
+        &nftables_target(&edge.router),
+    )
+    .expect("daemon on the small disk");
+    daemon.client_ok(&["ban", "--source", "sshd", "--", "203.0.113.101"]);
+
+    let refused_then_recovered = |daemon: &Daemon, address: &str, what: &str| {
+        let out = daemon.client(&["ban", "--source", "sshd", "--", address]);
+        assert!(!out.status.success(), "{what}: refused: {}", text(&out));
+        assert!(
+            !text(&out).contains("recorded"),
+            "{what}: a refusal, never a false 'banned': {}",
+            text(&out)
+        );
+        let status = daemon.client(&["status"]);
+        assert_eq!(status.status.code(), Some(4), "{what}: {}", text(&status));
+        assert!(
+            text(&status).contains("LEDGER FAILING"),
+            "{what}: {}",
+            text(&status)
+        );
+        assert!(!daemon.listed().contains(&format!("{address}/32")));
+    };
+
+    // Disk full.
+    let filler = disk.0.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    refused_then_recovered(&daemon, "203.0.113.102", "disk full");
+    std::fs::remove_file(&filler).unwrap();
+    daemon.client_ok(&["ban", "--source", "sshd", "--", "203.0.113.102"]);
+    let status = daemon.client(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "recovered: {}",
+        text(&status)
+    );
+
+    // Another process holds the write lock past the busy timeout (5 s).
+    let mut holder = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             db = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             db.execute('BEGIN IMMEDIATE')\n\
+             print('locked', flush=True)\n\
+             sys.stdin.read()\n\
+             db.execute('ROLLBACK')\n",
+        ])
+        .arg(&daemon.ledger)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut locked = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut locked)
+        .unwrap();
+    assert_eq!(locked.trim(), "locked");
+    refused_then_recovered(&daemon, "203.0.113.103", "locked");
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    daemon.client_ok(&["ban", "--source", "sshd", "--", "203.0.113.103"]);
+    let status = daemon.client(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "recovered: {}",
+        text(&status)
+    );
+
+    let enforced = wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+        let e = nft_elements(&edge.router);
+        ["203.0.113.101", "203.0.113.102", "203.0.113.103"]
+            .iter()
+            .all(|a| e.contains(*a))
+    });
+    assert!(enforced, "every acknowledged ban is enforced");
+    assert!(daemon.stop().is_some_and(|s| s.success()));
+}

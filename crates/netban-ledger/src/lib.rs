@@ -189,8 +189,26 @@ pub fn is_postgres_url(spec: &str) -> bool {
     spec.starts_with("postgres://") || spec.starts_with("postgresql://")
 }
 
+/// A row the ledger could not read, moved out of the way (into its `quarantine` table) so that
+/// it stops neither the change feed, nor expiry, nor loading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The table it was in (`events`, `bans`).
+    pub table: &'static str,
+    /// The row as it was, as JSON.
+    pub row: String,
+    /// Why it could not be read.
+    pub error: String,
+}
+
 /// The durable record of bans. Every method that writes is one transaction, durable on return.
 pub trait Ledger: Send {
+    /// Rows quarantined since the last call (each is reported once, by the call after the
+    /// read that found it).
+    fn take_quarantined(&mut self) -> Vec<Quarantined> {
+        Vec::new()
+    }
+
     /// What this ledger is, for status output and logs (never a password).
     fn describe(&self) -> String;
 

@@ -186,6 +186,12 @@ pub struct LedgerHealth {
     /// Writes acknowledged while it was unreachable, kept in the local spool until it
     /// takes them.
     pub spooled: usize,
+    /// Unreadable rows moved to the ledger's quarantine since the daemon started.
+    #[serde(default)]
+    pub quarantined: u64,
+    /// The last of them and why, for the operator.
+    #[serde(default)]
+    pub last_quarantined: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -74,6 +74,8 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteLedger {
     conn: Connection,
     path: PathBuf,
+    /// Rows moved to the `quarantine` table and not yet reported.
+    quarantined: Vec<crate::Quarantined>,
 }
 
 impl std::fmt::Debug for SqliteLedger {
@@ -142,7 +144,11 @@ impl SqliteLedger {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(32);
-        let mut ledger = SqliteLedger { conn, path };
+        let mut ledger = SqliteLedger {
+            conn,
+            path,
+            quarantined: Vec::new(),
+        };
         ledger.migrate(MIGRATIONS)?;
         Ok(ledger)
     }

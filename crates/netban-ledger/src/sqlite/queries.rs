@@ -206,13 +206,48 @@ fn record_unban(
     Ok(Outcome::Unbanned { event, removed })
 }
 
+/// A `bans` row as the domain's ban, validated.
+fn ban_from_row(r: &rusqlite::Row<'_>) -> Result<Ban, LedgerError> {
+    Ok(Ban {
+        prefix: prefix_from_sql(text_column(r, 0)?)?,
+        source: source_from_sql(text_column(r, 1)?)?,
+        created: Timestamp(r.get(2)?),
+        expiry: Expiry::from_epoch_or_minus_one(r.get(3)?),
+        reason: reason_from_sql(r.get(4)?)?,
+        failures: u32_from_sql(r.get(5)?, "failures")?,
+        origin_host: origin_from_sql(r.get(6)?)?,
+    })
+}
+
+/// Keeps an unreadable `row` of `table` in the `quarantine` table (the caller deletes it
+/// from `table` in the same transaction) and remembers it for [`Ledger::take_quarantined`].
+fn quarantine(
+    tx: &Connection,
+    table: &'static str,
+    row: &str,
+    error: &LedgerError,
+    found: &mut Vec<crate::Quarantined>,
+) -> Result<(), LedgerError> {
+    tx.prepare_cached(
+        "INSERT INTO quarantine (at, from_table, row, error)
+         VALUES (CAST(strftime('%s', 'now') AS INTEGER), ?1, ?2, ?3)",
+    )?
+    .execute(params![table, row, error.to_string()])?;
+    found.push(crate::Quarantined {
+        table,
+        row: row.to_string(),
+        error: error.to_string(),
+    });
+    Ok(())
+}
+
 impl SqliteLedger {
     /// Events with id greater than `after`, oldest first, at most `limit`.
     pub fn events_since(
         &mut self,
         after: EventId,
         limit: usize,
-    ) -> Result<Vec<Event>, LedgerError> {
+    ) -> Result<(Vec<Event>, Option<EventId>), LedgerError> {
         let raw: Vec<RawEvent> = self
             .conn
             .prepare_cached(&format!(
@@ -220,7 +255,21 @@ impl SqliteLedger {
             ))?
             .query_map(params![after, limit_to_sql(limit)], RawEvent::read)?
             .collect::<Result<_, _>>()?;
-        raw.into_iter().map(RawEvent::into_event).collect()
+        let last = raw.last().map(RawEvent::id);
+        let mut events = Vec::with_capacity(raw.len());
+        for r in raw {
+            let (id, row) = (r.id(), r.to_json());
+            match r.into_event() {
+                Ok(event) => events.push(event),
+                Err(error) => {
+                    let tx = self.conn.transaction()?;
+                    quarantine(&tx, "events", &row, &error, &mut self.quarantined)?;
+                    tx.execute("DELETE FROM events WHERE id = ?1", params![id])?;
+                    tx.commit()?;
+                }
+            }
+        }
+        Ok((events, last))
     }
 
     /// The id of the newest event (0 when there is none).
@@ -282,10 +331,18 @@ impl Ledger for SqliteLedger {
             .collect::<Result<_, _>>()?;
         let mut pairs = Vec::with_capacity(raw.len());
         for (prefix_text, source_text) in &raw {
-            let prefix = prefix_from_sql(prefix_text)?;
-            let source = source_from_sql(source_text)?;
             tx.prepare_cached("DELETE FROM bans WHERE prefix = ?1 AND source = ?2")?
                 .execute(params![prefix_text, source_text])?;
+            let (prefix, source) = match prefix_from_sql(prefix_text)
+                .and_then(|p| Ok((p, source_from_sql(source_text)?)))
+            {
+                Ok(pair) => pair,
+                Err(error) => {
+                    let row = serde_json::json!({"prefix": prefix_text, "source": source_text});
+                    quarantine(&tx, "bans", &row.to_string(), &error, &mut self.quarantined)?;
+                    continue;
+                }
+            };
             append_event(
                 &tx,
                 &NewEvent {
@@ -312,22 +369,44 @@ impl Ledger for SqliteLedger {
         now: Timestamp,
         visit: &mut dyn FnMut(Ban),
     ) -> Result<usize, LedgerError> {
-        let mut stmt = self.conn.prepare_cached(ACTIVE_SQL)?;
-        let mut rows = stmt.query(params![now.0])?;
+        let mut unreadable = Vec::new();
         let mut count = 0;
-        while let Some(r) = rows.next()? {
-            count += 1;
-            visit(Ban {
-                prefix: prefix_from_sql(text_column(r, 0)?)?,
-                source: source_from_sql(text_column(r, 1)?)?,
-                created: Timestamp(r.get(2)?),
-                expiry: Expiry::from_epoch_or_minus_one(r.get(3)?),
-                reason: reason_from_sql(r.get(4)?)?,
-                failures: u32_from_sql(r.get(5)?, "failures")?,
-                origin_host: origin_from_sql(r.get(6)?)?,
-            });
+        {
+            let mut stmt = self.conn.prepare_cached(ACTIVE_SQL)?;
+            let mut rows = stmt.query(params![now.0])?;
+            while let Some(r) = rows.next()? {
+                match ban_from_row(r) {
+                    Ok(ban) => {
+                        count += 1;
+                        visit(ban);
+                    }
+                    Err(error) => {
+                        let prefix: rusqlite::types::Value = r.get(0)?;
+                        let source: rusqlite::types::Value = r.get(1)?;
+                        unreadable.push((prefix, source, error));
+                    }
+                }
+            }
+        }
+        if !unreadable.is_empty() {
+            let tx = self.conn.transaction()?;
+            for (prefix, source, error) in unreadable {
+                let row = serde_json::json!({
+                    "prefix": format!("{prefix:?}"), "source": format!("{source:?}"),
+                });
+                quarantine(&tx, "bans", &row.to_string(), &error, &mut self.quarantined)?;
+                tx.execute(
+                    "DELETE FROM bans WHERE prefix = ?1 AND source = ?2",
+                    params![prefix, source],
+                )?;
+            }
+            tx.commit()?;
         }
         Ok(count)
+    }
+
+    fn take_quarantined(&mut self) -> Vec<crate::Quarantined> {
+        std::mem::take(&mut self.quarantined)
     }
 
     fn prior_bans(&mut self, prefix: &Prefix, since: Timestamp) -> Result<u32, LedgerError> {
@@ -350,10 +429,8 @@ impl Ledger for SqliteLedger {
         after: &FeedCursor,
         limit: usize,
     ) -> Result<(Vec<Event>, FeedCursor), LedgerError> {
-        let events = self.events_since(after.id(), limit)?;
-        let next = events
-            .last()
-            .map_or(*after, |last| FeedCursor::new(0, last.id));
+        let (events, last) = self.events_since(after.id(), limit)?;
+        let next = last.map_or(*after, |last| FeedCursor::new(0, last));
         Ok((events, next))
     }
 

@@ -52,6 +52,21 @@ pub(super) struct RawEvent {
 }
 
 impl RawEvent {
+    pub(super) fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The row as JSON, for the quarantine.
+    pub(super) fn to_json(&self) -> String {
+        serde_json::json!({
+            "id": self.id, "at": self.at, "kind": self.kind, "prefix": self.prefix,
+            "source": self.source, "expires": self.expires, "reason": self.reason,
+            "failures": self.failures, "origin_host": self.origin_host,
+            "escalation_step": self.escalation_step,
+        })
+        .to_string()
+    }
+
     pub(super) fn read(r: &Row<'_>) -> rusqlite::Result<RawEvent> {
         Ok(RawEvent {
             id: r.get(0)?,

@@ -44,6 +44,15 @@ pub const MIGRATIONS: &[&str] = &[
         expires INTEGER,
         PRIMARY KEY (target, prefix)
     ) WITHOUT ROWID;",
+    // 2: rows that could not be read (a corrupted prefix, an unknown kind), moved out of the
+    // way so they stop neither the change feed nor expiry; kept as JSON for inspection.
+    "CREATE TABLE quarantine (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        from_table TEXT    NOT NULL,
+        row        TEXT    NOT NULL,
+        error      TEXT    NOT NULL
+    );",
 ];
 
 /// The schema version this build writes: the number of migrations.

@@ -1,6 +1,6 @@
 use super::queries::*;
 use super::*;
-use crate::{EventId, EventKind, Ledger, LedgerError, Outcome, Write};
+use crate::{EventId, EventKind, FeedCursor, Ledger, LedgerError, Outcome, Write};
 use netban_core::{Ban, Expiry, Prefix, Reason, Source, Timestamp};
 use rusqlite::Connection;
 use std::sync::{Arc, Barrier};
@@ -77,7 +77,7 @@ fn open_creates_the_file_with_the_settings() {
     assert_eq!(pragma::<i64>(&l, "busy_timeout"), 5000);
     assert_eq!(pragma::<i64>(&l, "foreign_keys"), 1);
     assert_eq!(l.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 1);
+    assert_eq!(SCHEMA_VERSION, 2);
     let tables: Vec<String> = l
         .conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -88,7 +88,13 @@ fn open_creates_the_file_with_the_settings() {
         .unwrap();
     assert_eq!(
         tables,
-        ["bans", "events", "sqlite_sequence", "target_entries"]
+        [
+            "bans",
+            "events",
+            "quarantine",
+            "sqlite_sequence",
+            "target_entries"
+        ]
     );
 }
 
@@ -141,26 +147,50 @@ fn a_failing_write_rolls_back_the_whole_batch() {
 }
 
 #[test]
-fn a_corrupt_row_is_reported_not_skipped() {
+fn unreadable_rows_are_quarantined_and_stop_neither_loading_nor_the_feed_nor_expiry() {
     let mut l = mem();
+    let now = Timestamp(1000);
+    l.record(&[w_ban(ban("203.0.113.1", "sshd", 900, at(1600)))], now)
+        .unwrap();
+    let (_, cursor) = l.feed(&FeedCursor::new(0, 0), usize::MAX).unwrap();
+    // A ban whose prefix has host bits set, an event of an unknown kind, an expired ban with
+    // a source that is no name: each unreadable.
     l.conn
-        .execute(
-            "INSERT INTO bans (prefix, source, created, expires) VALUES ('203.0.113.7/24', 'sshd', 0, -1)",
-            [],
+        .execute_batch(
+            "INSERT INTO bans (prefix, source, created, expires) VALUES ('203.0.113.7/24', 'sshd', 0, -1);
+             INSERT INTO events (at, kind, prefix, fam, lo) VALUES (0, 'smite', '198.51.100.1/32', 4, x'c6336401');
+             INSERT INTO bans (prefix, source, created, expires) VALUES ('198.51.100.2/32', 'a b', 0, 5);",
         )
         .unwrap();
-    assert!(matches!(
-        l.active_bans(Timestamp(0)),
-        Err(LedgerError::Corrupt(_))
-    ));
-    l.conn
-        .execute(
-            "INSERT INTO events (at, kind, prefix, fam, lo) VALUES (0, 'smite', '192.0.2.1/32', 4, x'c0000201')",
-            [],
-        )
+    l.record(&[w_ban(ban("203.0.113.2", "sshd", 900, at(1600)))], now)
         .unwrap();
-    let err = l.events_since(0, 10).unwrap_err();
-    assert!(err.to_string().contains("smite"), "{err}");
+
+    let active = l.active_bans(now).unwrap();
+    assert_eq!(active.len(), 2, "the readable bans load: {active:?}");
+    let (events, next) = l.feed(&cursor, usize::MAX).unwrap();
+    assert_eq!(
+        events.len(),
+        1,
+        "the feed moves past the bad event: {events:?}"
+    );
+    assert_eq!(events[0].prefix.to_string(), "203.0.113.2/32");
+    assert!(next.id() > cursor.id());
+    let expired = l.expire(now).unwrap();
+    assert!(expired.is_empty(), "{expired:?}");
+
+    let quarantined = l.take_quarantined();
+    let tables: Vec<&str> = quarantined.iter().map(|q| q.table).collect();
+    assert_eq!(tables, ["bans", "events", "bans"], "{quarantined:?}");
+    assert!(quarantined[1].error.contains("smite"), "{quarantined:?}");
+    assert!(l.take_quarantined().is_empty(), "each reported once");
+    // Out of the way for good: kept in the quarantine table, gone from theirs.
+    let kept: i64 = l
+        .conn
+        .query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 3);
+    assert_eq!(l.active_bans(now).unwrap().len(), 2);
+    assert!(l.take_quarantined().is_empty());
 }
 
 #[test]
