@@ -81,6 +81,9 @@ pub struct DaemonSection {
     pub host: Option<OriginHost>,
     /// Who may do what over the socket (`[daemon.access]`).
     pub access: AccessSection,
+    /// Days of history (events) the ledger keeps; 0 keeps everything. Never less than the
+    /// escalation window, which counts earlier bans in it.
+    pub history_days: u32,
 }
 
 /// Roles of the socket's callers, told apart by the kernel's peer credentials: root (and the
@@ -112,6 +115,7 @@ impl Default for DaemonSection {
             spool: PathBuf::from("/var/lib/netban/spool.db"),
             host: None,
             access: AccessSection::default(),
+            history_days: 365,
         }
     }
 }

@@ -85,12 +85,19 @@ impl Housekeeping {
         let period = Duration::from_millis(self.config.reconciler.poll_millis.max(10));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // History retention: at start, then every day.
+        let mut prune = tokio::time::interval(Duration::from_secs(86_400));
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 Some(reply) = self.requests.recv() => {
                     stamps = self.config.allowlist_stamps();
                     let _ = reply.send(self.reload().await);
+                }
+                _ = prune.tick() => {
+                    if let Some(before) = self.history_horizon() {
+                        self.ledger.send(Job::PruneHistory { before });
+                    }
                 }
                 _ = tick.tick() => {
                     // The ledger ends bans whose expiry passed (an indexed query that finds
@@ -111,6 +118,21 @@ impl Housekeeping {
                 }
             }
         }
+    }
+
+    /// Events before this are pruned: `history_days` ago, but never inside the escalation
+    /// window (`None`: keep everything).
+    fn history_horizon(&self) -> Option<netban_core::Timestamp> {
+        let days = self.config.daemon.history_days;
+        if days == 0 {
+            return None;
+        }
+        let keep = (u64::from(days) * 86_400).max(self.engine.policy().escalation.window_secs);
+        let now = crate::clock::now();
+        Some(netban_core::Timestamp(
+            now.0
+                .saturating_sub(i64::try_from(keep).unwrap_or(i64::MAX)),
+        ))
     }
 
     async fn reload(&self) -> Result<Reloaded, ReloadError> {

@@ -84,6 +84,8 @@ pub enum Job {
         target: String,
         reply: Reply<Vec<Held>>,
     },
+    /// Deletes history older than `before` (retention).
+    PruneHistory { before: Timestamp },
     /// Answered at once between groups: the thread is alive (the systemd watchdog asks).
     Alive { reply: Reply<()> },
     /// Records entries a worker created on or removed from its target.
@@ -613,6 +615,11 @@ impl LedgerThread<'_> {
     /// Serves a request that is not part of the group's transaction.
     fn serve(&mut self, job: Job) {
         match job {
+            Job::PruneHistory { before } => match self.ledger.prune_history(before) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, ?before, "history before the retention pruned"),
+                Err(e) => self.ledger_failed("pruning history", &e),
+            },
             Job::Alive { reply } => {
                 crate::fault::stall(crate::fault::Point::LedgerStall);
                 let _ = reply.send(Ok(()));

@@ -219,6 +219,10 @@ pub trait Ledger: Send {
     /// `Expire` event for each; returns the pairs removed.
     fn expire(&mut self, now: Timestamp) -> Result<Vec<(Prefix, Source)>, LedgerError>;
 
+    /// Deletes the history before `before` (events only: active bans stay); returns how many
+    /// events went. Callers keep at least the escalation window.
+    fn prune_history(&mut self, before: Timestamp) -> Result<usize, LedgerError>;
+
     /// Calls `visit` with every active (prefix, source) ban at `now`, one at a time (the
     /// daemon loads a million bans this way without holding them all twice); returns how many.
     fn for_each_active(

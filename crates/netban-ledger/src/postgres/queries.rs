@@ -449,6 +449,13 @@ impl Ledger for PostgresLedger {
         })
     }
 
+    fn prune_history(&mut self, before: Timestamp) -> Result<usize, LedgerError> {
+        self.with_session(|Session { client, .. }| {
+            let n = client.execute("DELETE FROM events WHERE at < $1", &[&before.0])?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+
     fn prior_bans(&mut self, prefix: &Prefix, since: Timestamp) -> Result<u32, LedgerError> {
         self.with_session(|Session { client, st }| {
             let n: i64 = client

@@ -405,6 +405,12 @@ impl Ledger for SqliteLedger {
         Ok(count)
     }
 
+    fn prune_history(&mut self, before: Timestamp) -> Result<usize, LedgerError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM events WHERE at < ?1", params![before.0])?)
+    }
+
     fn take_quarantined(&mut self) -> Vec<crate::Quarantined> {
         std::mem::take(&mut self.quarantined)
     }

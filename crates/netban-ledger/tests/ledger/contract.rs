@@ -882,3 +882,40 @@ pub fn target_entries_are_recorded_replaced_and_removed(open: Open<'_>) {
         "targets are separate"
     );
 }
+
+pub fn pruning_history_keeps_newer_events_and_every_active_ban(open: Open<'_>) {
+    let mut l = open();
+    one(
+        &mut *l,
+        w_ban(ban("203.0.113.1", "sshd", 100, Expiry::Never)),
+        100,
+    );
+    one(
+        &mut *l,
+        w_ban(ban("203.0.113.2", "sshd", 200, at(10_000))),
+        200,
+    );
+    one(
+        &mut *l,
+        w_unban("203.0.113.2", Some("sshd"), EventKind::Unban),
+        300,
+    );
+    one(
+        &mut *l,
+        w_ban(ban("203.0.113.3", "sshd", 400, at(10_000))),
+        400,
+    );
+    assert_eq!(l.prune_history(Timestamp(300)).unwrap(), 2);
+    let kept: Vec<i64> = all_events(&mut *l).iter().map(|e| e.at.0).collect();
+    assert_eq!(kept, [300, 400]);
+    let active: Vec<String> = sorted_active(&mut *l, 500)
+        .into_iter()
+        .map(|(prefix, _, _)| prefix)
+        .collect();
+    assert_eq!(
+        active,
+        ["203.0.113.1/32", "203.0.113.3/32"],
+        "bans are not history"
+    );
+    assert_eq!(l.prune_history(Timestamp(300)).unwrap(), 0);
+}

@@ -85,4 +85,5 @@ contract_tests!(
     history_covers_containing_and_contained_prefixes,
     history_matches_a_brute_force_overlap_filter,
     target_entries_are_recorded_replaced_and_removed,
+    pruning_history_keeps_newer_events_and_every_active_ban,
 );
