@@ -430,6 +430,9 @@ fn run(cli: Cli) -> Result<()> {
                     if report.ledger_health.unreachable_since.is_some() {
                         broken.push("the ledger does not answer".into());
                     }
+                    if report.ledger_health.damaged.is_some() {
+                        broken.push("the ledger file is damaged".into());
+                    }
                     if broken.is_empty() {
                         Ok(())
                     } else {

@@ -130,6 +130,9 @@ pub fn status(report: &StatusReport, as_json: bool) -> Result<()> {
             health.last_error.as_deref().unwrap_or("no answer")
         );
     }
+    if let Some(problems) = &health.damaged {
+        println!("LEDGER DAMAGED (integrity check at start): {problems}");
+    }
     if health.spooled > 0 {
         println!("{} writes wait in the local spool", health.spooled);
     }

@@ -84,6 +84,8 @@ pub enum Job {
         target: String,
         reply: Reply<Vec<Held>>,
     },
+    /// The integrity check at start found the ledger damaged: an alarm until restart.
+    Damaged { problems: String },
     /// Deletes history older than `before` (retention).
     PruneHistory { before: Timestamp },
     /// Answered at once between groups: the thread is alive (the systemd watchdog asks).
@@ -191,6 +193,7 @@ pub fn start(
                 outage,
                 failing: None,
                 quarantined: (0, None),
+                damaged: None,
                 health,
             };
             let mut writers_last_time = 1;
@@ -284,6 +287,8 @@ struct LedgerThread<'a> {
     failing: Option<(Timestamp, String)>,
     /// Unreadable rows the ledger moved to its quarantine (count, last one).
     quarantined: (u64, Option<String>),
+    /// What the integrity check at start found.
+    damaged: Option<String>,
     health: watch::Sender<LedgerHealth>,
 }
 
@@ -478,6 +483,7 @@ impl LedgerThread<'_> {
             spooled: self.spooled,
             quarantined: self.quarantined.0,
             last_quarantined: self.quarantined.1.clone(),
+            damaged: self.damaged.clone(),
         });
     }
 
@@ -615,6 +621,11 @@ impl LedgerThread<'_> {
     /// Serves a request that is not part of the group's transaction.
     fn serve(&mut self, job: Job) {
         match job {
+            Job::Damaged { problems } => {
+                tracing::error!(%problems, "the ledger file is damaged (integrity check); restore it from a backup or recover it with `sqlite3 FILE .recover`");
+                self.damaged = Some(problems);
+                self.publish_health();
+            }
             Job::PruneHistory { before } => match self.ledger.prune_history(before) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(events = n, ?before, "history before the retention pruned"),

@@ -278,6 +278,20 @@ async fn serve(
         )),
         _ => None,
     };
+    // SQLite's integrity check reads every page: in the background, beside the writes.
+    if let LedgerLocation::Sqlite(path) = location {
+        let (path, ledger) = (path.clone(), ledger_handle.clone());
+        std::thread::Builder::new()
+            .name("netban-quick-check".into())
+            .spawn(move || {
+                let problems = match netban_ledger::sqlite::SqliteLedger::quick_check(&path) {
+                    Ok(problems) if problems.is_empty() => return,
+                    Ok(problems) => problems.join("; "),
+                    Err(e) => format!("the integrity check could not run: {e}"),
+                };
+                ledger.send(ledger_worker::Job::Damaged { problems });
+            })?;
+    }
     ledger_handle.send(ledger_worker::Job::Expire);
     if !lifted.is_empty() {
         tracing::warn!(count = lifted.len(), "lifting bans the allowlist covers");

@@ -192,6 +192,10 @@ pub struct LedgerHealth {
     /// The last of them and why, for the operator.
     #[serde(default)]
     pub last_quarantined: Option<String>,
+    /// What the integrity check at start found wrong with the ledger file (SQLite's
+    /// `quick_check`); `None` when it is sound or not checked.
+    #[serde(default)]
+    pub damaged: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -112,6 +112,42 @@ fn open_fails_with_the_path_when_the_directory_cannot_be_made() {
 }
 
 #[test]
+fn quick_check_finds_a_damaged_file_and_passes_a_sound_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    {
+        let mut l = SqliteLedger::open(&path).unwrap();
+        let writes: Vec<Write> = (0..2000)
+            .map(|i| {
+                w_ban(ban(
+                    &format!("10.0.{}.{}", i / 250, i % 250),
+                    "sshd",
+                    0,
+                    at(600),
+                ))
+            })
+            .collect();
+        l.record(&writes, Timestamp(0)).unwrap();
+        l.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+    assert_eq!(
+        SqliteLedger::quick_check(&path).unwrap(),
+        Vec::<String>::new()
+    );
+    // Scribble over the middle of the file (an index or table page).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2 / 4096 * 4096;
+    for b in &mut bytes[middle + 100..middle + 3000] {
+        *b = 0x5a;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let problems = SqliteLedger::quick_check(&path).unwrap();
+    assert!(!problems.is_empty(), "damage found");
+}
+
+#[test]
 fn open_creates_a_missing_directory_and_a_private_file() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
