@@ -35,12 +35,6 @@ fn open(config: &Config) -> Result<Box<dyn Ledger>> {
     .with_context(|| format!("opening {location}"))
 }
 
-fn own_addresses() -> Vec<Prefix> {
-    if_addrs::get_if_addrs()
-        .map(|l| l.iter().map(|i| Prefix::host(i.ip())).collect())
-        .unwrap_or_default()
-}
-
 fn result(prefix: Prefix) -> ItemResult {
     ItemResult {
         prefix,
@@ -57,7 +51,9 @@ fn result(prefix: Prefix) -> ItemResult {
 /// not answer either, they go to this host's spool instead (decided by local policy, without
 /// escalation), which the daemon forwards when it runs and the ledger answers: never lost.
 pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
-    let (policy, _) = config.policy(&own_addresses())?;
+    // This machine's addresses, gateways and resolvers (the targets' device addresses are the
+    // daemon's to know; it lifts any such ban when it loads the ledger).
+    let (policy, _) = config.policy(&netban_config::infrastructure::discover().found)?;
     match open(config).and_then(|mut ledger| record_bans(&mut *ledger, config, &policy, args)) {
         Err(unreachable) if config.daemon.ledger.is_shared() => {
             spool_bans(config, &policy, args).with_context(|| format!("{unreachable:#}"))
