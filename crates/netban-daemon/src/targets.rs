@@ -414,7 +414,7 @@ mod tests {
             ),
             table(
                 "name = \"rtbh\"\ntype = \"bgp\"\nlocal_as = 65000\n\
-                 router_id = \"198.51.100.9\"\npeers = [{ address = \"2001:db8::1\", \
+                 router_id = \"198.51.100.9\"\nnext_hop_v4 = \"198.51.100.254\"\npeers = [{ address = \"2001:db8::1\", \
                  remote_as = 65001 }]",
             ),
             table("name = \"local\"\ntype = \"nftables\""),
