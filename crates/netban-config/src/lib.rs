@@ -95,7 +95,7 @@ pub struct ConfigFile {
     pub mode: u32,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -110,6 +110,27 @@ pub struct Config {
     /// Where this configuration was read from ([`Config::load`]).
     #[serde(skip)]
     pub file: Option<ConfigFile>,
+}
+
+/// Shows each target table by its name and type only: a raw table may hold a secret inline.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let targets: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let key = |k: &str| t.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+                format!("{} ({}, {} keys)", key("name"), key("type"), t.len())
+            })
+            .collect();
+        f.debug_struct("Config")
+            .field("daemon", &self.daemon)
+            .field("policy", &self.policy)
+            .field("reconciler", &self.reconciler)
+            .field("targets", &targets)
+            .field("file", &self.file)
+            .finish()
+    }
 }
 
 /// What the client reads: everything but the `[[targets]]` tables, which are skipped unread.
@@ -534,8 +555,14 @@ mod tests {
         assert!(c.targets.is_empty());
         assert_eq!(c.daemon.socket, dir.path().join("s.sock"));
         assert!(!format!("{c:?}").contains("hunter2"));
-        // The daemon's view has them (typed later by the daemon).
-        assert_eq!(Config::load(&path).unwrap().targets.len(), 1);
+        // The daemon's view has them (typed later by the daemon), and never shows their values.
+        let daemon_view = Config::load(&path).unwrap();
+        assert_eq!(daemon_view.targets.len(), 1);
+        let shown = format!("{daemon_view:?}");
+        assert!(
+            shown.contains("edge (cisco_ios, 4 keys)") && !shown.contains("hunter2"),
+            "{shown}"
+        );
         // Unknown sections are still refused for the client.
         std::fs::write(&path, "[deamon]\nsocket = \"s\"\n").unwrap();
         assert!(Config::load_for_client(&path).is_err());
