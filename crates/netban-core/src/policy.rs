@@ -122,10 +122,10 @@ pub enum Protection {
 }
 
 impl Protection {
-    /// The `[policy]` setting that turns this kind of protection off.
+    /// How an operator turns this protection off (the `[policy]` setting).
     pub fn opt_out(&self) -> &'static str {
         match self {
-            Protection::Configured => "policy.protected",
+            Protection::Configured => "remove it from policy.protected",
             Protection::OwnAddress { .. } => "policy.protect_own_addresses = false",
             Protection::Gateway { .. } => "policy.protect_gateways = false",
             Protection::Resolver => "policy.protect_resolvers = false",

@@ -160,7 +160,7 @@ pub fn describe_protection(config: &Config, policy: &Policy, found: &[Protected]
         for reason in reasons {
             let _ = writeln!(
                 out,
-                "  {:<43} {reason} [opt out: {}]",
+                "  {:<24} {reason} [opt out: {}]",
                 prefix.to_string(),
                 reason.opt_out()
             );
@@ -173,7 +173,7 @@ pub fn describe_protection(config: &Config, policy: &Policy, found: &[Protected]
     if !off.is_empty() {
         out.push_str("not protected (turned off in [policy]):\n");
         for p in off {
-            let _ = writeln!(out, "  {:<43} {}", p.prefix.to_string(), p.reason);
+            let _ = writeln!(out, "  {:<24} {}", p.prefix.to_string(), p.reason);
         }
     }
     out
