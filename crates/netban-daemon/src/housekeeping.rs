@@ -152,8 +152,14 @@ pub fn infrastructure(management: &[Protected]) -> Vec<Protected> {
 }
 
 /// What `check-config` shows of the protection: every protected network with its reasons
-/// and opt-out, then what was found but is not protected because its kind is turned off.
-pub fn describe_protection(config: &Config, policy: &Policy, found: &[Protected]) -> String {
+/// and opt-out, then what was found but is not protected because its kind is turned off, and
+/// the device names that could not be resolved (`unresolved`).
+pub fn describe_protection(
+    config: &Config,
+    policy: &Policy,
+    found: &[Protected],
+    unresolved: &[String],
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::from("protected (never banned, never covered by aggregation):\n");
     for (prefix, reasons) in policy.protected.iter() {
@@ -175,6 +181,9 @@ pub fn describe_protection(config: &Config, policy: &Policy, found: &[Protected]
         for p in off {
             let _ = writeln!(out, "  {:<24} {}", p.prefix.to_string(), p.reason);
         }
+    }
+    for problem in unresolved {
+        let _ = writeln!(out, "warning: {problem}");
     }
     out
 }

@@ -92,7 +92,7 @@ fn run(args: Args) -> Result<()> {
         );
         print!(
             "{}",
-            housekeeping::describe_protection(&config, &policy, &found)
+            housekeeping::describe_protection(&config, &policy, &found, &unresolved)
         );
         return Ok(());
     }
