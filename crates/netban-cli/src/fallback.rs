@@ -41,12 +41,6 @@ fn open(config: &Config) -> Result<SqliteLedger> {
     }
 }
 
-fn own_addresses() -> Vec<Prefix> {
-    if_addrs::get_if_addrs()
-        .map(|l| l.iter().map(|i| Prefix::host(i.ip())).collect())
-        .unwrap_or_default()
-}
-
 fn result(prefix: Prefix) -> ItemResult {
     ItemResult {
         prefix,
@@ -62,7 +56,9 @@ fn result(prefix: Prefix) -> ItemResult {
 /// Records bans in the SQLite ledger, or in the spool on a fleet host (decided by local
 /// policy, without the fleet's escalation), which the daemon forwards: never lost.
 pub fn ban(config: &Config, args: &BanArgs) -> Result<Vec<ItemResult>> {
-    let (policy, _) = config.policy(&own_addresses())?;
+    // This machine's addresses, gateways and resolvers (the targets' device addresses are the
+    // daemon's to know; it lifts any such ban when it loads the ledger).
+    let (policy, _) = config.policy(&netban_config::infrastructure::discover().found)?;
     if config.daemon.ledger.is_shared() {
         spool_bans(config, &policy, args)
     } else {

@@ -200,13 +200,14 @@ fn main() -> ExitCode {
 }
 
 /// The configuration: the named file, or the default one if it exists, or built-in defaults.
+/// Only what the client needs is read: never the `[[targets]]` tables nor their secrets.
 fn load_config(path: &Option<PathBuf>) -> Result<Config> {
     match path {
-        Some(p) => Ok(Config::load(p)?),
+        Some(p) => Ok(Config::load_for_client(p)?),
         None => {
             let default = PathBuf::from(netban_config::DEFAULT_CONFIG);
             if default.exists() {
-                Ok(Config::load(&default)?)
+                Ok(Config::load_for_client(&default)?)
             } else {
                 Ok(Config::default())
             }

@@ -1,8 +1,10 @@
 //! `netban.toml`, shared by the daemon and the client, and the allowlist files it names.
 //!
-//! The client reads only what it needs (the socket path; the ledger and policy when the daemon
-//! is down and it records a ban itself). Target sections are kept as raw tables here and typed
-//! by the daemon, which owns the drivers (`netban-targets`).
+//! The client reads only what it needs ([`Config::load_for_client`]: the socket path; the
+//! ledger and policy when the daemon is down and it records a ban itself), never the
+//! `[[targets]]` tables and the secrets they may hold. Target sections are kept as raw tables
+//! here and typed by the daemon, which owns the drivers (`netban-targets`). Secrets are read
+//! by [`secret`]; the daemon refuses a netban.toml every user can read that holds one inline.
 //!
 //! ```toml
 //! [daemon]
@@ -13,7 +15,10 @@
 //! allowlist = ["198.51.100.0/24"]
 //! allowlist_files = ["/etc/netban/allowlist.txt"]
 //! protected = ["10.255.0.0/16"]      # management networks
-//! protect_own_addresses = true
+//! protect_own_addresses = true       # these four are on by default: this machine's addresses,
+//! protect_gateways = true            # its default gateways (IPv4, IPv6 and link-local),
+//! protect_resolvers = true           # the nameservers of /etc/resolv.conf, and every
+//! protect_targets = true             # target's management address (device host, BGP peers)
 //! breadth = { min_len_v4 = 24, min_len_v6 = 48 }
 //! escalation = { enabled = true, factor = 2.0, max_secs = 604800, window_secs = 2592000 }
 //!
@@ -23,7 +28,10 @@
 //! netns = "router"
 //! ```
 
-use netban_core::policy::{Breadth, Escalation, Policy};
+pub mod infrastructure;
+pub mod secret;
+
+use netban_core::policy::{Breadth, Escalation, Policy, Protected, Protection};
 use netban_core::{OriginHost, Prefix};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -39,10 +47,14 @@ pub enum ConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("{path}: {error}")]
+    /// The parser's message and position, without the text of the offending line (it may
+    /// hold a secret).
+    #[error("{path}:{line}:{column}: {message}")]
     Parse {
         path: PathBuf,
-        error: Box<toml::de::Error>,
+        line: usize,
+        column: usize,
+        message: String,
     },
     #[error("{path}:{line}: {message}")]
     AllowlistEntry {
@@ -52,9 +64,38 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+impl ConfigError {
+    fn parse(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
+        let offset = error.span().map_or(0, |s| s.start).min(text.len());
+        let before = &text.as_bytes()[..offset];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = offset
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        ConfigError::Parse {
+            path: path.into(),
+            line,
+            column,
+            message: error.message().trim().to_string(),
+        }
+    }
+}
+
+/// The file a configuration was read from, and its permission bits.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    pub mode: u32,
+}
+
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -66,6 +107,44 @@ pub struct Config {
     /// One table per enforcement point; typed by the daemon.
     #[serde(default)]
     pub targets: Vec<toml::Table>,
+    /// Where this configuration was read from ([`Config::load`]).
+    #[serde(skip)]
+    pub file: Option<ConfigFile>,
+}
+
+/// Shows each target table by its name and type only: a raw table may hold a secret inline.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let targets: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let key = |k: &str| t.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+                format!("{} ({}, {} keys)", key("name"), key("type"), t.len())
+            })
+            .collect();
+        f.debug_struct("Config")
+            .field("daemon", &self.daemon)
+            .field("policy", &self.policy)
+            .field("reconciler", &self.reconciler)
+            .field("targets", &targets)
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+/// What the client reads: everything but the `[[targets]]` tables, which are skipped unread.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientView {
+    #[serde(default)]
+    daemon: DaemonSection,
+    #[serde(default)]
+    policy: PolicySection,
+    #[serde(default)]
+    reconciler: ReconcilerSection,
+    #[serde(default, rename = "targets")]
+    _targets: serde::de::IgnoredAny,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -142,6 +221,24 @@ impl LedgerLocation {
     pub fn is_shared(&self) -> bool {
         matches!(self, LedgerLocation::Postgres(_))
     }
+
+    /// Whether the URL itself holds a password (`postgres://user:password@…` or a
+    /// `password=` parameter), rather than `ledger_password_file`.
+    pub fn has_inline_password(&self) -> bool {
+        let LedgerLocation::Postgres(url) = self else {
+            return false;
+        };
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let (authority, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, q),
+            None => (rest, ""),
+        };
+        let userinfo = authority.split_once('@').map(|(u, _)| u);
+        userinfo.is_some_and(|u| u.contains(':'))
+            || query
+                .split('&')
+                .any(|kv| kv.split('=').next() == Some("password"))
+    }
 }
 
 /// Never prints a PostgreSQL URL (it may hold a password).
@@ -186,6 +283,12 @@ pub struct PolicySection {
     pub protected: Vec<Prefix>,
     /// Never ban an address configured on this machine.
     pub protect_own_addresses: bool,
+    /// Never ban this machine's default gateways (IPv4 and IPv6, link-local included).
+    pub protect_gateways: bool,
+    /// Never ban the nameservers of /etc/resolv.conf.
+    pub protect_resolvers: bool,
+    /// Never ban a target's management address (a device's host, ExaFS's host, BGP peers).
+    pub protect_targets: bool,
     pub breadth: Breadth,
     pub escalation: Escalation,
 }
@@ -197,6 +300,9 @@ impl Default for PolicySection {
             allowlist_files: Vec::new(),
             protected: Vec::new(),
             protect_own_addresses: true,
+            protect_gateways: true,
+            protect_resolvers: true,
+            protect_targets: true,
             breadth: Breadth::default(),
             escalation: Escalation::default(),
         }
@@ -229,19 +335,38 @@ impl Default for ReconcilerSection {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.into(),
-            error,
-        })?;
-        Config::parse(&text, path)
+        let text = read(path)?;
+        let mut config = Config::parse(&text, path)?;
+        config.file = file_of(path);
+        Ok(config)
+    }
+
+    /// What the client needs: like [`Config::load`], but the `[[targets]]` tables (and any
+    /// secret in them) are skipped, so `targets` is empty.
+    pub fn load_for_client(path: &Path) -> Result<Config, ConfigError> {
+        let text = read(path)?;
+        let view: ClientView =
+            toml::from_str(&text).map_err(|e| ConfigError::parse(path, &text, &e))?;
+        let config = Config {
+            daemon: view.daemon,
+            policy: view.policy,
+            reconciler: view.reconciler,
+            targets: Vec::new(),
+            file: file_of(path),
+        };
+        config.finish(path)
     }
 
     /// Parses `text`; `path` only names the file in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
-            path: path.into(),
-            error: Box::new(error),
-        })?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::parse(path, text, &e))?;
+        config.finish(path)
+    }
+
+    /// Anchors relative paths at the file's directory and checks what serde cannot.
+    fn finish(mut self, path: &Path) -> Result<Config, ConfigError> {
+        let config = &mut self;
         let base = path.parent().unwrap_or(Path::new("."));
         let anchor = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -265,15 +390,33 @@ impl Config {
                 path.display()
             )));
         }
-        Ok(config)
+        Ok(self)
+    }
+
+    /// Refuses to go on when this configuration holds a secret inline (the ledger URL's
+    /// password, or `inline_target_secrets`, as the daemon found them in `[[targets]]`) and
+    /// every user may read its file.
+    pub fn check_inline_secrets(
+        &self,
+        mut inline_target_secrets: Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        if self.daemon.ledger.has_inline_password() {
+            inline_target_secrets.insert(0, "daemon.ledger (a password in the URL)".into());
+        }
+        secret::check_inline(&file.path, file.mode, &inline_target_secrets)?;
+        Ok(())
     }
 
     /// Reads the allowlist files now; returns the policy and the files' modification times
-    /// (to notice changes). `own_addresses` are added to the protected networks when
-    /// `protect_own_addresses` is on.
+    /// (to notice changes). `found` (this machine's addresses, gateways and resolvers, the
+    /// targets' management addresses, as the caller discovered them) is added to the
+    /// protected networks, each kind unless its `protect_*` setting is off.
     pub fn policy(
         &self,
-        own_addresses: &[Prefix],
+        found: &[Protected],
     ) -> Result<(Policy, Vec<Option<SystemTime>>), ConfigError> {
         let mut allowlist = self.policy.allowlist.clone();
         let mut stamps = Vec::new();
@@ -282,10 +425,16 @@ impl Config {
             allowlist.extend(entries);
             stamps.push(stamp);
         }
-        let mut protected = self.policy.protected.clone();
-        if self.policy.protect_own_addresses {
-            protected.extend_from_slice(own_addresses);
-        }
+        let mut protected: Vec<Protected> = self
+            .policy
+            .protected
+            .iter()
+            .map(|&prefix| Protected {
+                prefix,
+                reason: Protection::Configured,
+            })
+            .collect();
+        protected.extend(found.iter().filter(|p| self.protects(&p.reason)).cloned());
         let policy = Policy::new(
             allowlist,
             protected,
@@ -293,6 +442,17 @@ impl Config {
             self.policy.escalation.clone(),
         );
         Ok((policy, stamps))
+    }
+
+    /// Whether protection of this kind is on.
+    pub fn protects(&self, reason: &Protection) -> bool {
+        match reason {
+            Protection::Configured => true,
+            Protection::OwnAddress { .. } => self.policy.protect_own_addresses,
+            Protection::Gateway { .. } => self.policy.protect_gateways,
+            Protection::Resolver => self.policy.protect_resolvers,
+            Protection::Management { .. } => self.policy.protect_targets,
+        }
     }
 
     /// The modification times of the allowlist files, in order (None if missing).
@@ -303,6 +463,22 @@ impl Config {
             .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
             .collect()
     }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.into(),
+        error,
+    })
+}
+
+fn file_of(path: &Path) -> Option<ConfigFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(ConfigFile {
+        path: path.to_path_buf(),
+        mode: meta.permissions().mode() & 0o7777,
+    })
 }
 
 /// Reads one allowlist file: one address or CIDR per line; blank lines and `#` comments
@@ -393,5 +569,132 @@ mod tests {
         std::fs::write(&file, "198.51.100.0/24\n2001:db8::/32 # v6\n").unwrap();
         assert_eq!(read_allowlist_file(&file).unwrap().0.len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_client_skips_the_targets_and_their_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netban.toml");
+        let text = "[daemon]\nsocket = \"s.sock\"\n\n[[targets]]\nname = \"edge\"\n\
+                    type = \"cisco_ios\"\npassword = \"hunter2\"\nnot_a_key = [1, {a = 2}]\n";
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load_for_client(&path).unwrap();
+        assert!(c.targets.is_empty());
+        assert_eq!(c.daemon.socket, dir.path().join("s.sock"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        // The daemon's view has them (typed later by the daemon), and never shows their values.
+        let daemon_view = Config::load(&path).unwrap();
+        assert_eq!(daemon_view.targets.len(), 1);
+        let shown = format!("{daemon_view:?}");
+        assert!(
+            shown.contains("edge (cisco_ios, 4 keys)") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        // Unknown sections are still refused for the client.
+        std::fs::write(&path, "[deamon]\nsocket = \"s\"\n").unwrap();
+        assert!(Config::load_for_client(&path).is_err());
+    }
+
+    #[test]
+    fn a_parse_error_never_quotes_the_line() {
+        let text = "[daemon]\nsocket = \"x\"\n[[targets]]\npassword = \"hunter2\n";
+        let err = Config::parse(text, Path::new("/etc/x/netban.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/x/netban.toml:4:"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn an_inline_ledger_password_in_a_file_everyone_reads_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netban.toml");
+        std::fs::write(
+            &path,
+            "[daemon]\nledger = \"postgres://netban:hunter2@db/netban\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = Config::load(&path).unwrap();
+        let err = c.check_inline_secrets(vec![]).unwrap_err().to_string();
+        assert!(
+            err.contains("0644") && err.contains("daemon.ledger"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = c
+            .check_inline_secrets(vec!["targets.edge.password".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("targets.edge.password"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(Config::load(&path)
+            .unwrap()
+            .check_inline_secrets(vec![])
+            .is_ok());
+        for (url, inline) in [
+            ("postgres://netban@db/netban", false),
+            ("postgres://db1,db2/netban?user=netban", false),
+            ("postgresql://u:p@db/netban", true),
+            ("postgres://db/netban?user=u&password=p", true),
+        ] {
+            assert_eq!(
+                LedgerLocation::Postgres(url.into()).has_inline_password(),
+                inline,
+                "{url}"
+            );
+        }
+        assert!(!LedgerLocation::Sqlite("a:b@c".into()).has_inline_password());
+    }
+
+    #[test]
+    fn each_kind_of_protection_can_be_turned_off() {
+        let found = vec![
+            Protected {
+                prefix: Prefix::parse("198.51.100.7").unwrap(),
+                reason: Protection::OwnAddress {
+                    interface: "eth0".into(),
+                },
+            },
+            Protected {
+                prefix: Prefix::parse("198.51.100.1").unwrap(),
+                reason: Protection::Gateway {
+                    interface: "eth0".into(),
+                },
+            },
+            Protected {
+                prefix: Prefix::parse("198.51.100.53").unwrap(),
+                reason: Protection::Resolver,
+            },
+            Protected {
+                prefix: Prefix::parse("203.0.113.1").unwrap(),
+                reason: Protection::Management {
+                    target: "edge".into(),
+                    setting: "host".into(),
+                },
+            },
+        ];
+        let all = Config::parse(
+            "[policy]\nprotected = [\"10.255.0.0/16\"]\n",
+            Path::new("n.toml"),
+        )
+        .unwrap();
+        assert_eq!(all.policy(&found).unwrap().0.protected.len(), 5);
+        for (key, gone) in [
+            ("protect_own_addresses", "198.51.100.7"),
+            ("protect_gateways", "198.51.100.1"),
+            ("protect_resolvers", "198.51.100.53"),
+            ("protect_targets", "203.0.113.1"),
+        ] {
+            let c =
+                Config::parse(&format!("[policy]\n{key} = false\n"), Path::new("n.toml")).unwrap();
+            let (policy, _) = c.policy(&found).unwrap();
+            assert_eq!(policy.protected.len(), 3, "{key}");
+            assert!(
+                policy.check_prefix(&Prefix::parse(gone).unwrap()).is_ok(),
+                "{key}"
+            );
+        }
     }
 }

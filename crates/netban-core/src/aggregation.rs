@@ -322,6 +322,61 @@ mod tests {
         assert_eq!(place(&a.candidates, cap(1)).held, vec![placed]);
     }
 
+    #[test]
+    fn never_over_a_protected_gateway_resolver_or_management_address() {
+        use crate::policy::{Breadth, Escalation, Policy, Protected, Protection};
+        // Bans all around the gateway 203.0.113.1, the resolver 203.0.113.53 and the router
+        // 203.0.113.200, on a target with room for 2 entries.
+        let protected = [
+            (
+                "203.0.113.1",
+                Protection::Gateway {
+                    interface: "eth0".into(),
+                },
+            ),
+            ("203.0.113.53", Protection::Resolver),
+            (
+                "203.0.113.200",
+                Protection::Management {
+                    target: "edge".into(),
+                    setting: "host".into(),
+                },
+            ),
+        ];
+        let policy = Policy::new(
+            vec![],
+            protected
+                .iter()
+                .map(|(a, reason)| Protected {
+                    prefix: p(a),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            Breadth::default(),
+            Escalation::default(),
+        );
+        let c: Vec<_> = [2, 3, 4, 50, 51, 52, 60, 61, 197, 198, 199]
+            .iter()
+            .map(|&i| cand(v4(i), at(5)))
+            .collect();
+        let a = aggregate(
+            &c,
+            cap(2),
+            &SLASH28,
+            |_| false,
+            |cover| !policy.protects(cover),
+        );
+        // 0/28 (gateway), 48/28 (resolver), 192/28 (router) may not be used; 48/28's members
+        // stay single, 60-61 (in 48/28 too) as well; nothing covers a protected address.
+        for candidate in &a.candidates {
+            assert!(!policy.protects(&candidate.prefix), "{}", candidate.prefix);
+        }
+        assert!(a.aggregates.is_empty(), "{:?}", a.aggregates);
+        // Without the protection they would have merged.
+        let a = aggregate(&c, cap(2), &SLASH28, |_| false, |_| true);
+        assert_eq!(a.aggregates.len(), 3);
+    }
+
     fn candidate() -> impl Strategy<Value = Candidate> {
         (0u8..64, 0i64..4, 0u32..3, any::<bool>()).prop_map(|(i, t, repeat_count, placed)| {
             Candidate {
@@ -340,10 +395,21 @@ mod tests {
             slots in 0usize..12,
             min_members in 0usize..4,
             forbidden in 0u8..64,
+            protected in 0u8..64,
         ) {
             let rule = Aggregation { len_v4: Some(28), len_v6: None, min_members };
             let banned = v4(forbidden);
-            let may_cover = |q: &Prefix| !q.contains(&banned);
+            // A protected host (say the gateway) as the daemon passes it: through the policy.
+            let policy = crate::policy::Policy::new(
+                vec![banned],
+                vec![crate::policy::Protected {
+                    prefix: v4(protected),
+                    reason: crate::policy::Protection::Gateway { interface: "eth0".into() },
+                }],
+                crate::policy::Breadth::default(),
+                crate::policy::Escalation::default(),
+            );
+            let may_cover = |q: &Prefix| !policy.protects(q);
             let a = aggregate(&candidates, cap(slots), &rule, |_| false, may_cover);
             let distinct: BTreeSet<Prefix> = candidates.iter().map(|c| c.prefix).collect();
             // Every ban is either a candidate itself or a member of exactly one aggregate
@@ -359,6 +425,7 @@ mod tests {
             for g in &a.aggregates {
                 prop_assert!(g.members.len() >= min_members.max(2));
                 prop_assert!(may_cover(&g.prefix));
+                prop_assert!(!g.prefix.contains(&v4(protected)) && !g.prefix.contains(&banned));
                 prop_assert!(g.members.iter().all(|m| g.prefix.contains(m)));
                 prop_assert!(a.candidates.iter().any(|c| c.prefix == g.prefix));
             }

@@ -3,8 +3,12 @@
 //! - The **allowlist** (operator CIDRs, inline and from files) can never be banned; a ban whose
 //!   prefix overlaps an allowlisted prefix in either direction is refused, and adding an
 //!   allowlist entry lifts every active ban it overlaps ([`Policy::lifted_by_allowlist`]).
-//! - **Protected** networks (the machine's own addresses, management networks) behave like the
-//!   allowlist but are reported as such, so an operator sees why.
+//! - **Protected** networks (the infrastructure netban must never cut off: this machine's own
+//!   addresses, its gateways and resolvers, the targets' management addresses, configured
+//!   management networks) behave like the allowlist, but each entry carries why it is
+//!   protected ([`Protection`]), shown in the refusal and by `check-config`. The set is given
+//!   to the policy; discovering it (interfaces, routes, resolv.conf, target settings) is the
+//!   daemon's job, at its edge.
 //! - **Breadth**: an explicit prefix ban may not be broader than a per-family limit
 //!   (default /24 for IPv4, /48 for IPv6).
 //! - **Escalation**: a repeat offender's ban lasts `bantime × factor^n`, where n is the number
@@ -17,6 +21,7 @@ use crate::time::Timestamp;
 
 pub use crate::prefix_set::PrefixSet;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Escalation settings for repeat offenders.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,8 +78,16 @@ impl Breadth {
 pub enum Refusal {
     #[error("{prefix} is allowlisted (overlaps allowlist entry {entry}); remove it from the allowlist to ban it")]
     Allowlisted { prefix: Prefix, entry: Prefix },
-    #[error("{prefix} overlaps protected network {entry} (this machine's own address or a management network) and is never banned")]
-    Protected { prefix: Prefix, entry: Prefix },
+    #[error(
+        "{prefix} overlaps protected {entry} ({}) and is never banned",
+        Protection::describe_all(reasons)
+    )]
+    Protected {
+        prefix: Prefix,
+        entry: Prefix,
+        /// Why `entry` is protected (at least one reason).
+        reasons: Vec<Protection>,
+    },
     #[error("{prefix} is broader than /{min_len} allowed for {family}; ban a longer prefix or raise policy.breadth")]
     TooBroad {
         prefix: Prefix,
@@ -91,11 +104,120 @@ pub struct Admitted {
     pub escalation_step: u32,
 }
 
+/// Why a network is protected: what it is to this machine, and the setting that opts out.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Protection {
+    /// Listed in `policy.protected` by the operator.
+    Configured,
+    /// An address configured on this machine (on `interface`).
+    OwnAddress { interface: String },
+    /// A default gateway of this machine (reached through `interface`).
+    Gateway { interface: String },
+    /// A DNS resolver this machine uses (a `nameserver` of /etc/resolv.conf).
+    Resolver,
+    /// The address a target reaches its device at (`setting` names where it comes from, e.g.
+    /// `host`, `url`, `peers`).
+    Management { target: String, setting: String },
+}
+
+impl Protection {
+    /// How an operator turns this protection off (the `[policy]` setting).
+    pub fn opt_out(&self) -> &'static str {
+        match self {
+            Protection::Configured => "remove it from policy.protected",
+            Protection::OwnAddress { .. } => "policy.protect_own_addresses = false",
+            Protection::Gateway { .. } => "policy.protect_gateways = false",
+            Protection::Resolver => "policy.protect_resolvers = false",
+            Protection::Management { .. } => "policy.protect_targets = false",
+        }
+    }
+
+    /// Several reasons, as one phrase.
+    pub fn describe_all(reasons: &[Protection]) -> String {
+        reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl std::fmt::Display for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Protection::Configured => f.write_str("listed in policy.protected"),
+            Protection::OwnAddress { interface } => {
+                write!(f, "an address of this machine, on {interface}")
+            }
+            Protection::Gateway { interface } => {
+                write!(f, "a default gateway of this machine, via {interface}")
+            }
+            Protection::Resolver => f.write_str("a DNS resolver of this machine (resolv.conf)"),
+            Protection::Management { target, setting } => {
+                write!(f, "the management address of target {target} ({setting})")
+            }
+        }
+    }
+}
+
+/// One protected network and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protected {
+    pub prefix: Prefix,
+    pub reason: Protection,
+}
+
+/// The protected networks, each with every reason it is protected for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProtectedSet {
+    set: PrefixSet,
+    reasons: BTreeMap<Prefix, Vec<Protection>>,
+}
+
+impl ProtectedSet {
+    pub fn new(entries: impl IntoIterator<Item = Protected>) -> ProtectedSet {
+        let mut out = ProtectedSet::default();
+        for Protected { prefix, reason } in entries {
+            out.set.insert(prefix);
+            let reasons = out.reasons.entry(prefix).or_default();
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+                reasons.sort();
+            }
+        }
+        out
+    }
+
+    /// How many distinct networks are protected.
+    pub fn len(&self) -> usize {
+        self.reasons.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reasons.is_empty()
+    }
+
+    /// A protected network overlapping `prefix` in either direction, and why it is protected.
+    pub fn overlapping(&self, prefix: &Prefix) -> Option<(Prefix, &[Protection])> {
+        let entry = self.set.overlapping(prefix)?;
+        Some((
+            entry,
+            self.reasons.get(&entry).map_or(&[][..], Vec::as_slice),
+        ))
+    }
+
+    /// Every protected network with its reasons, in prefix order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Prefix, &[Protection])> {
+        self.reasons.iter().map(|(p, r)| (p, r.as_slice()))
+    }
+}
+
 /// The whole policy, built from configuration (allowlist files already read by the caller).
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     pub allowlist: PrefixSet,
-    pub protected: PrefixSet,
+    pub protected: ProtectedSet,
     pub breadth: Breadth,
     pub escalation: Escalation,
 }
@@ -135,13 +257,13 @@ impl Policy {
     /// A policy from plain lists (as read from configuration and allowlist files).
     pub fn new(
         allowlist: Vec<Prefix>,
-        protected: Vec<Prefix>,
+        protected: Vec<Protected>,
         breadth: Breadth,
         escalation: Escalation,
     ) -> Policy {
         Policy {
             allowlist: allowlist.into(),
-            protected: protected.into(),
+            protected: ProtectedSet::new(protected),
             breadth,
             escalation,
         }
@@ -194,10 +316,11 @@ impl Policy {
                 min_len,
             });
         }
-        if let Some(entry) = self.protected.overlapping(prefix) {
+        if let Some((entry, reasons)) = self.protected.overlapping(prefix) {
             return Err(Refusal::Protected {
                 prefix: *prefix,
                 entry,
+                reasons: reasons.to_vec(),
             });
         }
         if let Some(entry) = self.allowlist.overlapping(prefix) {
@@ -239,7 +362,13 @@ mod tests {
     fn policy(allow: &[&str], protected: &[&str]) -> Policy {
         Policy::new(
             ps(allow),
-            ps(protected),
+            ps(protected)
+                .into_iter()
+                .map(|prefix| Protected {
+                    prefix,
+                    reason: Protection::Configured,
+                })
+                .collect(),
             Breadth::default(),
             Escalation::default(),
         )
@@ -294,7 +423,8 @@ mod tests {
             pol.check_prefix(&p("203.0.113.10")),
             Err(Refusal::Protected {
                 prefix: p("203.0.113.10"),
-                entry: p("203.0.113.10")
+                entry: p("203.0.113.10"),
+                reasons: vec![Protection::Configured],
             })
         );
         // Too broad wins over protected and allowlisted.
@@ -372,6 +502,86 @@ mod tests {
             pol.check_prefix(&p("::ffff:10.1.2.3")),
             Err(Refusal::Protected { .. })
         ));
+    }
+
+    #[test]
+    fn a_protected_address_is_refused_with_every_reason_it_is_protected_for() {
+        let gateway = Protected {
+            prefix: p("198.51.100.1"),
+            reason: Protection::Gateway {
+                interface: "eth0".into(),
+            },
+        };
+        let resolver = Protected {
+            prefix: p("198.51.100.1"),
+            reason: Protection::Resolver,
+        };
+        let router = Protected {
+            prefix: p("2001:db8:ff::1"),
+            reason: Protection::Management {
+                target: "edge".into(),
+                setting: "host".into(),
+            },
+        };
+        let link_local = Protected {
+            prefix: p("fe80::1"),
+            reason: Protection::Gateway {
+                interface: "eth0".into(),
+            },
+        };
+        let pol = Policy::new(
+            vec![],
+            vec![
+                resolver.clone(),
+                gateway.clone(),
+                router,
+                link_local,
+                gateway.clone(),
+            ],
+            Breadth::default(),
+            Escalation::default(),
+        );
+        assert_eq!(pol.protected.len(), 3, "one entry per network");
+        // The gateway is also the resolver: both reasons, in a stable order, no duplicate.
+        let refusal = pol.check_prefix(&p("198.51.100.0/24")).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::Protected {
+                prefix: p("198.51.100.0/24"),
+                entry: p("198.51.100.1"),
+                reasons: vec![gateway.reason.clone(), resolver.reason.clone()],
+            }
+        );
+        assert_eq!(
+            refusal.to_string(),
+            "198.51.100.0/24 overlaps protected 198.51.100.1/32 (a default gateway of this \
+             machine, via eth0; a DNS resolver of this machine (resolv.conf)) and is never banned"
+        );
+        let refusal = pol.check_prefix(&p("2001:db8:ff::/64")).unwrap_err();
+        assert!(
+            refusal
+                .to_string()
+                .contains("the management address of target edge (host)"),
+            "{refusal}"
+        );
+        assert!(matches!(
+            pol.check_prefix(&p("fe80::1")),
+            Err(Refusal::Protected { .. })
+        ));
+        assert!(pol.check_prefix(&p("fe80::2")).is_ok());
+        assert!(pol.check_prefix(&p("198.51.100.2")).is_ok());
+        // Each kind names its opt-out.
+        assert_eq!(gateway.reason.opt_out(), "policy.protect_gateways = false");
+        let listed: Vec<(Prefix, usize)> =
+            pol.protected.iter().map(|(p, r)| (*p, r.len())).collect();
+        assert_eq!(
+            listed,
+            vec![
+                (p("198.51.100.1"), 2),
+                (p("2001:db8:ff::1"), 1),
+                (p("fe80::1"), 1)
+            ]
+        );
     }
 
     #[test]
@@ -530,7 +740,7 @@ mod tests {
             .step_by(2)
             .map(|i| Prefix::host(Ipv4Addr::from(0x0a00_0000 | i).into()))
             .collect();
-        let pol = Policy::new(allow, vec![], Breadth::default(), Escalation::default());
+        let pol = Policy::new(allow, Vec::new(), Breadth::default(), Escalation::default());
         assert_eq!(pol.allowlist.len(), 32_768);
         let banned: Vec<Prefix> = (0u32..65_536)
             .map(|i| Prefix::host(Ipv4Addr::from(0x0a00_0000 | i).into()))

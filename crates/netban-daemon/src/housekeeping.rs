@@ -5,10 +5,16 @@
 //! files changed. A change, or `netban reload` ([`PolicyReloader::reload`]), re-reads the
 //! policy, installs it in the engine, and lifts the bans it now covers; the reload is answered
 //! only once the lift is durable.
+//!
+//! Every policy (at start and at each reload) protects the infrastructure found at that moment
+//! ([`infrastructure`]): this machine's addresses, default gateways and resolvers, read again
+//! each time (a DHCP renewal may change them), and the targets' management addresses, resolved
+//! at start.
 
 use crate::engine::Engine;
 use crate::ledger_worker::{Job, LedgerHandle, LedgerRequestError};
 use netban_config::{Config, ConfigError};
+use netban_core::policy::{Policy, Protected};
 use netban_core::Prefix;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -54,8 +60,8 @@ impl PolicyReloader {
 /// The housekeeping task's state.
 pub struct Housekeeping {
     config: Config,
-    /// This machine's addresses, protected when the policy says so.
-    own: Vec<Prefix>,
+    /// The targets' management addresses (resolved at start), protected when the policy says so.
+    management: Vec<Protected>,
     engine: Engine,
     ledger: LedgerHandle,
     requests: mpsc::Receiver<ReloadReply>,
@@ -64,14 +70,14 @@ pub struct Housekeeping {
 impl Housekeeping {
     pub fn new(
         config: Config,
-        own: Vec<Prefix>,
+        management: Vec<Protected>,
         engine: Engine,
         ledger: LedgerHandle,
     ) -> (Housekeeping, PolicyReloader) {
         let (tx, requests) = mpsc::channel(4);
         let task = Housekeeping {
             config,
-            own,
+            management,
             engine,
             ledger,
             requests,
@@ -136,7 +142,7 @@ impl Housekeeping {
     }
 
     async fn reload(&self) -> Result<Reloaded, ReloadError> {
-        let (policy, _) = self.config.policy(&self.own)?;
+        let (policy, _) = self.config.policy(&infrastructure(&self.management))?;
         let allowlist_entries = policy.allowlist.len();
         let lifted = self.engine.set_policy(policy);
         if !lifted.is_empty() {
@@ -153,4 +159,53 @@ impl Housekeeping {
             lifted,
         })
     }
+}
+
+/// This machine's addresses, default gateways and resolvers as found now, plus `management`
+/// (the targets' device addresses). What cannot be read is logged and left out.
+pub fn infrastructure(management: &[Protected]) -> Vec<Protected> {
+    let discovered = netban_config::infrastructure::discover();
+    for problem in &discovered.problems {
+        tracing::warn!("{problem}; not protected");
+    }
+    let mut found = discovered.found;
+    found.extend_from_slice(management);
+    found
+}
+
+/// What `check-config` shows of the protection: every protected network with its reasons
+/// and opt-out, then what was found but is not protected because its kind is turned off, and
+/// the device names that could not be resolved (`unresolved`).
+pub fn describe_protection(
+    config: &Config,
+    policy: &Policy,
+    found: &[Protected],
+    unresolved: &[String],
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("protected (never banned, never covered by aggregation):\n");
+    for (prefix, reasons) in policy.protected.iter() {
+        for reason in reasons {
+            let _ = writeln!(
+                out,
+                "  {:<24} {reason} [opt out: {}]",
+                prefix.to_string(),
+                reason.opt_out()
+            );
+        }
+    }
+    let off: Vec<&Protected> = found
+        .iter()
+        .filter(|p| !config.protects(&p.reason))
+        .collect();
+    if !off.is_empty() {
+        out.push_str("not protected (turned off in [policy]):\n");
+        for p in off {
+            let _ = writeln!(out, "  {:<24} {}", p.prefix.to_string(), p.reason);
+        }
+    }
+    for problem in unresolved {
+        let _ = writeln!(out, "warning: {problem}");
+    }
+    out
 }

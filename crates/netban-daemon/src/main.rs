@@ -87,8 +87,13 @@ fn run(args: Args) -> Result<()> {
     let config = Config::load(&args.config)?;
     let built =
         targets::build(&config.targets).with_context(|| format!("in {}", args.config.display()))?;
-    let own = own_addresses();
-    let (policy, _) = config.policy(&own)?;
+    config.check_inline_secrets(targets::inline_secrets(&built))?;
+    let (management, unresolved) = targets::management_protections(&built);
+    for problem in &unresolved {
+        tracing::warn!("{problem}");
+    }
+    let found = housekeeping::infrastructure(&management);
+    let (policy, _) = config.policy(&found)?;
     if args.check_config {
         println!(
             "{}: ok ({} target{}: {}; allowlist {} entries, protected {} networks)",
@@ -103,6 +108,10 @@ fn run(args: Args) -> Result<()> {
             policy.allowlist.len(),
             policy.protected.len(),
         );
+        print!(
+            "{}",
+            housekeeping::describe_protection(&config, &policy, &found, &unresolved)
+        );
         return Ok(());
     }
     if built.is_empty() {
@@ -114,18 +123,7 @@ fn run(args: Args) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config, loaded, own, started_at))
-}
-
-/// The addresses configured on this machine, protected from bans by default.
-fn own_addresses() -> Vec<Prefix> {
-    match if_addrs::get_if_addrs() {
-        Ok(interfaces) => interfaces.iter().map(|i| Prefix::host(i.ip())).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list this machine's addresses; they are not protected");
-            Vec::new()
-        }
-    }
+    runtime.block_on(serve(config, loaded, management, started_at))
 }
 
 /// What start-up reads before any task runs: the ledger, its feed position, and the engine
@@ -192,7 +190,7 @@ fn load(
 async fn serve(
     config: Config,
     loaded: Loaded,
-    own: Vec<Prefix>,
+    management: Vec<netban_core::policy::Protected>,
     started_at: netban_core::Timestamp,
 ) -> Result<()> {
     let mut signals = StopSignals::install()?;
@@ -319,8 +317,12 @@ async fn serve(
     }
 
     // Expiry, other processes' writes, allowlist files.
-    let (housekeeping, reloader) =
-        Housekeeping::new(config.clone(), own, engine.clone(), ledger_handle.clone());
+    let (housekeeping, reloader) = Housekeeping::new(
+        config.clone(),
+        management,
+        engine.clone(),
+        ledger_handle.clone(),
+    );
     tasks.push(tokio::spawn(housekeeping.run(shutdown_rx.clone())));
 
     // The socket.

@@ -20,13 +20,18 @@
 //!   `"fleet"` (one device the fleet shares, driven by one daemon at a time through a lease
 //!   in a shared PostgreSQL ledger; the default for every network device). With a SQLite
 //!   ledger every target is driven by this daemon.
+//!
+//! Besides the drivers, each built target reports what the policy and the secret rules need:
+//! the addresses of its device (protected from bans, [`management_protections`]) and the
+//! secrets written inline in its table (refused in a netban.toml every user can read).
 
 use crate::engine::{Scope, TargetId, TargetSpec};
 use netban_core::aggregation::Aggregation;
 use netban_core::placement::Capacity;
-use netban_core::Source;
+use netban_core::policy::{Protected, Protection};
+use netban_core::{Prefix, Source};
 use netban_proto::TargetScope;
-use netban_targets::config::TargetKind;
+use netban_targets::config::{ManagementAddress, TargetKind};
 use netban_targets::{Target, TargetError};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -164,6 +169,55 @@ pub struct Built {
     pub spec: TargetSpec,
     /// Whether each host drives its own instance or one host drives it for the fleet.
     pub scope: TargetScope,
+    /// Where the driver reaches its device (never banned unless `protect_targets = false`).
+    pub management: Vec<ManagementAddress>,
+    /// The secrets written inline in this table, as `targets.NAME.KEY`.
+    pub inline_secrets: Vec<String>,
+}
+
+/// The secrets written inline in every table, as `targets.NAME.KEY`.
+pub fn inline_secrets(built: &[Built]) -> Vec<String> {
+    built
+        .iter()
+        .flat_map(|b| b.inline_secrets.iter().cloned())
+        .collect()
+}
+
+/// The targets' device addresses as protected networks, each with its target and setting;
+/// a DNS name is resolved now (every address it has). Also returns what could not be
+/// resolved, for the log and `check-config` (such a device is then not protected).
+pub fn management_protections(built: &[Built]) -> (Vec<Protected>, Vec<String>) {
+    use std::net::ToSocketAddrs;
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for b in built {
+        for m in &b.management {
+            let reason = Protection::Management {
+                target: b.spec.info.name.clone(),
+                setting: m.setting.to_string(),
+            };
+            let addrs: Vec<std::net::IpAddr> = match m.host.parse() {
+                Ok(addr) => vec![addr],
+                Err(_) => match (m.host.as_str(), 0).to_socket_addrs() {
+                    Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+                    Err(e) => {
+                        problems.push(format!(
+                            "target {}: cannot resolve {} {:?} ({e}); it is not protected",
+                            b.spec.info.name, m.setting, m.host
+                        ));
+                        Vec::new()
+                    }
+                },
+            };
+            for addr in addrs {
+                found.push(Protected {
+                    prefix: Prefix::host(addr),
+                    reason: reason.clone(),
+                });
+            }
+        }
+    }
+    (found, problems)
 }
 
 /// The scope of a target whose configuration says none: what its driver registers (a host's
@@ -222,6 +276,12 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, TargetConfigError> {
             return Err(TargetConfigError::DuplicateName(common.name));
         }
         let kind: TargetKind = driver_table.try_into().map_err(table_error)?;
+        let inline_secrets = kind
+            .inline_secrets()
+            .into_iter()
+            .map(|key| format!("targets.{}.{key}", common.name))
+            .collect();
+        let management = kind.management_addresses();
         let driver = kind
             .build(&common.name)
             .map_err(|source| TargetConfigError::Driver {
@@ -254,6 +314,8 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, TargetConfigError> {
             driver,
             spec,
             scope: target_scope,
+            management,
+            inline_secrets,
         });
     }
     for (position, common) in commons.iter().enumerate() {
@@ -339,6 +401,52 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(error.contains("host") && error.contains("fleet"), "{error}");
+    }
+
+    #[test]
+    fn management_addresses_are_protected_with_their_target_and_inline_secrets_named() {
+        let table = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
+        let built = build(&[
+            table(
+                "name = \"edge\"\ntype = \"cisco_ios\"\nhost = \"198.51.100.1\"\n\
+                 username = \"u\"\npassword = \"hs-inline-pw\"\n\
+                 host_key_fingerprint = \"SHA256:xxxxxxxx\"",
+            ),
+            table(
+                "name = \"rtbh\"\ntype = \"bgp\"\nlocal_as = 65000\n\
+                 router_id = \"198.51.100.9\"\nnext_hop_v4 = \"198.51.100.254\"\npeers = [{ address = \"2001:db8::1\", \
+                 remote_as = 65001 }]",
+            ),
+            table("name = \"local\"\ntype = \"nftables\""),
+            table(
+                "name = \"conductor\"\ntype = \"netconf\"\nhost = \"localhost\"\n\
+                 username = \"u\"\nprivate_key = \"/k\"\n\
+                 host_key_fingerprint = \"SHA256:abc\"\npreset = \"ssr\"\n\
+                 tenant = \"t\"\nneighborhood = \"n\"",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(inline_secrets(&built), ["targets.edge.password"]);
+        let (found, problems) = management_protections(&built);
+        assert!(problems.is_empty(), "{problems:?}");
+        let shown: Vec<String> = found
+            .iter()
+            .map(|p| format!("{} {}", p.prefix, p.reason))
+            .collect();
+        assert!(
+            shown.contains(&"198.51.100.1/32 the management address of target edge (host)".into()),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&"2001:db8::1/128 the management address of target rtbh (peers)".into()),
+            "{shown:?}"
+        );
+        // A DNS name is resolved: localhost is 127.0.0.1 (and ::1 where configured).
+        assert!(
+            shown
+                .contains(&"127.0.0.1/32 the management address of target conductor (host)".into()),
+            "{shown:?}"
+        );
     }
 
     #[test]

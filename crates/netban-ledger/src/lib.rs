@@ -149,12 +149,10 @@ pub enum LedgerError {
     #[cfg(feature = "postgres")]
     #[error("ledger query failed: {0}")]
     Postgres(#[from] ::postgres::Error),
-    #[error("ledger password file {path}: {error}")]
-    PasswordFile {
-        path: std::path::PathBuf,
-        #[source]
-        error: std::io::Error,
-    },
+    /// `ledger_password_file` is missing, empty, or readable by group or others (the rule of
+    /// every secret file, `netban_config::secret`).
+    #[error("ledger password: {0}")]
+    PasswordFile(#[source] netban_config::secret::SecretError),
     #[error(
         "the ledger is a PostgreSQL URL, but this netban was built without the `postgres` feature"
     )]

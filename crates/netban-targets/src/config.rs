@@ -166,6 +166,61 @@ drivers! {
     },
 }
 
+/// Where a target reaches its device: an address (or a DNS name) that must never be banned,
+/// or netban would cut itself off the device that enforces its bans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagementAddress {
+    /// The setting it comes from (`host`, `url`, `peers`).
+    pub setting: &'static str,
+    /// An IP address, or a DNS name the daemon resolves.
+    pub host: String,
+}
+
+impl TargetKind {
+    /// The device addresses this target talks to (none for a local firewall or a cloud API).
+    pub fn management_addresses(&self) -> Vec<ManagementAddress> {
+        let one = |setting, host: &str| {
+            vec![ManagementAddress {
+                setting,
+                host: host.to_string(),
+            }]
+        };
+        match self {
+            #[cfg(feature = "cisco-ios")]
+            TargetKind::CiscoIos(c) => one("host", &c.host),
+            #[cfg(feature = "netconf")]
+            TargetKind::Netconf(c) => one("host", &c.host),
+            #[cfg(feature = "exafs")]
+            TargetKind::Exafs(c) => reqwest::Url::parse(&c.url)
+                .ok()
+                .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
+                .map_or_else(Vec::new, |host| one("url", &host)),
+            #[cfg(feature = "bgp")]
+            TargetKind::Bgp(c) => c
+                .peers
+                .iter()
+                .map(|p| ManagementAddress {
+                    setting: "peers",
+                    host: p.address.to_string(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The secrets this table holds inline (by key), for the daemon's check that netban.toml
+    /// is not readable by every user.
+    pub fn inline_secrets(&self) -> Vec<&'static str> {
+        match self {
+            #[cfg(feature = "cisco-ios")]
+            TargetKind::CiscoIos(c) => c.inline_secrets(),
+            #[cfg(feature = "netconf")]
+            TargetKind::Netconf(c) => c.inline_secrets(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +252,50 @@ mod tests {
         assert_eq!(config.docs(), "docs/targets/nftables.md");
         let driver = config.build("edge").unwrap();
         assert_eq!(driver.info().kind, config.kind());
+    }
+
+    #[test]
+    fn management_addresses_and_inline_secrets_per_driver() {
+        let kind = |json: serde_json::Value| serde_json::from_value::<TargetKind>(json).unwrap();
+        let exafs = kind(serde_json::json!({
+            "type": "exafs", "url": "https://[2001:db8::7]:8443/", "api_key_env": "K",
+            "community": 1,
+        }));
+        assert_eq!(
+            exafs.management_addresses(),
+            [ManagementAddress {
+                setting: "url",
+                host: "2001:db8::7".into()
+            }]
+        );
+        let bgp = kind(serde_json::json!({
+            "type": "bgp", "local_as": 65000, "router_id": "198.51.100.9",
+            "peers": [
+                { "address": "198.51.100.1", "remote_as": 65001 },
+                { "address": "2001:db8::1", "remote_as": 65001 },
+            ],
+        }));
+        let hosts: Vec<String> = bgp
+            .management_addresses()
+            .into_iter()
+            .map(|m| m.host)
+            .collect();
+        assert_eq!(hosts, ["198.51.100.1", "2001:db8::1"]);
+        let ios = kind(serde_json::json!({
+            "type": "cisco_ios", "host": "edge.example.net", "username": "u",
+            "password": "hs-inline", "host_key_fingerprint": "SHA256:xxxxxxxx",
+        }));
+        assert_eq!(
+            ios.management_addresses(),
+            [ManagementAddress {
+                setting: "host",
+                host: "edge.example.net".into()
+            }]
+        );
+        assert_eq!(ios.inline_secrets(), ["password"]);
+        assert!(!format!("{ios:?}").contains("hs-inline"));
+        let nft = kind(serde_json::json!({ "type": "nftables", "table": "t" }));
+        assert!(nft.management_addresses().is_empty() && nft.inline_secrets().is_empty());
     }
 
     #[test]

@@ -87,6 +87,9 @@ impl Daemon {
             dir.join("spool.db").display(),
         );
         std::fs::write(&config, text)?;
+        // Readable by its owner only: a test's body may hold a secret inline, which the daemon
+        // refuses in a file every user can read.
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let mut daemon = Daemon {
             bins: bins.clone(),
             dir: dir.into(),

@@ -10,3 +10,5 @@ mod aws;
 mod cisco_ios;
 mod exafs;
 mod netconf;
+mod protection;
+mod secrets;

@@ -191,11 +191,9 @@ pub(crate) fn connection_config(
         error,
     })?;
     if let Some(path) = password_file {
-        let text = std::fs::read_to_string(path).map_err(|error| LedgerError::PasswordFile {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        config.password(text.lines().next().unwrap_or(""));
+        let password = netban_config::secret::read_file("ledger_password_file", path)
+            .map_err(LedgerError::PasswordFile)?;
+        config.password(password.expose());
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);

@@ -272,6 +272,21 @@ fn connects_with_key_value_strings_a_password_file_and_several_hosts() {
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    // A password file group or others may read is refused (naming the file and its mode),
+    // as every secret file is.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |m| std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(m));
+    mode(0o644).unwrap();
+    let err = PostgresLedger::connect(&db.conninfo(), Some(&password_file)).unwrap_err();
+    assert!(
+        matches!(err, LedgerError::PasswordFile(_))
+            && err.to_string().contains("0644")
+            && err
+                .to_string()
+                .contains(&password_file.display().to_string()),
+        "{err}"
+    );
+    mode(0o600).unwrap();
 
     // key=value, password from the file (first line, newline dropped).
     let mut l = PostgresLedger::connect(&db.conninfo(), Some(&password_file)).unwrap();
@@ -305,7 +320,7 @@ fn connects_with_key_value_strings_a_password_file_and_several_hosts() {
     assert!(matches!(err, LedgerError::Connect { .. }), "{err:?}");
     assert!(err.to_string().contains(&db.name), "{err}");
     let err = PostgresLedger::connect(&db.conninfo(), Some(&dir.path().join("missing")));
-    assert!(matches!(err, Err(LedgerError::PasswordFile { .. })));
+    assert!(matches!(err, Err(LedgerError::PasswordFile(_))));
 }
 
 #[test]

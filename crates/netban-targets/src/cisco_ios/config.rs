@@ -1,6 +1,7 @@
 //! The `[[targets]]` section of a Cisco IOS target, and its checks.
 
 use crate::TargetError;
+use netban_config::secret::{self, Secret};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -13,8 +14,8 @@ use std::path::PathBuf;
 /// host = "198.51.100.1"          # address or name of the router's SSH server
 /// port = 22
 /// username = "netban"
-/// password = "…"                 # and/or private_key = "/etc/netban/id_ed25519"
-/// enable_secret = "…"            # only if the user logs in at the `>` prompt
+/// password_file = "/etc/netban/router.pw"   # and/or private_key = "/etc/netban/id_ed25519"
+/// enable_secret_file = "/etc/netban/router.enable"   # only if the user logs in at `>`
 /// host_key_fingerprint = "SHA256:…"   # or known_hosts = "/etc/netban/known_hosts"
 /// mode = "acl"                   # or "object-group"
 /// acl = "NETBAN"                 # named extended ACL netban owns (acl mode)
@@ -24,6 +25,12 @@ use std::path::PathBuf;
 /// permit_tail = true             # keep a final `permit ip any any` (acl mode, action deny)
 /// save_interval_secs = 300       # `write memory` at most this often after changes (0 = never)
 /// ```
+///
+/// Each secret (`password`, `enable_secret`, `private_key_passphrase`) is given one of three
+/// ways: `KEY_file` (its first line; refused unless only its owner may read it), `KEY_env`
+/// (an environment variable of the daemon), or `KEY` inline (then the daemon refuses a
+/// netban.toml every user can read). Files and variables are read when the target is built
+/// (start, `check-config`); a changed secret takes a restart.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CiscoIosConfig {
@@ -32,18 +39,31 @@ pub struct CiscoIosConfig {
     #[serde(default = "default_port")]
     pub port: u16,
     pub username: String,
-    /// Password for SSH password (or keyboard-interactive) authentication.
+    /// Password for SSH password (or keyboard-interactive) authentication. After
+    /// [`CiscoIosConfig::validated`], the password from whichever setting gave it.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
     /// An OpenSSH private key file for public-key authentication (tried before the password).
     #[serde(default)]
     pub private_key: Option<PathBuf>,
     /// Passphrase of `private_key`, if it is encrypted.
     #[serde(default)]
-    pub private_key_passphrase: Option<String>,
+    pub private_key_passphrase: Option<Secret>,
+    #[serde(default)]
+    pub private_key_passphrase_file: Option<PathBuf>,
+    #[serde(default)]
+    pub private_key_passphrase_env: Option<String>,
     /// The enable secret, needed when the user lands at the `>` (user EXEC) prompt.
     #[serde(default)]
-    pub enable_secret: Option<String>,
+    pub enable_secret: Option<Secret>,
+    #[serde(default)]
+    pub enable_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub enable_secret_env: Option<String>,
     /// The router's host key as `SHA256:<base64>` (what `ssh-keygen -lf` prints).
     #[serde(default)]
     pub host_key_fingerprint: Option<String>,
@@ -142,9 +162,15 @@ impl CiscoIosConfig {
             port,
             username: username.to_string(),
             password: None,
+            password_file: None,
+            password_env: None,
             private_key: None,
             private_key_passphrase: None,
+            private_key_passphrase_file: None,
+            private_key_passphrase_env: None,
             enable_secret: None,
+            enable_secret_file: None,
+            enable_secret_env: None,
             host_key_fingerprint: None,
             known_hosts: None,
             mode: Mode::Acl,
@@ -170,8 +196,61 @@ impl CiscoIosConfig {
         self.mode == Mode::Acl && !self.acl6.is_empty()
     }
 
-    /// Checks every value that ends up on the router's command line or decides trust.
-    pub fn validated(self) -> Result<Self, TargetError> {
+    /// The secrets written inline in netban.toml (by key), for the daemon's check that the
+    /// file is not readable by every user.
+    pub fn inline_secrets(&self) -> Vec<&'static str> {
+        [
+            ("password", self.password.is_some()),
+            ("enable_secret", self.enable_secret.is_some()),
+            (
+                "private_key_passphrase",
+                self.private_key_passphrase.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+
+    /// Reads each secret from its file or variable into its inline field (the `_file` and
+    /// `_env` settings are then cleared, so validating twice reads nothing twice).
+    fn resolve_secrets(&mut self) -> Result<(), secret::SecretError> {
+        for (what, inline, file, env) in [
+            (
+                "password",
+                &mut self.password,
+                &mut self.password_file,
+                &mut self.password_env,
+            ),
+            (
+                "enable_secret",
+                &mut self.enable_secret,
+                &mut self.enable_secret_file,
+                &mut self.enable_secret_env,
+            ),
+            (
+                "private_key_passphrase",
+                &mut self.private_key_passphrase,
+                &mut self.private_key_passphrase_file,
+                &mut self.private_key_passphrase_env,
+            ),
+        ] {
+            *inline = secret::resolve(
+                &format!("cisco_ios {what}"),
+                inline.as_ref(),
+                file.as_deref(),
+                env.as_deref(),
+            )?;
+            *file = None;
+            *env = None;
+        }
+        Ok(())
+    }
+
+    /// Reads the secrets (see [`CiscoIosConfig::resolve_secrets`]) and checks every value that
+    /// ends up on the router's command line or decides trust.
+    pub fn validated(mut self) -> Result<Self, TargetError> {
+        self.resolve_secrets().map_err(TargetError::config)?;
         let bad = |msg: String| Err(TargetError::config(msg));
         if self.host.is_empty() || !self.host.bytes().all(|b| b.is_ascii_graphic()) {
             return bad(format!(
@@ -183,10 +262,13 @@ impl CiscoIosConfig {
             return bad("cisco_ios username is empty or has spaces/control characters".into());
         }
         if self.password.is_none() && self.private_key.is_none() {
-            return bad("cisco_ios: give `password` or `private_key` to log in".into());
+            return bad(
+                "cisco_ios: give `password_file` (or `password_env`) or `private_key` to log in"
+                    .into(),
+            );
         }
         if let Some(secret) = &self.enable_secret {
-            if secret.contains(['\r', '\n']) {
+            if secret.expose().contains(['\r', '\n']) {
                 return bad("cisco_ios enable_secret contains a line break".into());
             }
         }
@@ -353,5 +435,71 @@ mod tests {
             c.known_hosts = Some("/etc/netban/known_hosts".into())
         });
         assert!(known.is_ok());
+    }
+
+    #[test]
+    fn secrets_come_from_private_files_or_the_environment_and_never_print() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        let password = write("pw", "hs-router-pw\n", 0o600);
+        let enable = write("enable", "hs-enable\n", 0o400);
+        std::env::set_var("HS_CISCO_PASSPHRASE", "hs-passphrase");
+        let c = CiscoIosConfig {
+            password: None,
+            password_file: Some(password.clone()),
+            enable_secret_file: Some(enable),
+            private_key_passphrase_env: Some("HS_CISCO_PASSPHRASE".into()),
+            ..base()
+        };
+        assert!(c.inline_secrets().is_empty());
+        let c = c.validated().unwrap();
+        assert_eq!(c.password.as_ref().unwrap().expose(), "hs-router-pw");
+        assert_eq!(c.enable_secret.as_ref().unwrap().expose(), "hs-enable");
+        assert_eq!(
+            c.private_key_passphrase.as_ref().unwrap().expose(),
+            "hs-passphrase"
+        );
+        let shown = format!("{c:?}");
+        for s in ["hs-router-pw", "hs-enable", "hs-passphrase"] {
+            assert!(!shown.contains(s), "{shown}");
+        }
+        // Validating again reads nothing again and keeps the secrets.
+        assert!(c.validated().is_ok());
+
+        let readable = write("pw-readable", "hs-router-pw\n", 0o640);
+        let err = CiscoIosConfig {
+            password: None,
+            password_file: Some(readable.clone()),
+            ..base()
+        }
+        .validated()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&readable.display().to_string())
+                && err.contains("0640")
+                && err.contains("cisco_ios password")
+                && !err.contains("hs-router-pw"),
+            "{err}"
+        );
+        let err = CiscoIosConfig {
+            password_file: Some(password),
+            ..base()
+        }
+        .validated()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("only one"), "{err}");
+        let inline = CiscoIosConfig {
+            enable_secret: Some("x".into()),
+            ..base()
+        };
+        assert_eq!(inline.inline_secrets(), ["password", "enable_secret"]);
     }
 }

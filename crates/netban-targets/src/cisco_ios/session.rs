@@ -176,7 +176,7 @@ impl Session {
                     self.hostname
                 )));
             };
-            self.write(&format!("{secret}\n")).await?;
+            self.write(&format!("{}\n", secret.expose())).await?;
             self.read_until("sending the enable secret", move |t| {
                 t.trim_end().ends_with("Password:") || is_prompt2(t)
             })
@@ -336,10 +336,10 @@ async fn authenticate(
     let user = config.username.as_str();
     let mut tried = Vec::new();
     if let Some(path) = &config.private_key {
-        let key = russh::keys::load_secret_key(path, config.private_key_passphrase.as_deref())
-            .map_err(|e| {
-                SessionError::Auth(format!("cannot load private_key {}: {e}", path.display()))
-            })?;
+        let passphrase = config.private_key_passphrase.as_ref().map(|s| s.expose());
+        let key = russh::keys::load_secret_key(path, passphrase).map_err(|e| {
+            SessionError::Auth(format!("cannot load private_key {}: {e}", path.display()))
+        })?;
         let hash = handle.best_supported_rsa_hash().await?.flatten();
         let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
         if handle.authenticate_publickey(user, key).await?.success() {
@@ -348,7 +348,10 @@ async fn authenticate(
         tried.push("public key");
     }
     if let Some(password) = &config.password {
-        match handle.authenticate_password(user, password).await? {
+        match handle
+            .authenticate_password(user, password.expose())
+            .await?
+        {
             AuthResult::Success => return Ok(()),
             AuthResult::Failure { .. } => tried.push("password"),
         }
@@ -360,7 +363,10 @@ async fn authenticate(
                 KeyboardInteractiveAuthResponse::Success => return Ok(()),
                 KeyboardInteractiveAuthResponse::Failure { .. } => break,
                 KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
-                    let answers = prompts.iter().map(|_| password.clone()).collect();
+                    let answers = prompts
+                        .iter()
+                        .map(|_| password.expose().to_string())
+                        .collect();
                     reply = handle
                         .authenticate_keyboard_interactive_respond(answers)
                         .await?;

@@ -49,8 +49,9 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the ExaFS API key file {path} may be read by others (mode {mode:03o}); run `chmod 600 {path}`")]
-    OthersMayRead { path: String, mode: u32 },
+    /// Group or others may read the key file (the rule every secret file follows).
+    #[error(transparent)]
+    OthersMayRead(netban_config::secret::SecretError),
     #[error(
         "environment variable {name} (api_key_env) is not set for the netban daemon; set it \
          to the ExaFS API key"
@@ -86,7 +87,8 @@ impl ApiKeySource {
                     path: shown.clone(),
                     source,
                 })?;
-                check_mode(&meta, &shown)?;
+                netban_config::secret::check_private("ExaFS API key", path, &meta)
+                    .map_err(KeyError::OthersMayRead)?;
                 let text =
                     std::fs::read_to_string(path).map_err(|source| KeyError::Unreadable {
                         path: shown.clone(),
@@ -111,24 +113,6 @@ impl ApiKeySource {
         }
         Ok(ApiKey(key.to_string()))
     }
-}
-
-#[cfg(unix)]
-fn check_mode(meta: &std::fs::Metadata, shown: &str) -> Result<(), KeyError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::OthersMayRead {
-            path: shown.to_string(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_mode(_: &std::fs::Metadata, _: &str) -> Result<(), KeyError> {
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use super::session::{Endpoint, HostKeyPolicy};
 use crate::TargetError;
+use netban_config::secret::{self, Secret};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use std::time::Duration;
 /// port = 830
 /// username = "netban"
 /// private_key = "/etc/netban/netconf_ed25519"
+/// # private_key_passphrase_file = "/etc/netban/netconf.pass"   # if the key is encrypted
 /// host_key_fingerprint = "SHA256:…"      # or known_hosts = "/etc/netban/known_hosts"
 /// preset = "ssr"                         # or "generic" with a [targets.generic] table
 /// tenant = "blacklist-fail2ban"
@@ -23,6 +25,11 @@ use std::time::Duration;
 /// # timeout_secs = 30, keepalive_secs = 30, lock_wait_secs = 10,
 /// # confirmed_commit_secs = 60, max_batch = 5000
 /// ```
+///
+/// The key's passphrase is given as `private_key_passphrase_file` (its first line; refused
+/// unless only its owner may read it), `private_key_passphrase_env` (a variable of the
+/// daemon), or inline `private_key_passphrase` (then netban.toml must not be readable by
+/// every user); read when the target is built.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetconfConfig {
@@ -33,7 +40,11 @@ pub struct NetconfConfig {
     /// An OpenSSH private key file (key authentication only).
     pub private_key: PathBuf,
     #[serde(default)]
-    pub private_key_passphrase: Option<String>,
+    pub private_key_passphrase: Option<Secret>,
+    #[serde(default)]
+    pub private_key_passphrase_file: Option<PathBuf>,
+    #[serde(default)]
+    pub private_key_passphrase_env: Option<String>,
     /// The server's host key as `ssh-keygen -lf` prints it (`SHA256:…`).
     #[serde(default)]
     pub host_key_fingerprint: Option<String>,
@@ -114,6 +125,16 @@ fn default_max_batch() -> usize {
 }
 
 impl NetconfConfig {
+    /// The secrets written inline in netban.toml (by key), for the daemon's check that the
+    /// file is not readable by every user.
+    pub fn inline_secrets(&self) -> Vec<&'static str> {
+        if self.private_key_passphrase.is_some() {
+            vec!["private_key_passphrase"]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Checks the connection settings and builds the SSH endpoint from them (the data area
     /// is built from the preset by `Area::from_config`).
     pub(super) fn endpoint(&self) -> Result<Endpoint, TargetError> {
@@ -157,12 +178,19 @@ impl NetconfConfig {
                 )
             }
         };
+        let private_key_passphrase = secret::resolve(
+            "netconf private_key_passphrase",
+            self.private_key_passphrase.as_ref(),
+            self.private_key_passphrase_file.as_deref(),
+            self.private_key_passphrase_env.as_deref(),
+        )
+        .map_err(TargetError::config)?;
         let endpoint = Endpoint {
             host: self.host.clone(),
             port: self.port,
             username: self.username.clone(),
             private_key: self.private_key.clone(),
-            private_key_passphrase: self.private_key_passphrase.clone(),
+            private_key_passphrase,
             host_key,
             timeout: Duration::from_secs(self.timeout_secs),
             keepalive: Duration::from_secs(self.keepalive_secs.max(1)),
@@ -219,5 +247,32 @@ mod tests {
             Err(TargetError::Config(m)) => assert!(m.to_string().contains("never trusts"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_passphrase_comes_from_a_private_file_and_never_prints() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pass");
+        std::fs::write(&file, "hs-netconf-pass\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut c = parse(SSR).unwrap();
+        c.private_key_passphrase_file = Some(file.clone());
+        assert!(c.inline_secrets().is_empty());
+        let endpoint = c.endpoint().unwrap();
+        assert_eq!(
+            endpoint.private_key_passphrase.as_ref().unwrap().expose(),
+            "hs-netconf-pass"
+        );
+        assert!(!format!("{endpoint:?} {c:?}").contains("hs-netconf-pass"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = c.endpoint().unwrap_err().to_string();
+        assert!(
+            err.contains("0644") && err.contains(&file.display().to_string()),
+            "{err}"
+        );
+        c.private_key_passphrase = Some("inline".into());
+        assert!(c.endpoint().unwrap_err().to_string().contains("only one"));
+        assert_eq!(c.inline_secrets(), ["private_key_passphrase"]);
     }
 }

@@ -25,7 +25,7 @@ pub struct Endpoint {
     pub port: u16,
     pub username: String,
     pub private_key: PathBuf,
-    pub private_key_passphrase: Option<String>,
+    pub private_key_passphrase: Option<netban_config::secret::Secret>,
     pub host_key: HostKeyPolicy,
     pub timeout: Duration,
     pub keepalive: Duration,
@@ -441,10 +441,10 @@ async fn authenticate(
     endpoint: &Endpoint,
 ) -> Result<(), SessionError> {
     let path = &endpoint.private_key;
-    let key = russh::keys::load_secret_key(path, endpoint.private_key_passphrase.as_deref())
-        .map_err(|e| {
-            SessionError::Auth(format!("cannot load private_key {}: {e}", path.display()))
-        })?;
+    let passphrase = endpoint.private_key_passphrase.as_ref().map(|s| s.expose());
+    let key = russh::keys::load_secret_key(path, passphrase).map_err(|e| {
+        SessionError::Auth(format!("cannot load private_key {}: {e}", path.display()))
+    })?;
     let hash = handle.best_supported_rsa_hash().await?.flatten();
     let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
     if handle
