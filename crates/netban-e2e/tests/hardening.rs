@@ -470,12 +470,12 @@ fn unreadable_ledger_rows_are_quarantined_and_stop_neither_the_feed_nor_expiry()
          INSERT INTO bans (prefix, source, created, expires) VALUES ('198.51.100.0/16', 'sshd', 0, 1);",
     );
     daemon.client_ok(&["ban", "--source", "sshd", "--", "203.0.113.92"]);
-    let both = wait_until(Duration::from_secs(20), Duration::from_millis(20), || {
+    let both = wait_until(Duration::from_secs(60), Duration::from_millis(20), || {
         let e = nft_elements(&edge.router);
         e.contains("203.0.113.91") && e.contains("203.0.113.92")
     });
-    assert!(both, "bans after the bad rows are enforced");
-    let reported = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+    assert!(both, "bans after the bad rows are enforced\n{}", daemon.log());
+    let reported = wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
         daemon.status()["ledger_health"]["quarantined"].as_u64() == Some(2)
     });
     assert!(reported, "{}\n{}", daemon.status(), daemon.log());
