@@ -14,7 +14,7 @@ fn daemon_config(peer: &Peer, key_file: &std::path::Path, resync_secs: u64) -> S
          escalation = {{ enabled = false, factor = 2.0, max_secs = 604800, window_secs = 2592000 }}\n\n\
          [reconciler]\nresync_secs = {resync_secs}\nretry_min_secs = 1\nretry_max_secs = 2\n\n\
          [[targets]]\nname = \"rtbh\"\ntype = \"exafs\"\nurl = \"{}\"\napi_key_file = \"{}\"\n\
-         community = {COMMUNITY}\n",
+         community = {COMMUNITY}\nallow_insecure_http = true\n",
         peer.url(),
         key_file.display()
     )
