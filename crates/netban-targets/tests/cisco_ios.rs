@@ -623,7 +623,10 @@ async fn endless_output_is_cut_off_at_the_bound() {
     };
     match result {
         Err(TargetError::Device(m)) => {
-            assert!(m.to_string().contains("sent more than 67108864 bytes"), "{m}")
+            assert!(
+                m.to_string().contains("sent more than 67108864 bytes"),
+                "{m}"
+            )
         }
         other => panic!("endless output: {other:?}\n{}", r.log()),
     }
