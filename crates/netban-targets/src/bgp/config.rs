@@ -427,4 +427,67 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn hold_time_zero_and_bad_ttl_hops_are_refused() {
+        let ok = || BgpConfig {
+            next_hop_v6: Some("2001:db8:ff::2".parse().unwrap()),
+            ..BgpConfig::new(
+                65001,
+                Ipv4Addr::new(198, 18, 0, 2),
+                vec![peer("198.18.0.1")],
+            )
+        };
+        for hold in [0, 1, 2] {
+            let c = BgpConfig {
+                hold_time_secs: hold,
+                ..ok()
+            };
+            assert!(c.validate().is_err(), "hold time {hold}");
+        }
+        for (hops, good) in [(0, false), (1, true), (254, true), (255, false)] {
+            let mut c = ok();
+            c.peers[0].ttl_security_hops = Some(hops);
+            assert_eq!(c.validate().is_ok(), good, "ttl_security_hops {hops}");
+        }
+    }
+
+    #[test]
+    fn the_md5_password_file_is_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, content: &[u8], mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        assert_eq!(
+            read_md5_password(&write("ok", b"s3cret word\r\n", 0o600)).unwrap(),
+            b"s3cret word"
+        );
+        assert!(matches!(
+            read_md5_password(&write("open", b"s3cret\n", 0o640)),
+            Err(PasswordFileError::OthersMayRead { mode: 0o640, .. })
+        ));
+        for (name, content) in [
+            ("empty", &b"\n"[..]),
+            ("long", &[b'x'; 81][..]),
+            ("two-lines", b"a\nb\n"),
+        ] {
+            assert!(
+                matches!(
+                    read_md5_password(&write(name, content, 0o600)),
+                    Err(PasswordFileError::BadLength { .. })
+                ),
+                "{name}"
+            );
+        }
+        assert!(read_md5_password(&write("max", &[b'x'; 80], 0o400)).is_ok());
+        let missing = read_md5_password(&dir.path().join("missing")).unwrap_err();
+        assert!(
+            missing.to_string().contains("md5_password_file"),
+            "{missing}"
+        );
+    }
 }

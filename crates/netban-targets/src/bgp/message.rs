@@ -955,6 +955,24 @@ mod tests {
     }
 
     #[test]
+    fn confederation_segments_round_trip() {
+        let update = Message::Update(Update {
+            attributes: vec![
+                Attribute::Origin(Origin::Igp),
+                Attribute::AsPath(vec![
+                    AsSegment::ConfedSequence(vec![65000, 65002]),
+                    AsSegment::ConfedSet(vec![65003]),
+                    AsSegment::Sequence(vec![64999]),
+                ]),
+                Attribute::NextHop(Ipv4Addr::new(198, 18, 0, 1)),
+            ],
+            nlri: vec!["10.99.0.0/24".parse().unwrap()],
+            ..Update::default()
+        });
+        assert_eq!(decode(&update.encode()).unwrap(), update);
+    }
+
+    #[test]
     fn notification_explains_itself() {
         let n = Notification {
             code: 2,

@@ -588,4 +588,61 @@ mod tests {
         };
         assert!(matches!(odd.into_target(), TargetError::Device(_)));
     }
+
+    /// A server written for this test (no real ExaFS sends such answers) that answers every
+    /// connection with `head` and then `body_len` bytes of JSON-ish filler.
+    fn oversized_server(head: String, body_len: usize) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let mut request = [0u8; 4096];
+                let _ = s.read(&mut request);
+                let _ = s.write_all(head.as_bytes());
+                let block = vec![b' '; 64 * 1024];
+                let mut left = body_len;
+                while left > 0 {
+                    let n = left.min(block.len());
+                    if s.write_all(&block[..n]).is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_up_to_the_bound() {
+        let transport = Transport {
+            timeout: Duration::from_secs(30),
+            max_in_flight: 1,
+            allow_insecure_http: true,
+            ca_file: None,
+        };
+        // Content-Length says too much: refused before reading the body.
+        let declared = oversized_server(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                MAX_BODY + 1
+            ),
+            0,
+        );
+        // No length, more than the bound: reading stops there.
+        let streamed = oversized_server(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".into(),
+            MAX_BODY + 1024 * 1024,
+        );
+        for url in [declared, streamed] {
+            let client = Client::new(&url, ApiKeySource::Env("UNUSED".into()), &transport).unwrap();
+            let request = client.http.get(&url);
+            match client.exchange(request, &url).await {
+                Err(ClientError::TooLong { max, .. }) => assert_eq!(max, MAX_BODY),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
 }
