@@ -9,7 +9,9 @@
 //! (1 s, doubling up to `connect_retry_max_secs`) and connects again; a new session starts
 //! from nothing on both sides, so everything is announced again.
 //!
-//! Routes the peer sends are read (to keep the hold timer) and ignored. What the task is doing
+//! Routes the peer sends are read (to keep the hold timer) and ignored without being decoded
+//! (see [`Incoming`]). Every write is bounded by the hold time, so a peer that stops reading
+//! ends the session instead of wedging it. A hold time of 0 is refused. What the task is doing
 //! is published in a [`PeerStatus`] that the driver reads for `observe` and `apply`.
 
 use super::message::{
