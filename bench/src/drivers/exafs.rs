@@ -18,7 +18,11 @@ fn target(peer: &Peer) -> Exafs {
     let key = peer.key_file("key-netban", KEY, 0o600);
     Exafs::new(
         "rtbh",
-        ExafsConfig::new(&peer.url(), KeySetting::File(key), COMMUNITY),
+        ExafsConfig {
+            // The lab's ExaFS serves plain http on loopback.
+            allow_insecure_http: true,
+            ..ExafsConfig::new(&peer.url(), KeySetting::File(key), COMMUNITY)
+        },
     )
     .expect("driver")
 }

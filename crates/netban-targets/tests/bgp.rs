@@ -9,22 +9,28 @@
 //! dropped, so the attacker's TCP connections fail, while the client's still work.
 //!
 //! The garbage/NOTIFICATION test talks to a tiny fake peer that is this file's own code
-//! (tests/bgp/fake_peer.rs), not a router. Tests use the multi-threaded runtime so that the
+//! (tests/bgp/fake_peer.rs), not a router; the zero-window test talks to a raw TCP socket that
+//! stops reading (tests/bgp/unread_peer.rs), which is what such a peer is. The protocol-edge
+//! tests (confederation AS_PATH, hold time 0, TCP MD5, GTSM) use BIRD and FRR configured so. Tests use the multi-threaded runtime so that the
 //! blocking probes in the test body never stall the session tasks.
 
 #![cfg(feature = "bgp")]
 
 #[path = "bgp/fake_peer.rs"]
 mod fake_peer;
+#[path = "bgp/unread_peer.rs"]
+mod unread_peer;
 
 use netban_core::plan::Plan;
 use netban_targets::bgp::{Bgp, BgpConfig};
 use netban_targets::{ItemOutcome, Target, TargetError};
 use netban_testlab::peers::bgp_routers::{
-    blackholes, rtbh, speaker_settings, Kind, Router, Rtbh, PORT, ROUTER_AS, ROUTER_LINK_V4,
+    blackholes, rtbh, speaker_settings, Kind, Router, RouterOptions, Rtbh, PORT, ROUTER_AS,
+    ROUTER_LINK_V4,
 };
 use netban_testlab::plans::{adds, prefix as p, removes};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a blocked connection attempt is given (an allowed one completes in milliseconds).
@@ -94,12 +100,14 @@ async fn established(t: &mut Bgp, router: &Router) {
     let ok = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
         t.all_established() && router.established()
     });
-    assert!(
-        ok,
-        "{:?} session not established{}",
-        router.kind,
-        router.logs()
-    );
+    if !ok {
+        let netban_says = t.observe().await.err();
+        panic!(
+            "{:?} session not established (netban: {netban_says:?}){}",
+            router.kind,
+            router.logs()
+        );
+    }
 }
 
 /// Ban → blackhole route → the attacker's TCP fails and the client's works; unban → works.
@@ -375,4 +383,271 @@ async fn garbage_and_notifications_are_survived() {
     want.sort();
     assert_eq!(observed(&mut t).await, want);
     t.shutdown().await;
+}
+
+/// The router (a confederation member, netban a member peer) announces a route to netban whose
+/// AS_PATH starts with an AS_CONFED_SEQUENCE. netban does not decode received UPDATEs, so the
+/// session (and with it every blackhole) stays: with a 3 s hold time netban must read past
+/// that UPDATE to the KEEPALIVEs behind it, and the session is watched for longer than that;
+/// the router counts one session, never dropped. (netban itself cannot be a confederation
+/// member: both routers refuse its routes there, whose AS_PATH has no AS_CONFED_SEQUENCE; see
+/// docs/targets/bgp.md.)
+async fn confederation_as_path_keeps_the_session(kind: Kind, tag: &str) {
+    let lab = rtbh(tag);
+    let options = RouterOptions {
+        confederation: true,
+        ..RouterOptions::default()
+    };
+    let router = Router::start_with(kind, &lab.edge.router, lab.dir.path(), options);
+    let config = BgpConfig {
+        hold_time_secs: 3,
+        ..config_in(&lab.speaker, ROUTER_LINK_V4, ROUTER_AS)
+    };
+    let mut t = Bgp::new("rtbh", config).unwrap();
+    established(&mut t, &router).await;
+    let sent = wait_until(ROUTE_WAIT, Duration::from_millis(50), || {
+        router.advertised_confed_route()
+    });
+    assert!(sent, "{kind:?} did not announce its route{}", router.logs());
+    let dropped = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        !(t.all_established() && router.established())
+    });
+    assert!(!dropped, "{kind:?}: the session went down{}", router.logs());
+    assert_eq!(
+        router.session_counts(),
+        (1, 0),
+        "{kind:?}: the session was reset{}",
+        router.logs()
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bird_confederation_as_path_keeps_the_session() {
+    require_netns!();
+    confederation_as_path_keeps_the_session(Kind::Bird, "hp-bird-confed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frr_confederation_as_path_keeps_the_session() {
+    require_netns!();
+    confederation_as_path_keeps_the_session(Kind::Frr, "hp-frr-confed").await;
+}
+
+/// A router proposing hold time 0 (no keepalives, no hold timer) is refused with OPEN error
+/// "unacceptable hold time": netban could not notice it dying. A configuration error.
+async fn hold_time_zero_is_refused(kind: Kind, tag: &str) {
+    let lab = rtbh(tag);
+    let options = RouterOptions {
+        hold_time: Some(0),
+        ..RouterOptions::default()
+    };
+    let router = Router::start_with(kind, &lab.edge.router, lab.dir.path(), options);
+    let mut t = target(&lab);
+    t.prepare().await.unwrap();
+    let m = eventually_config_error(&mut t, &router);
+    assert!(m.contains("hold time 0 s"), "{kind:?}: {m}");
+    assert!(!router.established());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bird_hold_time_zero_is_refused() {
+    require_netns!();
+    hold_time_zero_is_refused(Kind::Bird, "hp-bird-hold0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frr_hold_time_zero_is_refused() {
+    require_netns!();
+    hold_time_zero_is_refused(Kind::Frr, "hp-frr-hold0").await;
+}
+
+/// FRR takes one word as password.
+const MD5_PASSWORD: &str = "hp-s3cret-md5";
+
+/// A password file of mode 0600 in `dir`.
+fn password_file(dir: &Path, name: &str, password: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn protected(lab: &Rtbh, md5: Option<&Path>, ttl_hops: Option<u8>) -> Bgp {
+    let mut c = config_in(&lab.speaker, ROUTER_LINK_V4, ROUTER_AS);
+    c.peers[0].md5_password_file = md5.map(Path::to_path_buf);
+    c.peers[0].ttl_security_hops = ttl_hops;
+    Bgp::new("rtbh", c).unwrap()
+}
+
+/// How long a session that should not come up is given (one that should is up in about a
+/// second; the driver retries every 1-2 s).
+const NEVER_UP: Duration = Duration::from_secs(6);
+
+/// Waits [`NEVER_UP`] and asserts the session did not come up on either side.
+async fn never_up(t: &mut Bgp, router: &Router, what: &str) {
+    t.prepare().await.unwrap();
+    let up = wait_until(NEVER_UP, Duration::from_millis(50), || {
+        t.all_established() || router.established()
+    });
+    assert!(!up, "{:?}: the session came up with {what}", router.kind);
+    t.shutdown().await;
+}
+
+/// TCP MD5 (RFC 2385) against a router that requires it: with the right password the session
+/// comes up and bans go through; with a wrong password or none, the router's kernel drops
+/// netban's segments and the session never comes up.
+async fn md5_password(kind: Kind, tag: &str) {
+    let lab = rtbh(tag);
+    let right = password_file(lab.dir.path(), "right.md5", MD5_PASSWORD);
+    let wrong = password_file(lab.dir.path(), "wrong.md5", "not-the-password");
+    let options = RouterOptions {
+        md5_password: Some(MD5_PASSWORD.into()),
+        ..RouterOptions::default()
+    };
+    let router = Router::start_with(kind, &lab.edge.router, lab.dir.path(), options);
+
+    let mut t = protected(&lab, Some(&right), None);
+    established(&mut t, &router).await;
+    apply_ok(&mut t, &adds(&[Edge::ATTACKER_V4])).await;
+    wait_for_blackholes(&router, &lab.edge.router, &[Edge::ATTACKER_V4]);
+    t.shutdown().await;
+    let down = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        !router.established()
+    });
+    assert!(down, "{kind:?} still established after shutdown");
+
+    never_up(
+        &mut protected(&lab, Some(&wrong), None),
+        &router,
+        "a wrong password",
+    )
+    .await;
+    never_up(&mut protected(&lab, None, None), &router, "no password").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bird_md5_password() {
+    require_netns!();
+    md5_password(Kind::Bird, "hp-bird-md5").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frr_md5_password() {
+    require_netns!();
+    md5_password(Kind::Frr, "hp-frr-md5").await;
+}
+
+/// GTSM (RFC 5082) against a router that requires it: netban with `ttl_security_hops = 1`
+/// comes up and bans go through; without it netban's packets arrive with TTL 64 and the
+/// router's kernel drops them. Against a router without GTSM, netban with it drops the
+/// router's TTL-64 answers itself: never up.
+async fn gtsm(kind: Kind, tag: &str) {
+    let lab = rtbh(tag);
+    let options = RouterOptions {
+        ttl_security: true,
+        ..RouterOptions::default()
+    };
+    let mut router = Router::start_with(kind, &lab.edge.router, lab.dir.path(), options);
+    let mut t = protected(&lab, None, Some(1));
+    established(&mut t, &router).await;
+    apply_ok(&mut t, &adds(&[Edge::ATTACKER_V4])).await;
+    wait_for_blackholes(&router, &lab.edge.router, &[Edge::ATTACKER_V4]);
+    t.shutdown().await;
+    let down = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        !router.established()
+    });
+    assert!(down, "{kind:?} still established after shutdown");
+    never_up(
+        &mut protected(&lab, None, None),
+        &router,
+        "no GTSM on netban",
+    )
+    .await;
+    router.stop();
+
+    let dir = lab.dir.path().join("no-gtsm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let router = Router::start(kind, &lab.edge.router, &dir);
+    never_up(
+        &mut protected(&lab, None, Some(1)),
+        &router,
+        "no GTSM on the router",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bird_gtsm() {
+    require_netns!();
+    gtsm(Kind::Bird, "hp-bird-gtsm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frr_gtsm() {
+    require_netns!();
+    gtsm(Kind::Frr, "hp-frr-gtsm").await;
+}
+
+/// A peer that stops reading (its TCP window stays closed) while it keeps sending KEEPALIVEs,
+/// so the hold timer never fires: a write that makes no progress for the hold time ends the
+/// session, the target says why, the session reconnects, and shutdown is prompt. (Before,
+/// the session task waited on that write forever: no reconnect, no shutdown.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_does_not_wedge_the_session() {
+    require_netns!();
+    let lab = Lab::new("hp-bgp-unread").unwrap();
+    let router = lab.host("router").unwrap();
+    let speaker = lab.host("netban").unwrap();
+    lab.link(&router, &["198.18.0.1/30"], &speaker, &["198.18.0.2/30"])
+        .unwrap();
+    // netban's send buffer small in its namespace (tcp_wmem is per namespace): the window
+    // closes after a few hundred kB instead of several MB.
+    speaker
+        .run_ok("sysctl", ["-w", "net.ipv4.tcp_wmem=4096 16384 65536"])
+        .unwrap();
+    let peer = unread_peer::UnreadPeer::start(&router, "198.18.0.1:179", ROUTER_AS, 90);
+    let config = BgpConfig {
+        hold_time_secs: 3,
+        send_timeout_secs: 30,
+        ..config_in(&speaker, ROUTER_LINK_V4, ROUTER_AS)
+    };
+    let mut t = Bgp::new("rtbh", config).unwrap();
+    t.prepare().await.unwrap();
+    assert!(t.all_established());
+
+    // 50,000 /32s: about 250 kB of UPDATEs, far more than the window and the buffers.
+    let bans: Vec<String> = (0..50_000u32)
+        .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string())
+        .collect();
+    let bans: Vec<&str> = bans.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let result = t.apply(&adds(&bans)).await;
+    let took = started.elapsed();
+    match result {
+        Err(TargetError::Unreachable(m)) => {
+            assert!(m.to_string().contains("stopped reading"), "{m}")
+        }
+        other => panic!(
+            "apply to a peer that does not read: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    println!("write stall noticed after {took:?} (hold time 3 s)");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    let reconnected = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        peer.connections() >= 2
+    });
+    assert!(reconnected, "the session did not reconnect");
+    let started = Instant::now();
+    t.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
 }

@@ -608,3 +608,27 @@ async fn class_map_variant_uses_permit_entries_without_a_tail() {
     assert_eq!(report.items[0].step, Step::Remove);
     assert!(observed(&mut t).await.is_empty());
 }
+
+/// A router that answers `show` with endless output and never a prompt (the emulator's
+/// `--flood-show`): netban stops reading at its 64 MiB bound, closes the session and reports
+/// a device error, instead of buffering without end.
+#[tokio::test]
+async fn endless_output_is_cut_off_at_the_bound() {
+    let r = Router::start(&["--flood-show"]);
+    let mut t = r.target();
+    let started = std::time::Instant::now();
+    let result = match t.prepare().await {
+        Ok(()) => t.observe().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(TargetError::Device(m)) => {
+            assert!(
+                m.to_string().contains("sent more than 67108864 bytes"),
+                "{m}"
+            )
+        }
+        other => panic!("endless output: {other:?}\n{}", r.log()),
+    }
+    println!("cut off after {:?}", started.elapsed());
+}

@@ -13,9 +13,28 @@ use netban_testlab::peers::exafs::{Peer, COMMUNITY, COMMUNITY_NAME, KEY, READ_ON
 use netban_testlab::plans::{in_secs, now, prefix as p};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The driver's configuration for `peer`: over https with the peer's CA as `ca_file` when it
+/// serves https, else plain http on loopback, allowed explicitly.
 fn config_for(peer: &Peer, key: &str) -> ExafsConfig {
     let file = peer.key_file(&format!("key-{key}"), key, 0o600);
-    ExafsConfig::new(&peer.url(), KeySetting::File(file), COMMUNITY)
+    with_transport(
+        peer,
+        ExafsConfig::new(&peer.url(), KeySetting::File(file), COMMUNITY),
+    )
+}
+
+fn with_transport(peer: &Peer, config: ExafsConfig) -> ExafsConfig {
+    if peer.url().starts_with("https://") {
+        ExafsConfig {
+            ca_file: Some(peer.ca_file()),
+            ..config
+        }
+    } else {
+        ExafsConfig {
+            allow_insecure_http: true,
+            ..config
+        }
+    }
 }
 
 fn target(peer: &Peer) -> Exafs {
@@ -270,7 +289,10 @@ async fn wrong_read_only_and_exposed_keys_are_configuration_errors() {
     assert!(peer.api().rules().await.is_empty());
 
     let exposed = peer.key_file("exposed.key", KEY, 0o644);
-    let config = ExafsConfig::new(&peer.url(), KeySetting::File(exposed), COMMUNITY);
+    let config = with_transport(
+        &peer,
+        ExafsConfig::new(&peer.url(), KeySetting::File(exposed), COMMUNITY),
+    );
     match Exafs::new("rtbh", config) {
         Err(TargetError::Config(m)) => assert!(m.to_string().contains("chmod 600"), "{m}"),
         Ok(_) => panic!("a key file others may read was accepted"),
@@ -316,4 +338,185 @@ async fn a_reused_rule_id_is_verified_and_not_deleted() {
     assert!(matches!(report.items[0].result, ItemOutcome::Done { .. }));
     assert!(api.rule_for("203.0.113.41", 32).await.is_some());
     assert_eq!(peer.count_lines("withdraw", "203.0.113.41/32"), 0);
+}
+
+/// https with the private CA as `ca_file`: the whole round trip works. Without `ca_file` the
+/// public roots do not know that CA: refused at the TLS handshake, nothing sent. A plain
+/// http url without `allow_insecure_http` is refused before any connection.
+#[tokio::test]
+async fn https_with_a_private_ca_and_plain_http_only_when_allowed() {
+    let peer = Peer::start_tls();
+    let mut t = target(&peer);
+    t.prepare().await.expect("https with ca_file");
+    apply_ok(&mut t, &adds(&[("203.0.113.50", in_secs(3_600))])).await;
+    assert!(peer.api().rule_for("203.0.113.50", 32).await.is_some());
+    assert!(peer.wait_lines("announce", "203.0.113.50/32", 1));
+
+    let public_roots_only = ExafsConfig {
+        ca_file: None,
+        ..config_for(&peer, KEY)
+    };
+    let mut t = Exafs::new("rtbh", public_roots_only).unwrap();
+    match t.prepare().await {
+        Err(TargetError::Unreachable(m)) => {
+            assert!(m.to_string().contains("certificate"), "{m}")
+        }
+        other => panic!("a certificate of an unknown CA was accepted: {other:?}"),
+    }
+
+    let plain = Peer::start();
+    let file = plain.key_file("key", KEY, 0o600);
+    let config = ExafsConfig::new(&plain.url(), KeySetting::File(file), COMMUNITY);
+    match Exafs::new("rtbh", config) {
+        Err(TargetError::Config(m)) => {
+            assert!(m.to_string().contains("allow_insecure_http = true"), "{m}")
+        }
+        Ok(_) => panic!("plain http accepted without allow_insecure_http"),
+        Err(other) => panic!("{other:?}"),
+    }
+}
+
+/// A tiny redirecting HTTP(S) server written for this test (no real ExaFS redirects its API):
+/// every request gets `307 Location: <target><path>`. Served over TLS with the peer's
+/// certificate when given one.
+const REDIRECTOR: &str = r#"
+import http.server, ssl, sys
+port, target = int(sys.argv[1]), sys.argv[2]
+class Redirect(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        self.send_response(307)
+        self.send_header("Location", target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    do_GET = do_POST = do_DELETE = answer
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", port), Redirect)
+if len(sys.argv) > 4:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+/// The redirector's process, killed on drop.
+struct Redirector {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redirector {
+    /// Redirects to `target`, over https with `peer`'s certificate.
+    fn start(peer: &Peer, target: &str) -> Redirector {
+        let port = netban_testlab::free_port();
+        let d = peer.dir.path();
+        let child = std::process::Command::new("python3")
+            .args(["-c", REDIRECTOR, &port.to_string(), target])
+            .arg(d.join("server.pem"))
+            .arg(d.join("server.key"))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        let up = netban_testlab::wait_until(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(20),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        assert!(up, "the redirector did not listen");
+        Redirector { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Counts the connections made to a listener on another loopback host, 127.0.0.2 (and keeps
+/// whatever they sent).
+struct Catcher {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Catcher {
+    fn start() -> Catcher {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, c) = (seen.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                stream
+                    .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                    .unwrap();
+                let mut buf = [0u8; 4096];
+                if let Ok(n) = stream.read(&mut buf) {
+                    s.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        Catcher {
+            port,
+            seen,
+            connections,
+        }
+    }
+}
+
+/// ExaFS's address redirects elsewhere, to another host and from https to plain http (there
+/// the real ExaFS answers): netban follows neither, says so and where to, and the API key
+/// never reaches the redirect target.
+#[tokio::test]
+async fn redirects_are_refused_and_the_key_never_follows() {
+    let peer = Peer::start_tls();
+    let catcher = Catcher::start();
+    let plain = Peer::start();
+    for (target, what) in [
+        (
+            format!("https://127.0.0.2:{}", catcher.port),
+            "another host",
+        ),
+        (plain.url(), "plain http (the real ExaFS)"),
+    ] {
+        let redirector = Redirector::start(&peer, &target);
+        let config = ExafsConfig {
+            url: redirector.url(),
+            ..config_for(&peer, KEY)
+        };
+        let mut t = Exafs::new("rtbh", config).unwrap();
+        match t.prepare().await {
+            Err(TargetError::Config(m)) => {
+                let m = m.to_string();
+                assert!(
+                    m.contains("answered 307 redirecting to") && m.contains(&target),
+                    "{what}: {m}"
+                );
+                assert!(m.contains("follows no redirects"), "{what}: {m}");
+                assert!(!m.contains(KEY), "{what}: the key is in the message: {m}");
+            }
+            other => panic!("{what}: the redirect was not refused: {other:?}"),
+        }
+    }
+    assert_eq!(
+        catcher
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "something reached the redirect target: {:?}",
+        String::from_utf8_lossy(&catcher.seen.lock().unwrap())
+    );
+    // Had netban followed the redirect to the plain-http ExaFS, that ExaFS would have taken
+    // the key and prepare would have succeeded: the refusal above is the proof.
 }

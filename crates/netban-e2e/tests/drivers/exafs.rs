@@ -14,7 +14,7 @@ fn daemon_config(peer: &Peer, key_file: &std::path::Path, resync_secs: u64) -> S
          escalation = {{ enabled = false, factor = 2.0, max_secs = 604800, window_secs = 2592000 }}\n\n\
          [reconciler]\nresync_secs = {resync_secs}\nretry_min_secs = 1\nretry_max_secs = 2\n\n\
          [[targets]]\nname = \"rtbh\"\ntype = \"exafs\"\nurl = \"{}\"\napi_key_file = \"{}\"\n\
-         community = {COMMUNITY}\n",
+         community = {COMMUNITY}\nallow_insecure_http = true\n",
         peer.url(),
         key_file.display()
     )
@@ -81,8 +81,29 @@ fn daemon_restores_deleted_rules_keeps_ids_across_restarts_and_honours_the_longe
     assert!(restored["expires"].as_i64().unwrap() >= long_end - 5);
     assert!(peer.wait_lines("announce", "203.0.113.50/32", announced + 1));
 
+    // Plain http is allowed in this lab (loopback) and warned about at every start.
+    // (The log is appended to across restarts: one warning per start.)
+    let warned = |daemon: &Daemon, starts: usize| {
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            daemon
+                .log()
+                .matches("plain http (allow_insecure_http = true)")
+                .count()
+                >= starts
+        })
+    };
+    assert!(
+        warned(&daemon, 1),
+        "no plain-http warning\n{}",
+        daemon.log()
+    );
+
     // The rule id is in the ledger: after a restart (kill -9), the last unban deletes it.
     daemon.restart().expect("restart");
+    assert!(
+        warned(&daemon, 2),
+        "no plain-http warning after the restart"
+    );
     daemon.client_ok(&["unban", "203.0.113.50", "--source", "recidive"]);
     let gone = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
         rule_of("203.0.113.50").is_none()

@@ -7,6 +7,8 @@
 //! local_as = 65001
 //! router_id = "198.18.0.2"
 //! peers = [{ address = "198.18.0.1", remote_as = 65000 }]
+//! # per peer: md5_password_file = "/etc/netban/rtbh.md5"  (TCP MD5, RFC 2385; mode 0600)
+//! #           ttl_security_hops = 1                       (GTSM, RFC 5082; 1 = directly connected)
 //! # communities = ["65535:666", "no-export"]   # the default: RFC 7999 BLACKHOLE + NO_EXPORT
 //! # next_hop_v4 = "198.18.0.2"                  # default: the session's own IPv4 address
 //! # next_hop_v6 = "2001:db8:ff::2"              # default: the session's own IPv6 address
@@ -17,6 +19,7 @@
 use crate::TargetError;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 
 /// RFC 7999 BLACKHOLE.
 pub const BLACKHOLE: u32 = 0xffff_029a;
@@ -46,8 +49,10 @@ pub struct BgpConfig {
     /// peer is reached over IPv4.
     #[serde(default)]
     pub next_hop_v6: Option<Ipv6Addr>,
-    /// Hold time proposed in OPEN (0, or 3 and more); the session uses the smaller of this
-    /// and the peer's. Keepalives go every third of it.
+    /// Hold time proposed in OPEN (3 or more); the session uses the smaller of this and the
+    /// peer's. Keepalives go every third of it, and a write that makes no progress for this
+    /// long ends the session. 0 (no hold timer, allowed by RFC 4271) is refused, here and from
+    /// the router: a dead router would never be noticed.
     #[serde(default = "default_hold_time")]
     pub hold_time_secs: u16,
     /// LOCAL_PREF of routes on iBGP sessions.
@@ -81,6 +86,75 @@ pub struct PeerConfig {
     /// chosen by the kernel's routing.
     #[serde(default)]
     pub local_address: Option<IpAddr>,
+    /// A file holding the TCP MD5 signature password (RFC 2385) configured on the router for
+    /// this neighbour (BIRD: `password`, FRR: `neighbor … password`); one line, 1 to 80
+    /// bytes, the file readable by its owner only. Read again at every connection attempt,
+    /// so replacing the file changes the key without a reload.
+    #[serde(default)]
+    pub md5_password_file: Option<PathBuf>,
+    /// GTSM (RFC 5082): netban sends with TTL 255 and drops packets from the router that
+    /// crossed more than this many hops (1: directly connected; BIRD: `ttl security on`, FRR:
+    /// `neighbor … ttl-security hops N`). Default: off.
+    #[serde(default)]
+    pub ttl_security_hops: Option<u8>,
+}
+
+impl PeerConfig {
+    /// A peer with the defaults for everything optional.
+    pub fn new(address: IpAddr, remote_as: u32) -> PeerConfig {
+        PeerConfig {
+            address,
+            remote_as,
+            port: default_port(),
+            local_address: None,
+            md5_password_file: None,
+            ttl_security_hops: None,
+        }
+    }
+}
+
+/// Why the TCP MD5 password could not be read; each says what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordFileError {
+    #[error("cannot read the TCP MD5 password file {path} (md5_password_file): {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error(
+        "the TCP MD5 password file {path} may be read by others (mode {mode:03o}); run `chmod \
+         600 {path}`"
+    )]
+    OthersMayRead { path: String, mode: u32 },
+    #[error(
+        "the TCP MD5 password in {path} must be one line of 1 to {max} bytes (Linux's limit)",
+        max = super::socket::MD5_MAX_KEY_LEN
+    )]
+    BadLength { path: String },
+}
+
+/// Reads a TCP MD5 password: the file's content without its line ending, refused if group or
+/// others may read the file.
+pub fn read_md5_password(path: &Path) -> Result<Vec<u8>, PasswordFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display().to_string();
+    let unreadable = |e: std::io::Error| PasswordFileError::Unreadable {
+        path: shown.clone(),
+        reason: e.to_string(),
+    };
+    let mode = std::fs::metadata(path)
+        .map_err(unreadable)?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(PasswordFileError::OthersMayRead { path: shown, mode });
+    }
+    let mut bytes = std::fs::read(path).map_err(unreadable)?;
+    while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+        bytes.pop();
+    }
+    if bytes.is_empty() || bytes.len() > super::socket::MD5_MAX_KEY_LEN || bytes.contains(&b'\n') {
+        return Err(PasswordFileError::BadLength { path: shown });
+    }
+    Ok(bytes)
 }
 
 fn default_communities() -> Vec<String> {
@@ -144,8 +218,12 @@ impl BgpConfig {
         if self.peers.is_empty() {
             return err("no peers: add at least one `peers = [{ address, remote_as }]`".into());
         }
-        if matches!(self.hold_time_secs, 1 | 2) {
-            return err("hold_time_secs must be 0 or at least 3 (RFC 4271)".into());
+        if self.hold_time_secs < 3 {
+            return err(
+                "hold_time_secs must be at least 3 (RFC 4271 also allows 0, no hold timer, \
+                 which netban refuses: a dead router would never be noticed)"
+                    .into(),
+            );
         }
         if self.connect_timeout_secs == 0 || self.send_timeout_secs == 0 {
             return err("connect_timeout_secs and send_timeout_secs must be positive".into());
@@ -169,6 +247,12 @@ impl BgpConfig {
             }
             if peer.port == 0 {
                 return err(format!("peer {}: port must not be 0", peer.address));
+            }
+            if matches!(peer.ttl_security_hops, Some(0 | 255..)) {
+                return err(format!(
+                    "peer {}: ttl_security_hops must be 1 (directly connected) to 254",
+                    peer.address
+                ));
             }
             if let Some(local) = peer.local_address {
                 if local.is_ipv4() != peer.address.is_ipv4() {
@@ -228,12 +312,7 @@ mod tests {
     use super::*;
 
     fn peer(address: &str) -> PeerConfig {
-        PeerConfig {
-            address: address.parse().unwrap(),
-            remote_as: 65000,
-            port: 179,
-            local_address: None,
-        }
+        PeerConfig::new(address.parse().unwrap(), 65000)
     }
 
     #[test]
@@ -347,5 +426,68 @@ mod tests {
                 other => panic!("{needle}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn hold_time_zero_and_bad_ttl_hops_are_refused() {
+        let ok = || BgpConfig {
+            next_hop_v6: Some("2001:db8:ff::2".parse().unwrap()),
+            ..BgpConfig::new(
+                65001,
+                Ipv4Addr::new(198, 18, 0, 2),
+                vec![peer("198.18.0.1")],
+            )
+        };
+        for hold in [0, 1, 2] {
+            let c = BgpConfig {
+                hold_time_secs: hold,
+                ..ok()
+            };
+            assert!(c.validate().is_err(), "hold time {hold}");
+        }
+        for (hops, good) in [(0, false), (1, true), (254, true), (255, false)] {
+            let mut c = ok();
+            c.peers[0].ttl_security_hops = Some(hops);
+            assert_eq!(c.validate().is_ok(), good, "ttl_security_hops {hops}");
+        }
+    }
+
+    #[test]
+    fn the_md5_password_file_is_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, content: &[u8], mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        assert_eq!(
+            read_md5_password(&write("ok", b"s3cret word\r\n", 0o600)).unwrap(),
+            b"s3cret word"
+        );
+        assert!(matches!(
+            read_md5_password(&write("open", b"s3cret\n", 0o640)),
+            Err(PasswordFileError::OthersMayRead { mode: 0o640, .. })
+        ));
+        for (name, content) in [
+            ("empty", &b"\n"[..]),
+            ("long", &[b'x'; 81][..]),
+            ("two-lines", b"a\nb\n"),
+        ] {
+            assert!(
+                matches!(
+                    read_md5_password(&write(name, content, 0o600)),
+                    Err(PasswordFileError::BadLength { .. })
+                ),
+                "{name}"
+            );
+        }
+        assert!(read_md5_password(&write("max", &[b'x'; 80], 0o400)).is_ok());
+        let missing = read_md5_password(&dir.path().join("missing")).unwrap_err();
+        assert!(
+            missing.to_string().contains("md5_password_file"),
+            "{missing}"
+        );
     }
 }

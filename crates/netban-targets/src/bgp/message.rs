@@ -17,6 +17,8 @@ pub const HEADER_LEN: usize = 19;
 /// Largest message without the extended-message capability (RFC 8654, which netban does not
 /// announce).
 pub const MAX_MESSAGE_LEN: usize = 4096;
+/// The message type of an UPDATE.
+pub const TYPE_UPDATE: u8 = 2;
 
 pub const AFI_IPV4: u16 = 1;
 pub const AFI_IPV6: u16 = 2;
@@ -138,6 +140,10 @@ pub enum Origin {
 pub enum AsSegment {
     Set(Vec<u32>),
     Sequence(Vec<u32>),
+    /// AS_CONFED_SEQUENCE (RFC 5065): the member ASes crossed inside a confederation.
+    ConfedSequence(Vec<u32>),
+    /// AS_CONFED_SET (RFC 5065).
+    ConfedSet(Vec<u32>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -378,6 +384,8 @@ fn encode_attribute(attr: &Attribute, out: &mut Vec<u8>) {
                 let (kind, asns) = match seg {
                     AsSegment::Set(a) => (1, a),
                     AsSegment::Sequence(a) => (2, a),
+                    AsSegment::ConfedSequence(a) => (3, a),
+                    AsSegment::ConfedSet(a) => (4, a),
                 };
                 value.push(kind);
                 value.push(asns.len() as u8);
@@ -714,6 +722,8 @@ fn decode_attribute(flags: u8, code: u8, value: &[u8]) -> Result<Attribute, Deco
                 segments.push(match kind {
                     1 => AsSegment::Set(asns),
                     2 => AsSegment::Sequence(asns),
+                    3 => AsSegment::ConfedSequence(asns),
+                    4 => AsSegment::ConfedSet(asns),
                     _ => return Err(bad()),
                 });
             }
@@ -942,6 +952,24 @@ mod tests {
         // A /33.
         let err = decode_body(2, &[0, 0, 0, 0, 33, 1, 2, 3, 4, 5]).unwrap_err();
         assert_eq!((err.code, err.subcode), (code::UPDATE, 10));
+    }
+
+    #[test]
+    fn confederation_segments_round_trip() {
+        let update = Message::Update(Update {
+            attributes: vec![
+                Attribute::Origin(Origin::Igp),
+                Attribute::AsPath(vec![
+                    AsSegment::ConfedSequence(vec![65000, 65002]),
+                    AsSegment::ConfedSet(vec![65003]),
+                    AsSegment::Sequence(vec![64999]),
+                ]),
+                Attribute::NextHop(Ipv4Addr::new(198, 18, 0, 1)),
+            ],
+            nlri: vec!["10.99.0.0/24".parse().unwrap()],
+            ..Update::default()
+        });
+        assert_eq!(decode(&update.encode()).unwrap(), update);
     }
 
     #[test]

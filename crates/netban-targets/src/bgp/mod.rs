@@ -31,7 +31,10 @@ mod session;
 mod socket;
 pub mod update;
 
-pub use config::{parse_community, BgpConfig, PeerConfig, BLACKHOLE, NO_ADVERTISE, NO_EXPORT};
+pub use config::{
+    parse_community, read_md5_password, BgpConfig, PasswordFileError, PeerConfig, BLACKHOLE,
+    NO_ADVERTISE, NO_EXPORT,
+};
 
 use crate::{ApplyReport, OwnershipKind, Target, TargetError, TargetInfo};
 use async_trait::async_trait;
@@ -281,12 +284,7 @@ mod tests {
             ..BgpConfig::new(
                 65001,
                 Ipv4Addr::new(198, 18, 0, 2),
-                vec![PeerConfig {
-                    address: "198.18.0.1".parse().unwrap(),
-                    remote_as: 65000,
-                    port: 179,
-                    local_address: None,
-                }],
+                vec![PeerConfig::new("198.18.0.1".parse().unwrap(), 65000)],
             )
         }
     }

@@ -9,7 +9,9 @@
 //! (1 s, doubling up to `connect_retry_max_secs`) and connects again; a new session starts
 //! from nothing on both sides, so everything is announced again.
 //!
-//! Routes the peer sends are read (to keep the hold timer) and ignored. What the task is doing
+//! Routes the peer sends are read (to keep the hold timer) and ignored without being decoded
+//! (see [`Incoming`]). Every write is bounded by the hold time, so a peer that stops reading
+//! ends the session instead of wedging it. A hold time of 0 is refused. What the task is doing
 //! is published in a [`PeerStatus`] that the driver reads for `observe` and `apply`.
 
 use super::message::{
@@ -35,6 +37,9 @@ use tokio::time::Instant;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The first wait after a failed or closed session.
 const RETRY_MIN: Duration = Duration::from_secs(1);
+/// How long the NOTIFICATION that closes a session may take to leave; it is a courtesy, and a
+/// peer that does not read must not hold up the close.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What every session should announce: the driver's desired prefixes and a version that
 /// grows with each change.
@@ -76,13 +81,21 @@ pub enum SessionError {
     HoldTimerExpired(u16),
     #[error("no OPEN/KEEPALIVE from the router within {HANDSHAKE_TIMEOUT:?}")]
     HandshakeTimeout,
+    /// A write made no progress: the router stopped reading (its TCP window stayed full).
+    #[error(
+        "the router took no data for {0} s (it stopped reading: its TCP receive window stayed \
+         full); reconnecting"
+    )]
+    WriteStalled(u64),
+    #[error(transparent)]
+    Password(#[from] super::config::PasswordFileError),
 }
 
 impl SessionError {
     /// True when retrying will not help until someone changes a configuration.
     pub fn is_config(&self) -> bool {
         match self {
-            SessionError::Mismatch(_) => true,
+            SessionError::Mismatch(_) | SessionError::Password(_) => true,
             SessionError::Notification(n) => n.code == code::OPEN,
             _ => false,
         }
@@ -156,18 +169,38 @@ struct Session<'a> {
 }
 
 /// The writing half, buffered; every send is flushed by the caller when a batch is done.
-struct Writer(BufWriter<OwnedWriteHalf>);
+///
+/// Every write is bounded by `timeout` (the handshake timeout, then the negotiated hold time):
+/// a router that stops reading fills its TCP window, and without a bound the session task
+/// would wait forever, deaf to shutdown and never reconnecting.
+struct Writer {
+    out: BufWriter<OwnedWriteHalf>,
+    timeout: Duration,
+}
 
 impl Writer {
     async fn send(&mut self, message: &Message) -> Result<(), SessionError> {
         let bytes = message.encode();
-        self.0.write_all(&bytes).await.map_err(io_error)
+        let timeout = self.timeout;
+        Self::bounded(timeout, self.out.write_all(&bytes)).await
     }
     async fn flush(&mut self) -> Result<(), SessionError> {
-        self.0.flush().await.map_err(io_error)
+        let timeout = self.timeout;
+        Self::bounded(timeout, self.out.flush()).await
     }
-    /// Sends a NOTIFICATION and flushes, ignoring errors (the session is closing anyway).
+    async fn bounded(
+        timeout: Duration,
+        write: impl std::future::Future<Output = std::io::Result<()>>,
+    ) -> Result<(), SessionError> {
+        match tokio::time::timeout(timeout, write).await {
+            Ok(result) => result.map_err(io_error),
+            Err(_) => Err(SessionError::WriteStalled(timeout.as_secs())),
+        }
+    }
+    /// Sends a NOTIFICATION and flushes within [`NOTIFY_TIMEOUT`], ignoring errors (the
+    /// session is closing anyway).
     async fn notify(&mut self, n: Notification) {
+        self.timeout = self.timeout.min(NOTIFY_TIMEOUT);
         let _ = self.send(&Message::Notification(n)).await;
         let _ = self.flush().await;
     }
@@ -185,9 +218,35 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A message as the session sees it. The body of an UPDATE is not decoded: netban accepts no
+/// routes from its peers, so an attribute it does not know (or one a newer RFC defines, or a
+/// confederation AS_PATH) must not end the session and with it every blackhole. Only the
+/// header (marker, type, length up to [`message::MAX_MESSAGE_LEN`]) is checked.
+#[derive(Debug)]
+enum Incoming {
+    Open(Open),
+    /// An UPDATE, read whole and dropped.
+    Update,
+    Keepalive,
+    Notification(Notification),
+}
+
+impl Incoming {
+    fn name(&self) -> &'static str {
+        match self {
+            Incoming::Open(_) => "OPEN",
+            Incoming::Update => "UPDATE",
+            Incoming::Notification(_) => "NOTIFICATION",
+            Incoming::Keepalive => "KEEPALIVE",
+        }
+    }
+}
+
 /// Reads messages until the connection ends or a message does not decode; each goes to `tx`.
 /// Cancel safety lives here: the session selects on the channel, never on a half-read socket.
-async fn read_messages(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<Message, SessionError>>) {
+/// Memory is bounded: one message of at most 4,096 bytes (the header says how long, and a
+/// longer one is refused before its body is read) plus 64 queued.
+async fn read_messages(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<Incoming, SessionError>>) {
     loop {
         let mut header = [0u8; HEADER_LEN];
         match read.read_exact(&mut header).await {
@@ -202,7 +261,15 @@ async fn read_messages(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<Message,
             Ok((len, kind)) => {
                 let mut body = vec![0u8; len - HEADER_LEN];
                 match read.read_exact(&mut body).await {
-                    Ok(_) => message::decode_body(kind, &body).map_err(SessionError::Malformed),
+                    Ok(_) if kind == message::TYPE_UPDATE => Ok(Incoming::Update),
+                    Ok(_) => message::decode_body(kind, &body)
+                        .map(|m| match m {
+                            Message::Open(o) => Incoming::Open(o),
+                            Message::Notification(n) => Incoming::Notification(n),
+                            Message::Keepalive => Incoming::Keepalive,
+                            Message::Update(_) => Incoming::Update,
+                        })
+                        .map_err(SessionError::Malformed),
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
                     Err(e) => Err(io_error(e)),
                 }
@@ -278,10 +345,17 @@ impl<'a> Session<'a> {
                 ),
             );
         }
-        if matches!(open.hold_time, 1 | 2) {
+        // RFC 4271 allows 0 (no keepalives, no hold timer) and lets an implementation refuse
+        // it (section 4.2). netban refuses it: without a hold timer a router that died or
+        // stopped reading is never noticed, and bans look enforced while they are not.
+        if matches!(open.hold_time, 0..=2) {
             return refuse(
                 6,
-                format!("the router proposes hold time {}", open.hold_time),
+                format!(
+                    "the router proposes hold time {} s; netban needs a hold timer (3 s or \
+                     more) to notice a dead router: set a hold time on the router",
+                    open.hold_time
+                ),
             );
         }
         if open.bgp_id == self.config().router_id {
@@ -345,10 +419,18 @@ impl<'a> Session<'a> {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), SessionError> {
         let c = self.config();
+        let protection = socket::Protection {
+            md5_key: match &self.peer.md5_password_file {
+                Some(path) => Some(super::config::read_md5_password(path)?),
+                None => None,
+            },
+            ttl_security_hops: self.peer.ttl_security_hops,
+        };
         let connect = socket::connect(
             c.netns.as_deref(),
             self.addr,
             self.peer.local_address,
+            &protection,
             Duration::from_secs(c.connect_timeout_secs),
         );
         let stream = tokio::select! {
@@ -360,13 +442,16 @@ impl<'a> Session<'a> {
         let (read, write) = stream.into_split();
         let (tx, mut rx) = mpsc::channel(64);
         let _reader = AbortOnDrop(tokio::spawn(read_messages(read, tx)));
-        let mut w = Writer(BufWriter::with_capacity(64 * 1024, write));
+        let mut w = Writer {
+            out: BufWriter::with_capacity(64 * 1024, write),
+            timeout: HANDSHAKE_TIMEOUT,
+        };
 
         w.send(&Message::Open(self.our_open())).await?;
         w.flush().await?;
         let handshake_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let open = match self.receive(&mut rx, &mut w, handshake_deadline).await? {
-            Message::Open(open) => open,
+            Incoming::Open(open) => open,
             other => return Err(self.unexpected(&mut w, &other).await),
         };
         if let Err((notification, error)) = self.check_open(&open) {
@@ -374,10 +459,12 @@ impl<'a> Session<'a> {
             return Err(error);
         }
         let hold = open.hold_time.min(c.hold_time_secs);
+        // check_open and the configuration refuse 0, so there is always a hold timer.
+        w.timeout = Duration::from_secs(u64::from(hold));
         w.send(&Message::Keepalive).await?;
         w.flush().await?;
         match self.receive(&mut rx, &mut w, handshake_deadline).await? {
-            Message::Keepalive => {}
+            Incoming::Keepalive => {}
             other => return Err(self.unexpected(&mut w, &other).await),
         }
 
@@ -411,17 +498,17 @@ impl<'a> Session<'a> {
                         }
                         return Err(error);
                     }
-                    Some(Ok(Message::Keepalive | Message::Update(_))) => {
+                    Some(Ok(Incoming::Keepalive | Incoming::Update)) => {
                         hold_deadline = Instant::now() + hold_time;
                     }
-                    Some(Ok(Message::Notification(n))) => return Err(SessionError::Notification(n)),
-                    Some(Ok(other @ Message::Open(_))) => return Err(self.unexpected(&mut w, &other).await),
+                    Some(Ok(Incoming::Notification(n))) => return Err(SessionError::Notification(n)),
+                    Some(Ok(other @ Incoming::Open(_))) => return Err(self.unexpected(&mut w, &other).await),
                 },
-                _ = tokio::time::sleep_until(hold_deadline), if hold > 0 => {
+                _ = tokio::time::sleep_until(hold_deadline) => {
                     w.notify(Notification { code: code::HOLD_TIMER_EXPIRED, subcode: 0, data: Vec::new() }).await;
                     return Err(SessionError::HoldTimerExpired(hold));
                 }
-                _ = keepalive.tick(), if hold > 0 => {
+                _ = keepalive.tick() => {
                     w.send(&Message::Keepalive).await?;
                     w.flush().await?;
                 }
@@ -432,7 +519,12 @@ impl<'a> Session<'a> {
                         return Ok(());
                     }
                     let snapshot = Arc::clone(&desired.borrow_and_update());
-                    self.send_changes(&mut w, &mut advertised, &snapshot, &attrs).await?;
+                    tokio::select! {
+                        sent = self.send_changes(&mut w, &mut advertised, &snapshot, &attrs) => sent?,
+                        // A shutdown does not wait for a slow router to take a large batch; the
+                        // connection closes mid-message, without a Cease.
+                        _ = shutdown.changed() => return Ok(()),
+                    }
                     let version = snapshot.version;
                     self.status.send_modify(|s| s.synced_version = version);
                 }
@@ -482,10 +574,10 @@ impl<'a> Session<'a> {
     /// The next message before `deadline`; a NOTIFICATION or a read error ends the session.
     async fn receive(
         &self,
-        rx: &mut mpsc::Receiver<Result<Message, SessionError>>,
+        rx: &mut mpsc::Receiver<Result<Incoming, SessionError>>,
         w: &mut Writer,
         deadline: Instant,
-    ) -> Result<Message, SessionError> {
+    ) -> Result<Incoming, SessionError> {
         let message = tokio::time::timeout_at(deadline, rx.recv())
             .await
             .map_err(|_| SessionError::HandshakeTimeout)?;
@@ -497,24 +589,19 @@ impl<'a> Session<'a> {
                 }
                 Err(error)
             }
-            Some(Ok(Message::Notification(n))) => Err(SessionError::Notification(n)),
+            Some(Ok(Incoming::Notification(n))) => Err(SessionError::Notification(n)),
             Some(Ok(m)) => Ok(m),
         }
     }
 
     /// Answers a message that does not fit the session's state with an FSM error.
-    async fn unexpected(&self, w: &mut Writer, message: &Message) -> SessionError {
+    async fn unexpected(&self, w: &mut Writer, message: &Incoming) -> SessionError {
         w.notify(Notification {
             code: code::FSM,
             subcode: 0,
             data: Vec::new(),
         })
         .await;
-        SessionError::Unexpected(match message {
-            Message::Open(_) => "OPEN",
-            Message::Update(_) => "UPDATE",
-            Message::Notification(_) => "NOTIFICATION",
-            Message::Keepalive => "KEEPALIVE",
-        })
+        SessionError::Unexpected(message.name())
     }
 }

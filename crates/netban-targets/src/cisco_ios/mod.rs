@@ -118,7 +118,9 @@ impl CiscoIos {
             SessionError::Ssh(russh::Error::NoCommonAlgo { .. }) => TargetError::config(
                 on_router(e).with_advice("for an old IOS image set legacy_algorithms = true"),
             ),
-            SessionError::Unexpected(_) => TargetError::device(on_router(e)),
+            SessionError::Unexpected(_) | SessionError::TooMuchOutput { .. } => {
+                TargetError::device(on_router(e))
+            }
             _ => TargetError::unreachable(on_router(e)),
         }
     }

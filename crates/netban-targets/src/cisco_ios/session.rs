@@ -19,6 +19,14 @@ use std::time::Duration;
 /// small enough not to overrun a router's typed-ahead input buffer.
 pub const WINDOW: usize = 64;
 
+/// The most text read while waiting for one prompt at login or enable (banners and MOTDs are
+/// a few kB). A router (or something pretending to be one) that talks on without a prompt is
+/// cut off there instead of filling memory.
+pub const MAX_PROMPT_WAIT: usize = 256 * 1024;
+/// The most text read for one batch of commands: `show access-lists` of a 100,000-entry ACL
+/// is about 6 MB.
+pub const MAX_TRANSCRIPT: usize = 64 * 1024 * 1024;
+
 /// What to do when the router's host key is refused.
 const HOST_KEY_ADVICE: &str =
     "check it on the console (`show ip ssh`, `show crypto key mypubkey rsa`) \
@@ -46,6 +54,11 @@ pub enum SessionError {
     Ssh(#[from] russh::Error),
     #[error("{0}")]
     Unexpected(String),
+    #[error(
+        "the router sent more than {max} bytes while {what} without the expected prompt; \
+         netban stopped reading and closed the session"
+    )]
+    TooMuchOutput { max: usize, what: String },
 }
 
 impl From<ssh::ConnectError> for SessionError {
@@ -206,6 +219,7 @@ impl Session {
     pub async fn run(&mut self, lines: &[String]) -> Result<Vec<Segment>, SessionError> {
         let mut transcript = Transcript::new(&self.hostname);
         let mut sent = 0;
+        let mut received = 0usize;
         while transcript.completed() < lines.len() {
             let ahead = sent - transcript.completed().min(sent);
             if sent < lines.len() && ahead < WINDOW {
@@ -218,7 +232,15 @@ impl Session {
                 self.write(&chunk).await?;
                 sent = upto;
             }
-            let text = self.read_some("waiting for the router's prompt").await?;
+            let what = "waiting for the router's prompt";
+            let text = self.read_some(what).await?;
+            received += text.len();
+            if received > MAX_TRANSCRIPT {
+                return Err(SessionError::TooMuchOutput {
+                    max: MAX_TRANSCRIPT,
+                    what: what.into(),
+                });
+            }
             transcript.push(&text);
         }
         transcript.finish(lines.len()).ok_or_else(|| {
@@ -274,6 +296,12 @@ impl Session {
             text.extend(piece.chars().filter(|c| *c != '\r'));
             if done(&text) {
                 return Ok(text);
+            }
+            if text.len() > MAX_PROMPT_WAIT {
+                return Err(SessionError::TooMuchOutput {
+                    max: MAX_PROMPT_WAIT,
+                    what: what.into(),
+                });
             }
         }
     }

@@ -51,6 +51,21 @@ pub enum ClientError {
         what: String,
         detail: String,
     },
+    /// ExaFS (or something in front of it) answered with a redirect. netban follows none: the
+    /// API key or token would go along to wherever it points.
+    #[error(
+        "ExaFS at {url} answered {status} redirecting to {location}; netban follows no \
+         redirects (the API key would be sent along): set url to the address ExaFS really \
+         serves the API on (https://…)"
+    )]
+    Redirected {
+        url: String,
+        status: u16,
+        location: String,
+    },
+    /// The answer was longer than netban reads.
+    #[error("ExaFS at {url} answered more than {max} bytes; netban stops reading there")]
+    TooLong { url: String, max: usize },
 }
 
 impl ClientError {
@@ -60,8 +75,12 @@ impl ClientError {
             ClientError::Connect { .. }
             | ClientError::Transport { .. }
             | ClientError::Server { .. } => TargetError::unreachable(self),
-            ClientError::Key(_) | ClientError::Credentials(_) => TargetError::config(self),
-            ClientError::Unexpected { .. } => TargetError::device(self),
+            ClientError::Key(_) | ClientError::Credentials(_) | ClientError::Redirected { .. } => {
+                TargetError::config(self)
+            }
+            ClientError::Unexpected { .. } | ClientError::TooLong { .. } => {
+                TargetError::device(self)
+            }
         }
     }
 }
@@ -101,6 +120,21 @@ pub enum Deleted {
     NotAllowed(String),
 }
 
+/// The longest answer body read: a listing of 100,000 rules is about 50 MB of JSON; anything
+/// longer is not an ExaFS answer netban can use.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// How the HTTP client reaches ExaFS.
+pub struct Transport<'a> {
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    /// Plain http is allowed (`allow_insecure_http`); otherwise only https is ever spoken.
+    pub allow_insecure_http: bool,
+    /// PEM file of the CA that signed ExaFS's certificate (`ca_file`); when set, the only CA
+    /// trusted.
+    pub ca_file: Option<&'a std::path::Path>,
+}
+
 pub struct Client {
     http: reqwest::Client,
     /// `…/api/v3`
@@ -119,14 +153,37 @@ impl Client {
     pub fn new(
         base_url: &str,
         key: ApiKeySource,
-        timeout: Duration,
-        max_in_flight: usize,
+        transport: &Transport<'_>,
     ) -> Result<Client, TargetError> {
-        let http = reqwest::Client::builder()
+        let timeout = transport.timeout;
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(max_in_flight)
+            .pool_max_idle_per_host(transport.max_in_flight)
             .user_agent(concat!("netban/", env!("CARGO_PKG_VERSION")))
+            // No redirects at all: reqwest would carry the x-api-key header to any host.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!transport.allow_insecure_http);
+        if let Some(path) = transport.ca_file {
+            let shown = path.display();
+            let pem = std::fs::read(path).map_err(|e| {
+                TargetError::config(format!("exafs ca_file {shown}: cannot read it: {e}"))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    TargetError::config(format!(
+                        "exafs ca_file {shown} holds no PEM certificate (-----BEGIN \
+                         CERTIFICATE-----)"
+                    ))
+                })?;
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| TargetError::config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Client {
@@ -217,9 +274,37 @@ impl Client {
                 ClientError::Transport { url, source }
             }
         };
-        let response = request.send().await.map_err(transport)?;
+        let mut response = request.send().await.map_err(transport)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(transport)?.to_vec();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                .unwrap_or_else(|| "nowhere (no Location)".into());
+            return Err(ClientError::Redirected {
+                url: url.to_string(),
+                status: status.as_u16(),
+                location: shorten(&location, 200),
+            });
+        }
+        let too_long = || ClientError::TooLong {
+            url: url.to_string(),
+            max: MAX_BODY,
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY as u64)
+        {
+            return Err(too_long());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(too_long());
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Answer { status, body })
     }
 
@@ -502,5 +587,62 @@ mod tests {
             detail: "d".into(),
         };
         assert!(matches!(odd.into_target(), TargetError::Device(_)));
+    }
+
+    /// A server written for this test (no real ExaFS sends such answers) that answers every
+    /// connection with `head` and then `body_len` bytes of JSON-ish filler.
+    fn oversized_server(head: String, body_len: usize) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                let mut request = [0u8; 4096];
+                let _ = s.read(&mut request);
+                let _ = s.write_all(head.as_bytes());
+                let block = vec![b' '; 64 * 1024];
+                let mut left = body_len;
+                while left > 0 {
+                    let n = left.min(block.len());
+                    if s.write_all(&block[..n]).is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_up_to_the_bound() {
+        let transport = Transport {
+            timeout: Duration::from_secs(30),
+            max_in_flight: 1,
+            allow_insecure_http: true,
+            ca_file: None,
+        };
+        // Content-Length says too much: refused before reading the body.
+        let declared = oversized_server(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                MAX_BODY + 1
+            ),
+            0,
+        );
+        // No length, more than the bound: reading stops there.
+        let streamed = oversized_server(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".into(),
+            MAX_BODY + 1024 * 1024,
+        );
+        for url in [declared, streamed] {
+            let client = Client::new(&url, ApiKeySource::Env("UNUSED".into()), &transport).unwrap();
+            let request = client.http.get(&url);
+            match client.exchange(request, &url).await {
+                Err(ClientError::TooLong { max, .. }) => assert_eq!(max, MAX_BODY),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
     }
 }

@@ -16,7 +16,11 @@ use std::path::PathBuf;
 /// comment = "netban"                         # stored on every rule netban creates
 /// max_in_flight = 8                          # concurrent requests within one apply
 /// timeout_secs = 30                          # per request
+/// # ca_file = "/etc/netban/exafs-ca.pem"     # a private CA: then the only CA trusted
+/// # allow_insecure_http = false              # plain http:// refused unless true (warned at start)
 /// ```
+///
+/// netban follows no HTTP redirect (the key would go along): `url` must be where the API is.
 ///
 /// The API key is never written in netban.toml: it comes from a file only its owner can read,
 /// or from the daemon's environment.
@@ -43,6 +47,14 @@ pub struct ExafsConfig {
     /// How long one request may take before it counts as failed.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// A PEM file with the CA certificate(s) that signed ExaFS's certificate, for a private
+    /// CA. When set, it is the only CA trusted (the system's roots are not).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Allow a plain `http://` url. Refused by default: the API key and the tokens would
+    /// cross the network in clear. When allowed, every start logs a warning.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// The most requests in flight the configuration may ask for. ExaFS is one Flask application
@@ -76,6 +88,8 @@ impl ExafsConfig {
             comment: default_comment(),
             max_in_flight: default_max_in_flight(),
             timeout_secs: default_timeout_secs(),
+            ca_file: None,
+            allow_insecure_http: false,
         }
     }
 
@@ -92,6 +106,17 @@ impl ExafsConfig {
                  URL, e.g. \"https://exafs.example.org\"",
                 self.url
             ));
+        }
+        if url.starts_with("http://") && !self.allow_insecure_http {
+            return bad(format!(
+                "exafs url {:?} is plain http: the API key would cross the network in clear; \
+                 use https:// (with ca_file for a private CA), or set allow_insecure_http = \
+                 true if the path is trusted (e.g. loopback)",
+                self.url
+            ));
+        }
+        if self.ca_file.is_some() && url.starts_with("http://") {
+            return bad("exafs ca_file is set but url is http://; use https://".into());
         }
         if url.ends_with("/api/v3") {
             return bad(format!(
@@ -209,6 +234,16 @@ mod tests {
             let err = parse(text).unwrap_err();
             assert!(err.contains(want), "{text}: {err}");
         }
+        // Plain http only when asked for.
+        let err =
+            parse(r#"{"url": "http://exafs.example.org", "api_key_env": "K", "community": 1}"#)
+                .unwrap_err();
+        assert!(err.contains("allow_insecure_http = true"), "{err}");
+        parse(
+            r#"{"url": "http://127.0.0.1:5000", "api_key_env": "K", "community": 1,
+                "allow_insecure_http": true}"#,
+        )
+        .unwrap();
         // Unknown keys (e.g. an inline key) are refused by serde.
         let err =
             parse(r#"{"url": "https://x", "api_key": "secret", "community": 1}"#).unwrap_err();

@@ -97,11 +97,23 @@ impl Exafs {
             (None, None) => unreachable!("validated() requires a key source"),
         };
         key.read()?;
+        if config.url.starts_with("http://") {
+            tracing::warn!(
+                target = name,
+                url = %config.url,
+                "exafs: plain http (allow_insecure_http = true): the API key and tokens cross \
+                 the network readable by anyone on the path; use https"
+            );
+        }
         let client = Client::new(
             &config.url,
             key,
-            Duration::from_secs(config.timeout_secs),
-            config.max_in_flight,
+            &client::Transport {
+                timeout: Duration::from_secs(config.timeout_secs),
+                max_in_flight: config.max_in_flight,
+                allow_insecure_http: config.allow_insecure_http,
+                ca_file: config.ca_file.as_deref(),
+            },
         )?;
         let info = TargetInfo {
             name: name.to_string(),

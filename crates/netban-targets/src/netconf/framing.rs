@@ -9,7 +9,11 @@
 const EOM: &[u8] = b"]]>]]>";
 /// The largest chunk RFC 6242 allows.
 const MAX_CHUNK: u64 = 4_294_967_295;
-/// The largest message accepted from a server (a whole conductor configuration fits easily).
+/// The largest message accepted from a server (a whole conductor configuration fits easily:
+/// a million ban entries are about 150 MB of XML). Both framings stop at it: end-of-message
+/// stops buffering once this many bytes came without a marker, and chunked framing refuses a
+/// chunk header whose size would take the message past it before reading the chunk (a
+/// declared 4 GiB chunk is refused at its header, never buffered).
 pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Which framing a session uses; base:1.0 until both hellos advertise base:1.1.
@@ -139,11 +143,11 @@ impl Decoder {
             let len =
                 parse_chunk_len(digits).ok_or_else(|| FramingError::BadChunk(preview(rest)))?;
             let header = 2 + nl + 1;
-            if rest.len() < header + len {
-                return Ok(None);
-            }
             if self.message.len() + len > MAX_MESSAGE {
                 return Err(FramingError::TooLarge);
+            }
+            if rest.len() < header + len {
+                return Ok(None);
             }
             self.message.extend_from_slice(&rest[header..header + len]);
             self.pos += header + len;
@@ -248,6 +252,41 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_huge_declared_chunk_is_refused_at_its_header() {
+        for header in [&b"\n#4294967295\n"[..], b"\n#268435457\n"] {
+            let mut d = Decoder::new();
+            d.set_framing(Framing::Chunked);
+            d.push(header);
+            d.push(b"<rpc-reply>");
+            assert_eq!(d.next_message(), Err(FramingError::TooLarge));
+        }
+        // Chunks that each fit but together pass the limit.
+        let mut d = Decoder::new();
+        d.set_framing(Framing::Chunked);
+        let half = vec![b'x'; MAX_MESSAGE / 2 + 1];
+        d.push(format!("\n#{}\n", half.len()).as_bytes());
+        d.push(&half);
+        d.push(format!("\n#{}\n", half.len()).as_bytes());
+        assert_eq!(d.next_message(), Err(FramingError::TooLarge));
+    }
+
+    #[test]
+    fn end_of_message_stops_buffering_past_the_limit() {
+        let mut d = Decoder::new();
+        let block = vec![b'x'; 1024 * 1024];
+        let mut result = Ok(None);
+        for _ in 0..=MAX_MESSAGE / block.len() {
+            d.push(&block);
+            result = d.next_message();
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(FramingError::TooLarge));
+        assert!(d.buf.len() <= MAX_MESSAGE + block.len());
     }
 
     #[test]

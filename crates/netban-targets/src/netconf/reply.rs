@@ -10,6 +10,15 @@ use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 use std::fmt;
 
+/// The deepest nesting accepted. NETCONF replies netban reads are about ten levels deep; a
+/// limit keeps a hostile document from exhausting the stack (the tree is dropped
+/// recursively) or memory one level at a time.
+pub const MAX_DEPTH: usize = 64;
+/// The most elements one document may have: a listing of a million ban entries (one element
+/// each in the SSR preset) fits twice; a 256 MB document of `<a/>` (64 million elements,
+/// about 10 GB as a tree) does not. As a tree, 2 million elements are a few hundred MB.
+pub const MAX_ELEMENTS: usize = 2_000_000;
+
 /// The NETCONF base namespace.
 pub const NC_NS: &str = "urn:ietf:params:xml:ns:netconf:base:1.0";
 
@@ -58,14 +67,30 @@ pub enum ParseError {
     Xml(String),
     #[error("unexpected message from the server: {0}")]
     Unexpected(String),
+    #[error("XML from the server nests deeper than {MAX_DEPTH} elements; netban stops there")]
+    TooDeep,
+    #[error("XML from the server has more than {MAX_ELEMENTS} elements; netban stops there")]
+    TooManyElements,
 }
 
-/// Parses one whole XML document into its root element.
+/// Parses one whole XML document into its root element, refusing more than [`MAX_DEPTH`]
+/// levels or [`MAX_ELEMENTS`] elements. No DTD is read and no entity but the five predefined
+/// ones and character references is expanded (quick-xml's `unescape`), so there is no entity
+/// expansion to bound.
 pub fn parse_document(bytes: &[u8]) -> Result<Element, ParseError> {
+    parse_bounded(bytes, MAX_DEPTH, MAX_ELEMENTS)
+}
+
+fn parse_bounded(
+    bytes: &[u8],
+    max_depth: usize,
+    max_elements: usize,
+) -> Result<Element, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ParseError::Xml(e.to_string()))?;
     let mut reader = NsReader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root = None;
+    let mut elements = 0usize;
     loop {
         let position = reader.buffer_position();
         let (ns, event) = reader
@@ -73,6 +98,13 @@ pub fn parse_document(bytes: &[u8]) -> Result<Element, ParseError> {
             .map_err(|e| ParseError::Xml(format!("after byte {position}: {e}")))?;
         match event {
             Event::Start(ref start) | Event::Empty(ref start) => {
+                elements += 1;
+                if elements > max_elements {
+                    return Err(ParseError::TooManyElements);
+                }
+                if stack.len() >= max_depth {
+                    return Err(ParseError::TooDeep);
+                }
                 let mut element = Element {
                     ns: namespace(&ns),
                     name: String::from_utf8_lossy(start.local_name().as_ref()).into_owned(),
@@ -435,5 +467,35 @@ mod tests {
         assert!(
             Reply::parse(b"<other xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"/>").is_err()
         );
+    }
+
+    #[test]
+    fn depth_and_size_are_bounded() {
+        let nested = |depth: usize| format!("{}{}", "<a>".repeat(depth), "</a>".repeat(depth));
+        assert!(parse_document(nested(MAX_DEPTH).as_bytes()).is_ok());
+        assert_eq!(
+            parse_document(nested(MAX_DEPTH + 1).as_bytes()),
+            Err(ParseError::TooDeep)
+        );
+        // A million levels would overflow the stack when the tree is dropped; refused early.
+        assert_eq!(
+            parse_document(nested(1_000_000).as_bytes()),
+            Err(ParseError::TooDeep)
+        );
+        // The element limit, with a small limit (the real one builds a few hundred MB).
+        let flat = |n: usize| format!("<r>{}</r>", "<a/>".repeat(n));
+        assert!(parse_bounded(flat(999).as_bytes(), MAX_DEPTH, 1_000).is_ok());
+        assert_eq!(
+            parse_bounded(flat(1_000).as_bytes(), MAX_DEPTH, 1_000),
+            Err(ParseError::TooManyElements)
+        );
+    }
+
+    #[test]
+    fn entities_are_not_expanded() {
+        let bomb = br#"<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>
+<rpc-reply xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><data>&b;</data></rpc-reply>"#;
+        assert!(matches!(parse_document(bomb), Err(ParseError::Xml(_))));
     }
 }

@@ -386,6 +386,13 @@ class IosAclShell(CMDShell):
         self.say("[OK]")
 
     def show(self, t, line):
+        if ROUTER.args.flood_show:
+            block = "\r\n".join("   %d deny ip host 203.0.113.%d any" % (i, i % 250) for i in range(1000))
+            try:
+                while True:
+                    self.stdout.write(block + "\r\n")
+            except Exception:  # the client closed the channel
+                return
         what = t.peek()
         if what is None:
             raise CliError(INCOMPLETE)
@@ -759,6 +766,9 @@ def main():
     parser.add_argument("--authorized-key", action="append", default=[])
     parser.add_argument("--refuse", action="append")
     parser.add_argument("--drop-every-lines", type=int)
+    # A misbehaving router for the bounded-read test: every `show` answers with endless
+    # output and never a prompt (until the client goes away).
+    parser.add_argument("--flood-show", action="store_true")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--make-client-key")
     args = parser.parse_args()

@@ -23,6 +23,12 @@ const FRR_DISCARD_V6: &str = "2001:db8:ffff::1";
 
 const START_WAIT: Duration = Duration::from_secs(15);
 
+/// The route a router started with [`RouterOptions::confederation`] announces to netban.
+pub const CONFED_ROUTE_V4: &str = "10.99.0.0/24";
+/// The confederation identifier of [`RouterOptions::confederation`]; the router (AS
+/// [`ROUTER_AS`]) and netban (AS [`SPEAKER_AS`]) are its member ASes.
+pub const CONFED_ID: u32 = 64999;
+
 /// The server's TCP port that [`rtbh`] listens on.
 pub const PORT: u16 = 8080;
 
@@ -85,6 +91,24 @@ pub enum Kind {
     Frr,
 }
 
+/// How a router's session with netban is configured beyond the defaults (the protocol-edge
+/// tests).
+#[derive(Clone, Debug, Default)]
+pub struct RouterOptions {
+    /// The AS the router expects netban to have; default [`SPEAKER_AS`].
+    pub peer_as: Option<u32>,
+    /// A TCP MD5 password on the session (BIRD `password`, FRR `neighbor … password`).
+    pub md5_password: Option<String>,
+    /// GTSM, directly connected (BIRD `ttl security on`, FRR `neighbor … ttl-security hops 1`).
+    pub ttl_security: bool,
+    /// The hold time the router proposes (BIRD `hold time`, FRR `neighbor … timers`).
+    pub hold_time: Option<u16>,
+    /// The router is member AS [`ROUTER_AS`] of confederation [`CONFED_ID`], netban a member
+    /// peer, and it announces [`CONFED_ROUTE_V4`] to netban: that UPDATE's AS_PATH holds an
+    /// AS_CONFED_SEQUENCE (RFC 5065).
+    pub confederation: bool,
+}
+
 /// One router daemon set, running in `host`.
 pub struct Router {
     pub kind: Kind,
@@ -93,15 +117,25 @@ pub struct Router {
     processes: Vec<Process>,
     /// The AS the router expects netban to have.
     peer_as: u32,
+    options: RouterOptions,
 }
 
 impl Router {
     pub fn start(kind: Kind, host: &Host, dir: &Path) -> Router {
-        Router::start_expecting(kind, host, dir, SPEAKER_AS)
+        Router::start_with(kind, host, dir, RouterOptions::default())
     }
 
     /// Starts the router configured with `peer_as` as netban's AS.
     pub fn start_expecting(kind: Kind, host: &Host, dir: &Path, peer_as: u32) -> Router {
+        let options = RouterOptions {
+            peer_as: Some(peer_as),
+            ..RouterOptions::default()
+        };
+        Router::start_with(kind, host, dir, options)
+    }
+
+    /// Starts the router with `options`.
+    pub fn start_with(kind: Kind, host: &Host, dir: &Path, options: RouterOptions) -> Router {
         let dir = dir.join(match kind {
             Kind::Bird => "bird",
             Kind::Frr => "frr",
@@ -112,7 +146,8 @@ impl Router {
             host: host.clone(),
             dir,
             processes: Vec::new(),
-            peer_as,
+            peer_as: options.peer_as.unwrap_or(SPEAKER_AS),
+            options,
         };
         router.write_config();
         router.run();
@@ -153,6 +188,28 @@ impl Router {
     }
 
     fn bird_conf(&self) -> String {
+        let o = &self.options;
+        let mut session = String::new();
+        let mut v4_export = "none".to_string();
+        let mut statics = String::new();
+        if let Some(password) = &o.md5_password {
+            session.push_str(&format!("  password \"{password}\";\n"));
+        }
+        if o.ttl_security {
+            session.push_str("  ttl security on;\n");
+        }
+        if let Some(hold) = o.hold_time {
+            session.push_str(&format!("  hold time {hold};\n"));
+        }
+        if o.confederation {
+            session.push_str(&format!(
+                "  confederation {CONFED_ID};\n  confederation member yes;\n"
+            ));
+            v4_export = format!("where net = {CONFED_ROUTE_V4}");
+            statics = format!(
+                "protocol static announced {{ ipv4; route {CONFED_ROUTE_V4} blackhole; }}\n"
+            );
+        }
         format!(
             r#"log "{dir}/bird.log" all;
 router id {ROUTER_LINK_V4};
@@ -168,16 +225,38 @@ protocol bgp netban {{
   neighbor {SPEAKER_LINK_V4} as {peer_as};
   passive on;
   error wait time 1, 5;
-  ipv4 {{ import filter rtbh_in; export none; }};
+{session}  ipv4 {{ import filter rtbh_in; export {v4_export}; }};
   ipv6 {{ import filter rtbh_in; export none; }};
 }}
-"#,
+{statics}"#,
             dir = self.dir.display(),
             peer_as = self.peer_as,
         )
     }
 
     fn frr_bgpd_conf(&self) -> String {
+        let o = &self.options;
+        let n = SPEAKER_LINK_V4;
+        let mut global = String::new();
+        let mut neighbor = String::new();
+        let mut v4 = String::new();
+        if let Some(password) = &o.md5_password {
+            neighbor.push_str(&format!(" neighbor {n} password {password}\n"));
+        }
+        if o.ttl_security {
+            neighbor.push_str(&format!(" neighbor {n} ttl-security hops 1\n"));
+        }
+        if let Some(hold) = o.hold_time {
+            neighbor.push_str(&format!(" neighbor {n} timers {} {hold}\n", hold / 3));
+        }
+        if o.confederation {
+            global.push_str(&format!(
+                " bgp confederation identifier {CONFED_ID}\n bgp confederation peers {}\n \
+                 no bgp network import-check\n",
+                self.peer_as
+            ));
+            v4.push_str(&format!("  network {CONFED_ROUTE_V4}\n"));
+        }
         format!(
             r#"log file {dir}/bgpd.log
 bgp community-list standard BLACKHOLE permit 65535:666
@@ -192,11 +271,11 @@ route-map RTBH-V6 deny 20
 router bgp {ROUTER_AS}
  bgp router-id {ROUTER_LINK_V4}
  no bgp ebgp-requires-policy
- neighbor {SPEAKER_LINK_V4} remote-as {peer_as}
+{global} neighbor {SPEAKER_LINK_V4} remote-as {peer_as}
  neighbor {SPEAKER_LINK_V4} passive
  neighbor {SPEAKER_LINK_V4} disable-connected-check
- address-family ipv4 unicast
-  neighbor {SPEAKER_LINK_V4} activate
+{neighbor} address-family ipv4 unicast
+{v4}  neighbor {SPEAKER_LINK_V4} activate
   neighbor {SPEAKER_LINK_V4} route-map RTBH-V4 in
  exit-address-family
  address-family ipv6 unicast
@@ -310,6 +389,48 @@ router bgp {ROUTER_AS}
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Whether the router has sent [`CONFED_ROUTE_V4`] to netban, as the router says.
+    pub fn advertised_confed_route(&self) -> bool {
+        let text = match self.kind {
+            Kind::Bird => self.control(&["show", "route", "export", "netban.ipv4"]),
+            Kind::Frr => self.control(&[&format!(
+                "show bgp ipv4 unicast neighbors {SPEAKER_LINK_V4} advertised-routes"
+            )]),
+        };
+        text.is_some_and(|t| t.contains(CONFED_ROUTE_V4))
+    }
+
+    /// How many times the session with netban has come up, and went down, by the router's own
+    /// count (FRR: "Connections established N; dropped M"; BIRD does not count, so for BIRD:
+    /// 1 and 0 unless `show protocols all` reports a last error).
+    pub fn session_counts(&self) -> (u32, u32) {
+        match self.kind {
+            Kind::Frr => {
+                let text = self
+                    .control(&[&format!("show bgp neighbor {SPEAKER_LINK_V4}")])
+                    .unwrap_or_default();
+                let number_after = |label: &str| {
+                    text.split(label)
+                        .nth(1)
+                        .and_then(|r| r.trim_start().split(|c: char| !c.is_ascii_digit()).next())
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or(0)
+                };
+                (
+                    number_after("Connections established"),
+                    number_after("dropped"),
+                )
+            }
+            Kind::Bird => {
+                let text = self
+                    .control(&["show", "protocols", "all", "netban"])
+                    .unwrap_or_default();
+                let up = u32::from(text.contains("Established"));
+                (up, u32::from(text.contains("Last error")))
+            }
+        }
     }
 
     /// Whether the session with netban is established, as the router says.

@@ -9,6 +9,9 @@
 //! The app is started with a three-line Python launcher using ExaFS's own factory
 //! (`flowapp.scripts._create_app`, the one `exafs-db-init` uses) and Flask's server; both run
 //! with TZ=UTC, and everything is killed by PID on drop.
+//!
+//! [`Peer::start_tls`] serves the API over https instead, with a certificate for 127.0.0.1
+//! signed by a throwaway CA made with `openssl` in the same directory ([`Peer::ca_file`]).
 
 use crate::{free_port, output_ok, venv_bin, wait_until};
 use serde_json::{json, Value};
@@ -45,7 +48,8 @@ db.commit()
 const LAUNCHER: &str = r#"
 import sys
 from flowapp.scripts import _create_app
-_create_app().run(host="127.0.0.1", port=int(sys.argv[1]), threaded=True)
+tls = (sys.argv[2], sys.argv[3]) if len(sys.argv) > 3 else None
+_create_app().run(host="127.0.0.1", port=int(sys.argv[1]), threaded=True, ssl_context=tls)
 "#;
 
 fn wait_port(port: u16, what: &str, log: &Path) {
@@ -64,11 +68,78 @@ pub struct Peer {
     pub port: u16,
     exa: Child,
     app: Option<Child>,
+    /// Whether the API is served over https (see [`Peer::start_tls`]).
+    tls: bool,
+}
+
+/// Makes a CA (`ca.pem`) and a certificate for 127.0.0.1 signed by it (`server.pem`,
+/// `server.key`) in `dir`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        output_ok(Command::new("openssl").current_dir(dir).args(args));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=netban test CA"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
 }
 
 impl Peer {
-    /// A fresh ExaFS with its database seeded and exabgp-process listening.
+    /// A fresh ExaFS with its database seeded and exabgp-process listening, serving plain
+    /// http.
     pub fn start() -> Peer {
+        Peer::start_serving(false)
+    }
+
+    /// Like [`Peer::start`], serving https with a certificate signed by [`Peer::ca_file`].
+    pub fn start_tls() -> Peer {
+        Peer::start_serving(true)
+    }
+
+    fn start_serving(tls: bool) -> Peer {
         let dir = tempfile::Builder::new()
             .prefix("netban-exafs-")
             .tempdir()
@@ -124,11 +195,15 @@ impl Peer {
             .stderr(std::fs::File::create(d.join("exabgp.err")).unwrap())
             .spawn()
             .expect("exabgp-process");
+        if tls {
+            make_certificates(d);
+        }
         let mut peer = Peer {
             dir,
             port,
             exa,
             app: None,
+            tls,
         };
         wait_port(
             exa_port,
@@ -148,11 +223,16 @@ impl Peer {
             .append(true)
             .open(d.join("app.err"))
             .unwrap();
-        let child = Command::new(venv_bin("exafs", "python"))
+        let mut command = Command::new(venv_bin("exafs", "python"));
+        command
             .current_dir(d)
             .env("TZ", "UTC")
             .arg(d.join("launch.py"))
-            .arg(self.port.to_string())
+            .arg(self.port.to_string());
+        if self.tls {
+            command.arg(d.join("server.pem")).arg(d.join("server.key"));
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(err.try_clone().unwrap())
             .stderr(err)
@@ -175,7 +255,13 @@ impl Peer {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA that signed the https certificate (PEM), after [`Peer::start_tls`].
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// A key file with `mode` holding `key`.
@@ -214,8 +300,13 @@ impl Peer {
     }
 
     pub fn api(&self) -> Api {
+        let mut http = reqwest::Client::builder();
+        if self.tls {
+            let pem = std::fs::read(self.ca_file()).unwrap();
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        }
         Api {
-            http: reqwest::Client::new(),
+            http: http.build().unwrap(),
             base: format!("{}/api/v3", self.url()),
         }
     }
