@@ -52,6 +52,8 @@ pub struct Daemon {
     pub config: PathBuf,
     pub socket: PathBuf,
     pub ledger: PathBuf,
+    /// The network namespace it runs in (`None`: this process's).
+    netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -73,6 +75,38 @@ impl Daemon {
         host: &str,
         body: &str,
     ) -> io::Result<Daemon> {
+        Daemon::start_with(bins, dir, ledger_spec, host, body, None)
+    }
+
+    /// Like [`Daemon::start_as`], with the daemon running inside `netns` (`ip netns exec`):
+    /// it reaches the ledger over that namespace's links, so cutting a link cuts it off. Its
+    /// socket, configuration and logs are files as usual, reachable from any namespace.
+    pub fn start_in(
+        netns: &crate::Host,
+        bins: &Binaries,
+        dir: &Path,
+        ledger_spec: &str,
+        host: &str,
+        body: &str,
+    ) -> io::Result<Daemon> {
+        Daemon::start_with(
+            bins,
+            dir,
+            ledger_spec,
+            host,
+            body,
+            Some(netns.name().to_string()),
+        )
+    }
+
+    fn start_with(
+        bins: &Binaries,
+        dir: &Path,
+        ledger_spec: &str,
+        host: &str,
+        body: &str,
+        netns: Option<String>,
+    ) -> io::Result<Daemon> {
         std::fs::create_dir_all(dir)?;
         let socket = dir.join("netban.sock");
         let ledger = dir.join("ledger.db");
@@ -89,6 +123,7 @@ impl Daemon {
             config,
             socket,
             ledger,
+            netns,
             child: None,
         };
         daemon.spawn()?;
@@ -100,7 +135,16 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(self.dir.join("daemon.log"))?;
-        let child = Command::new(&self.bins.daemon)
+        // `ip netns exec` execs the daemon: the child's PID is the daemon's.
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns]).arg(&self.bins.daemon);
+                c
+            }
+            None => Command::new(&self.bins.daemon),
+        };
+        let child = command
             .arg("--config")
             .arg(&self.config)
             .env("NETBAN_LOG", "info")
