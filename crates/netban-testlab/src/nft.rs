@@ -119,7 +119,7 @@ impl Monitor {
         };
         let probe = format!("add table inet {PROBE_TABLE}; delete table inet {PROBE_TABLE}");
         let listening =
-            crate::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            crate::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
                 let _ = host.run("nft", [&probe]);
                 monitor
                     .lines_now()
@@ -128,7 +128,7 @@ impl Monitor {
             });
         if !listening {
             return Err(io::Error::other(format!(
-                "nft monitor in {} reported nothing within 10 s",
+                "nft monitor in {} reported nothing within 30 s",
                 host.name()
             )));
         }
