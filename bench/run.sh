@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs netban's benchmarks beside their references in one run and prints one table with ratios.
 # Release build; needs root (network namespaces). Usage: bench/run.sh [--quick] [--drivers]
-# [--only NAME[,NAME...]]
+# [--fleet] [--only NAME[,NAME...]]
 #   --quick    smaller sizes for the core benchmark
 #   --drivers  also each driver's benchmark against its real peer and its seed's way (minutes each)
-#   --only     just these sections (core, exafs, bgp, cisco_ios, netconf, aws)
+#   --fleet    also the fleet's benchmarks: 4 daemons on one PostgreSQL ledger, beside
+#              `ssh B fail2ban-client set JAIL banip` (a few minutes)
+#   --only     just these sections (core, exafs, bgp, cisco_ios, netconf, aws, fleet)
 # The sections are listed in bench/src/main.rs; the references' scripts are in bench/reference/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

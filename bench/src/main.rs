@@ -11,6 +11,7 @@
 mod core;
 #[cfg(feature = "drivers")]
 mod drivers;
+mod fleet;
 mod table;
 
 use netban_testlab::netban::Binaries;
@@ -43,6 +44,9 @@ enum Group {
     Core,
     /// Runs with `--drivers` (each starts a driver's real peer; minutes each).
     Drivers,
+    /// Runs with `--fleet` (several daemons on a PostgreSQL ledger, the SSH reference; a few
+    /// minutes).
+    Fleet,
 }
 
 /// One benchmark: a name for `--only`, its group and its measurement.
@@ -88,22 +92,28 @@ const SECTIONS: &[Section] = &[
         group: Group::Drivers,
         run: drivers::aws::run,
     },
+    Section {
+        name: "fleet",
+        group: Group::Fleet,
+        run: fleet::run,
+    },
 ];
 
 const USAGE: &str =
     "usage: netban-bench [--bin-dir DIR] [--reference-dir DIR] [--quick] [--drivers] \
-                     [--only NAME[,NAME…]]";
+                     [--fleet] [--only NAME[,NAME…]]";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut bin_dir, mut reference) = (None, PathBuf::from("bench/reference"));
-    let (mut quick, mut drivers, mut only) = (false, false, None::<Vec<String>>);
+    let (mut quick, mut drivers, mut fleet, mut only) = (false, false, false, None::<Vec<String>>);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bin-dir" => bin_dir = args.next().map(PathBuf::from),
             "--reference-dir" => reference = args.next().map(PathBuf::from).unwrap_or(reference),
             "--quick" => quick = true,
             "--drivers" => drivers = true,
+            "--fleet" => fleet = true,
             "--only" => {
                 only = args
                     .next()
@@ -144,7 +154,11 @@ fn main() -> ExitCode {
     };
     let chosen = SECTIONS.iter().filter(|s| match &only {
         Some(names) => names.iter().any(|n| n == s.name),
-        None => s.group == Group::Core || drivers,
+        None => match s.group {
+            Group::Core => true,
+            Group::Drivers => drivers,
+            Group::Fleet => fleet,
+        },
     });
     let build = if cfg!(debug_assertions) {
         "DEBUG build (figures not representative; bench/run.sh builds a release)"

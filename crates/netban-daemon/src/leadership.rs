@@ -14,7 +14,8 @@
 //! `TTL + RENEW` (3.5 s); one that stops cleanly releases its leases at once.
 //!
 //! Workers read their [`Leadership`] from a `watch` channel; they are woken only when it
-//! changes hands, and check [`Leadership::drives_at`] before every device operation.
+//! changes hands or a lease of ours that lapsed by the clock is renewed, and check
+//! [`Leadership::drives_at`] before every device operation.
 
 use netban_core::Timestamp;
 use netban_ledger::postgres::lease::{Claim, PostgresLeases};
@@ -163,6 +164,11 @@ impl LeaseKeeper {
             };
             target.leadership.send_if_modified(|current| {
                 let moved = !current.same_hands(&next);
+                // Our lease lapsed by the clock (claims failed or came back late) and is ours
+                // again: the hands are the same, but the workers stopped at the old deadline
+                // and wait to be woken.
+                let now = Instant::now();
+                let resumed = !moved && !current.drives_at(now) && next.drives_at(now);
                 if moved {
                     match &next {
                         Leadership::Driving { .. } => {
@@ -175,7 +181,7 @@ impl LeaseKeeper {
                     }
                 }
                 *current = next;
-                moved
+                moved || resumed
             });
         }
     }

@@ -285,13 +285,19 @@ impl Worker {
                 }
                 self.publish_status(&leadership);
             }
-            // Wake for the next resync or retry, and when the lease runs out.
-            let lease_end = leadership.deadline().filter(|_| driving);
-            let deadline = [Some(next_resync), retry_at, self.item_retry_at, lease_end]
-                .into_iter()
-                .flatten()
-                .min();
-            let deadline = deadline.unwrap_or(next_resync);
+            // Wake for the next resync or retry, and when the lease runs out. A worker on
+            // standby has no device timers: it waits for a change of leadership (its resync
+            // time, left in the past, would otherwise wake it at once, again and again).
+            let deadline = if driving {
+                let lease_end = leadership.deadline();
+                [Some(next_resync), retry_at, self.item_retry_at, lease_end]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(next_resync)
+            } else {
+                Instant::now() + resync
+            };
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,

@@ -4,7 +4,10 @@
 //! exactly one of them drives at a time through a lease.
 
 use super::*;
+use netban_testlab::nft::Monitor;
+use netban_testlab::peers::ios;
 use netban_testlab::postgres::{PgDatabase, PgOptions, PgServer};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A host of the fleet: its own namespace (its nftables) and its daemon.
@@ -29,20 +32,47 @@ impl FleetHost {
 
     /// Whether this host drives the shared router now.
     fn drives_router(&self) -> bool {
-        let router = self.target("router");
-        router["driver"] == self.name && router["health"] != "standby"
+        self.drives("router")
+    }
+
+    /// Whether this host drives the shared target `name` now.
+    fn drives(&self, name: &str) -> bool {
+        let target = self.target(name);
+        target["driver"] == self.name && target["health"] != "standby"
     }
 }
 
-/// Each host's netban.toml: the shared router and its own nftables; `poll_millis` is how
-/// often it expires bans and reads the feed without a wake-up.
-fn fleet_config(router: &Host, local: &Host, poll_millis: u64) -> String {
+/// Each host's netban.toml: the shared router (with `router_keys` added to its section) and
+/// its own nftables, then `more_targets` (`[[targets]]` sections); `poll_millis` is how often
+/// it expires bans and reads the feed without a wake-up.
+fn fleet_config(
+    router: &Host,
+    local: &Host,
+    poll_millis: u64,
+    router_keys: &str,
+    more_targets: &str,
+) -> String {
     format!(
         "[reconciler]\npoll_millis = {poll_millis}\n\n\
-         [[targets]]\nname = \"router\"\ntype = \"nftables\"\nnetns = \"{}\"\nscope = \"fleet\"\n\n\
-         [[targets]]\nname = \"local\"\ntype = \"nftables\"\nnetns = \"{}\"\n",
+         [[targets]]\nname = \"router\"\ntype = \"nftables\"\nnetns = \"{}\"\nscope = \"fleet\"\n{router_keys}\n\
+         [[targets]]\nname = \"local\"\ntype = \"nftables\"\nnetns = \"{}\"\n\n{more_targets}",
         router.name(),
         local.name()
+    )
+}
+
+/// A `[[targets]]` section for the IOS emulator `router` (its scope left to the default of
+/// network devices, `fleet`).
+fn ios_target(router: &ios::Router) -> String {
+    format!(
+        "[[targets]]\nname = \"edge-ios\"\ntype = \"cisco_ios\"\nhost = \"127.0.0.1\"\n\
+         port = {}\nusername = \"{}\"\npassword = \"{}\"\n\
+         enable_secret = \"{}\"\nhost_key_fingerprint = \"{}\"\n",
+        router.port,
+        ios::USER,
+        ios::PASSWORD,
+        ios::SECRET,
+        router.fingerprint
     )
 }
 
@@ -55,28 +85,33 @@ fn fleet_database() -> PgDatabase {
 
 /// Hosts A and B of the fleet, each with its own namespace, on the ledger at `url`.
 fn two_hosts(world: &World, url: &str, poll_millis: u64) -> [FleetHost; 2] {
+    two_hosts_with(world, url, poll_millis, "")
+}
+
+/// [`two_hosts`], each host's configuration with `more_targets` too.
+fn two_hosts_with(
+    world: &World,
+    url: &str,
+    poll_millis: u64,
+    more_targets: &str,
+) -> [FleetHost; 2] {
     ["host-a", "host-b"].map(|name| {
         let local = world.edge.lab.host(&name.replace('-', "")).expect(name);
-        start_host_on(world, url, name, local, poll_millis)
+        let config = fleet_config(&world.edge.router, &local, poll_millis, "", more_targets);
+        start_host_on(world, url, name, local, &config)
     })
 }
 
-/// A host whose daemon uses the ledger at `url` and polls every `poll_millis`.
+/// A host whose daemon uses the ledger at `url` with `config`.
 fn start_host_on(
     world: &World,
     url: &str,
     name: &'static str,
     local: Host,
-    poll_millis: u64,
+    config: &str,
 ) -> FleetHost {
-    let daemon = Daemon::start_as(
-        &world.bins,
-        &world.dir.path().join(name),
-        url,
-        name,
-        &fleet_config(&world.edge.router, &local, poll_millis),
-    )
-    .expect("daemon");
+    let daemon = Daemon::start_as(&world.bins, &world.dir.path().join(name), url, name, config)
+        .expect("daemon");
     FleetHost {
         name,
         local,
@@ -86,17 +121,22 @@ fn start_host_on(
 
 /// Waits until exactly one host drives the router and every host agrees which.
 fn one_driver(hosts: &[&FleetHost], within: Duration) -> Option<&'static str> {
+    one_driver_of(hosts, "router", within)
+}
+
+/// Waits until exactly one host drives the shared target `target` and every host agrees which.
+fn one_driver_of(hosts: &[&FleetHost], target: &str, within: Duration) -> Option<&'static str> {
     let mut driver = None;
     wait_until(within, Duration::from_millis(50), || {
         let driving: Vec<&'static str> = hosts
             .iter()
-            .filter(|h| h.drives_router())
+            .filter(|h| h.drives(target))
             .map(|h| h.name)
             .collect();
         if driving.len() == 1
             && hosts
                 .iter()
-                .all(|h| h.target("router")["driver"] == driving[0])
+                .all(|h| h.target(target)["driver"] == driving[0])
         {
             driver = Some(driving[0]);
         }
@@ -131,13 +171,35 @@ fn a_ban_on_one_host_is_enforced_by_every_host_and_at_the_shared_router() {
     let edge = &world.edge;
     let _listener = edge.server.spawn_tcp_listener(PORT).expect("listener");
     let db = fleet_database();
-    let [a, b] = two_hosts(&world, &db.url(), 50);
+    // A second shared target: a Cisco IOS router (the emulator), its ACL driven by one host.
+    let ios = ios::Router::start(&[]);
+    let [a, b] = two_hosts_with(&world, &db.url(), 50, &ios_target(&ios));
     assert!(
         one_driver(&[&a, &b], Duration::from_secs(10)).is_some(),
         "one host drives the router: a {} b {}",
         a.target("router"),
         b.target("router")
     );
+    let ios_driver = one_driver_of(&[&a, &b], "edge-ios", Duration::from_secs(20));
+    assert!(
+        ios_driver.is_some(),
+        "one host drives the IOS router: a {} b {}",
+        a.target("edge-ios"),
+        b.target("edge-ios")
+    );
+    // The ACL entries denying `address`: exactly one while it is banned (two hosts writing
+    // the ACL would leave two, or remove each other's).
+    let ios_entries = |address: &str| -> usize {
+        let deny = format!("deny ip host {address} any");
+        ios.show("show ip access-lists NETBAN")
+            .lines()
+            .filter(|l| {
+                l.trim_start()
+                    .split_once(' ')
+                    .is_some_and(|(_, rule)| rule.trim() == deny)
+            })
+            .count()
+    };
     // Host A's fail2ban runs a long jail (recidive), host B's a 3 s sshd jail.
     let f2b_a = fail2ban_on(&world, &a, &sshd_jail("recidive", 3600));
     let f2b_b = fail2ban_on(&world, &b, &sshd_jail("sshd", 3));
@@ -156,6 +218,14 @@ fn a_ban_on_one_host_is_enforced_by_every_host_and_at_the_shared_router() {
         enforced_everywhere(true),
         "in the router's and both hosts' sets; host A's fail2ban log:\n{}",
         f2b_a.log()
+    );
+    let on_ios = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        ios_entries(attacker) == 1
+    });
+    assert!(
+        on_ios,
+        "the IOS router's ACL denies it once:\n{}",
+        ios.show("show ip access-lists NETBAN")
     );
     assert!(
         blocked(&edge.attacker, Edge::SERVER_V4),
@@ -200,6 +270,11 @@ fn a_ban_on_one_host_is_enforced_by_every_host_and_at_the_shared_router() {
             .all(|ns| nft_elements(ns).contains(attacker)),
         "recidive still bans it everywhere"
     );
+    assert_eq!(
+        ios_entries(attacker),
+        1,
+        "recidive still bans it on the IOS router"
+    );
     assert!(blocked(&edge.attacker, Edge::SERVER_V4));
 
     // Host A's fail2ban lifts its ban: gone everywhere, the attacker gets through.
@@ -210,7 +285,20 @@ fn a_ban_on_one_host_is_enforced_by_every_host_and_at_the_shared_router() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(enforced_everywhere(false), "lifted everywhere");
+    let off_ios = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        ios_entries(attacker) == 0
+    });
+    assert!(
+        off_ios,
+        "lifted on the IOS router:\n{}",
+        ios.show("show ip access-lists NETBAN")
+    );
     assert!(edge.attacker.tcp_connects(Edge::SERVER_V4, PORT, SHORT));
+    // Still one driver of each shared target, the same as at the start.
+    assert_eq!(
+        one_driver_of(&[&a, &b], "edge-ios", Duration::from_secs(5)),
+        ios_driver
+    );
 }
 
 #[test]
@@ -370,60 +458,6 @@ fn bans_made_while_postgres_is_down_are_enforced_locally_and_reach_the_fleet_whe
     );
 }
 
-/// `nft monitor elements` in `host`'s namespace: each line it prints, with when it was read.
-/// Watching the kernel's own change events measures when an element arrives without the cost
-/// of polling `nft list` (tens of milliseconds per call under load). Killed on drop.
-struct ElementMonitor {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<(Instant, String)>,
-}
-
-impl ElementMonitor {
-    fn start(host: &Host) -> ElementMonitor {
-        use std::io::BufRead;
-        let mut child = host
-            .command("nft")
-            .args(["monitor", "elements"])
-            .stdout(std::process::Stdio::piped())
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("nft monitor");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send((Instant::now(), line)).is_err() {
-                    return;
-                }
-            }
-        });
-        ElementMonitor { child, lines }
-    }
-
-    /// When an element `address` was added (waiting up to `timeout` from now).
-    fn added(&self, address: &str, timeout: Duration) -> Option<Instant> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let (at, line) = self.lines.recv_timeout(left).ok()?;
-            let names_it = line
-                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .any(|token| token == address);
-            if line.starts_with("add element") && names_it {
-                return Some(at);
-            }
-        }
-    }
-}
-
-impl Drop for ElementMonitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * q) as usize]
 }
@@ -441,24 +475,22 @@ fn a_ban_reaches_another_host_at_once_through_the_notify_wake_up() {
     let db = fleet_database();
     let [a, b] = two_hosts(&world, &db.url(), 1000);
     let driver = one_driver(&[&a, &b], Duration::from_secs(10)).expect("a driver");
-    let b_monitor = ElementMonitor::start(&b.local);
-    let router_monitor = ElementMonitor::start(&edge.router);
-    // Until both monitors see a ban, they may not be subscribed yet: warm-up bans, not counted.
-    let watching = (0..5).any(|i| {
-        let address = format!("198.18.30.{}", 1 + i);
-        let acked = netban::ban_over_socket(
-            &a.daemon.socket,
-            std::slice::from_ref(&address),
-            "warmup",
-            3600,
-        );
-        assert_eq!(acked.len(), 1, "host A acknowledged {address}");
-        b_monitor.added(&address, Duration::from_secs(5)).is_some()
-            && router_monitor
-                .added(&address, Duration::from_secs(5))
-                .is_some()
-    });
-    assert!(watching, "nft monitor reports the warm-up bans");
+    let b_monitor = Monitor::start(&b.local).expect("nft monitor on host B");
+    let router_monitor = Monitor::start(&edge.router).expect("nft monitor on the router");
+    // A warm-up ban, not counted.
+    let address = "198.18.30.1".to_string();
+    let acked = netban::ban_over_socket(
+        &a.daemon.socket,
+        std::slice::from_ref(&address),
+        "warmup",
+        3600,
+    );
+    assert_eq!(acked.len(), 1, "host A acknowledged {address}");
+    let watching = b_monitor.added(&address, Duration::from_secs(5)).is_some()
+        && router_monitor
+            .added(&address, Duration::from_secs(5))
+            .is_some();
+    assert!(watching, "nft monitor reports the warm-up ban");
     const BANS: usize = 200;
     let mut to_b = Vec::with_capacity(BANS);
     let mut to_router = Vec::with_capacity(BANS);
@@ -664,4 +696,329 @@ fn the_client_spools_a_ban_when_its_daemon_and_postgres_are_both_down() {
         a.daemon.log()
     );
     assert_eq!(a.daemon.status()["ledger_health"]["spooled"], 0);
+}
+
+/// The `nft` program, found in PATH (for symlinks that name a writer in `nft monitor`).
+fn nft_program() -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join("nft"))
+        .find(|p| p.exists())
+        .expect("nft installed")
+}
+
+/// Bans one address after another through `socket` (each acknowledged before the next, a
+/// fail2ban host's pace) until stopped; remembers what was acknowledged and when.
+struct SteadyBans {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(Instant, String)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SteadyBans {
+    /// Bans `198.18.{third}.x`, then `{third + 1}` and so on, every `pace`.
+    fn start(socket: std::path::PathBuf, third: u32, pace: Duration) -> SteadyBans {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let (stopping, record) = (stop.clone(), acked.clone());
+        let thread = std::thread::spawn(move || {
+            for i in 0u32.. {
+                if stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                let address = format!("198.18.{}.{}", third + i / 200, 1 + i % 200);
+                let ok = netban::ban_over_socket(
+                    &socket,
+                    std::slice::from_ref(&address),
+                    "steady",
+                    3600,
+                );
+                if !ok.is_empty() {
+                    record.lock().unwrap().push((Instant::now(), address));
+                }
+                // A load generator's pace, not a synchronisation.
+                std::thread::sleep(pace);
+            }
+        });
+        SteadyBans {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    fn acked_since(&self, since: Instant) -> usize {
+        self.acked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .count()
+    }
+
+    fn finish(mut self) -> BTreeSet<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("steady bans");
+        }
+        let acked = self.acked.lock().unwrap();
+        acked.iter().map(|(_, a)| a.clone()).collect()
+    }
+}
+
+/// Issue 13: the driving host's link to PostgreSQL is cut (its switch port goes down; the
+/// daemon is not killed and hears nothing). PostgreSQL runs in a namespace of its own behind
+/// a bridge (the switch); each host's daemon runs in its host's namespace and reaches it over
+/// a veth link of its own. Each host writes the router with an `nft` of its own name, so the
+/// router's own change log (`nft monitor`: "new generation N by process PID (nft-hosta)") is
+/// the device's write log. While bans flow through the other host all along:
+/// - the cut host stops writing the router by its own clock (its lease lapses), before the
+///   other host's first write: no two writers overlap in the device's log;
+/// - the other host takes over within 5 s (measured, printed);
+/// - bans acknowledged by the cut host during the cut are spooled, enforced on its own
+///   nftables at once, and reach the router and the other host once the link is back;
+/// - back on the network, the cut host does not fight: it stays on standby and never writes
+///   the router again.
+#[test]
+fn a_driver_cut_off_from_postgres_stops_another_takes_over_and_it_does_not_fight_when_back() {
+    require_netns!();
+    let world = World::new("ff");
+    let edge = &world.edge;
+    let lab = &edge.lab;
+    let db_host = lab.host("db").expect("the database's namespace");
+    db_host
+        .add_bridge("br-db", &["198.19.250.1/24"])
+        .expect("the database network's switch");
+    let pg = PgServer::start_in(&db_host, "198.19.250.1", PgOptions::default())
+        .expect("PostgreSQL 15 in its namespace");
+    let db = pg.create_database().expect("database");
+    let writes = Monitor::start(&edge.router).expect("the router's write log");
+    let nft = nft_program();
+    let hosts = [
+        ("host-a", "hosta", "198.19.250.11/24"),
+        ("host-b", "hostb", "198.19.250.12/24"),
+    ]
+    .map(|(name, label, address)| {
+        let local = lab.host(label).expect(label);
+        let link = lab
+            .link_to_bridge(&local, &[address], &db_host, "br-db")
+            .expect("the host's link to the database network");
+        let writer = world.dir.path().join(format!("nft-{label}"));
+        std::os::unix::fs::symlink(&nft, &writer).expect("nft symlink");
+        let config = fleet_config(
+            &edge.router,
+            &local,
+            50,
+            &format!("nft_path = \"{}\"\n", writer.display()),
+            "",
+        );
+        let daemon = Daemon::start_in(
+            &local,
+            &world.bins,
+            &world.dir.path().join(name),
+            &db.url(),
+            name,
+            &config,
+        )
+        .expect("daemon");
+        let host = FleetHost {
+            name,
+            local,
+            daemon,
+        };
+        (host, link, format!("nft-{label}"))
+    });
+    let driver =
+        one_driver(&[&hosts[0].0, &hosts[1].0], Duration::from_secs(15)).expect("a driver");
+    let (cut, other) = if hosts[0].0.name == driver {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let (cut_host, cut_link, cut_writer) = &hosts[cut];
+    let (other_host, _, other_writer) = &hosts[other];
+
+    // Bans flow through the other host all along; the driver writes each to the router.
+    let steady = SteadyBans::start(
+        other_host.daemon.socket.clone(),
+        100,
+        Duration::from_millis(25),
+    );
+    let driving = wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        steady.acked_since(Instant::now() - Duration::from_secs(60)) >= 20
+            && writes
+                .generations()
+                .iter()
+                .filter(|g| &g.process == cut_writer)
+                .count()
+                >= 5
+    });
+    assert!(
+        driving,
+        "{} writes the router: {:?}",
+        cut_host.name,
+        writes.generations().last()
+    );
+
+    // The cut: the driver's switch port goes down. Its packets vanish; nothing tells it.
+    db_host
+        .ip(&["link", "set", &cut_link.b, "down"])
+        .expect("cutting the link");
+    let cut_at = Instant::now();
+    // Bans on the cut host during the cut, each acknowledged (spooled) before the next.
+    let during: Vec<String> = (0..30).map(|i| format!("198.18.90.{}", 1 + i)).collect();
+    let cut_socket = cut_host.daemon.socket.clone();
+    let (answered, cut_bans) = std::sync::mpsc::channel();
+    {
+        let during = during.clone();
+        std::thread::spawn(move || {
+            let answers: Vec<(bool, Duration)> = during
+                .iter()
+                .map(|address| {
+                    let t = Instant::now();
+                    let acked = netban::ban_over_socket(
+                        &cut_socket,
+                        std::slice::from_ref(address),
+                        "sshd",
+                        3600,
+                    );
+                    (acked.len() == 1, t.elapsed())
+                })
+                .collect();
+            let _ = answered.send(answers);
+        });
+    }
+    let taken_over = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        other_host.drives_router()
+    });
+    let takeover = cut_at.elapsed();
+    let stepped_down = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        !cut_host.drives_router()
+    });
+    let step_down = cut_at.elapsed();
+    let answers = cut_bans
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "the cut host did not answer its bans within 60 s; its log:\n{}",
+                cut_host.daemon.log()
+            )
+        });
+    let first_other_write = writes
+        .generations()
+        .into_iter()
+        .find(|g| &g.process == other_writer && g.at > cut_at)
+        .map(|g| g.at - cut_at);
+    eprintln!(
+        "link cut: {} reports standby {step_down:?} after the cut, {} drives the router \
+         {takeover:?} after it (its first write {first_other_write:?}); the cut host's 30 bans \
+         answered in {:?} (slowest)",
+        cut_host.name,
+        other_host.name,
+        answers.iter().map(|(_, t)| *t).max()
+    );
+    assert!(taken_over, "{} took the router over", other_host.name);
+    assert!(
+        takeover < Duration::from_secs(5),
+        "took over in {takeover:?}"
+    );
+    assert!(
+        stepped_down,
+        "{} stepped down: {}",
+        cut_host.name,
+        cut_host.target("router")
+    );
+    assert!(
+        answers.iter().all(|(ok, _)| *ok),
+        "the cut host acknowledged every ban: {answers:?}\n{}",
+        cut_host.daemon.log()
+    );
+    // Spooled, and enforced on the cut host's own nftables at once.
+    let health = &cut_host.daemon.status()["ledger_health"];
+    assert!(!health["unreachable_since"].is_null(), "{health}");
+    assert_eq!(health["spooled"], during.len(), "{health}");
+    let local = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        let held = nft_elements(&cut_host.local);
+        during.iter().all(|p| held.contains(p))
+    });
+    assert!(
+        local,
+        "the cut host's own set holds its bans made during the cut"
+    );
+
+    // The link returns.
+    db_host
+        .ip(&["link", "set", &cut_link.b, "up"])
+        .expect("restoring the link");
+    let back_at = Instant::now();
+    let forwarded = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        let (router, other_local) = (nft_elements(&edge.router), nft_elements(&other_host.local));
+        during
+            .iter()
+            .all(|p| router.contains(p) && other_local.contains(p))
+    });
+    let forwarding = back_at.elapsed();
+    assert!(
+        forwarded,
+        "the cut host's spooled bans reached the router and {}; its log:\n{}",
+        other_host.name,
+        cut_host.daemon.log()
+    );
+    // Watch on while bans keep flowing, past a full lease period after the return.
+    let watched = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        back_at.elapsed() > Duration::from_secs(6) && steady.acked_since(back_at) >= 50
+    });
+    assert!(watched, "bans kept flowing after the return");
+    let steady_acked = steady.finish();
+    eprintln!("link back: the spooled bans reached the fleet {forwarding:?} after the return");
+    let health = &cut_host.daemon.status()["ledger_health"];
+    assert!(health["unreachable_since"].is_null(), "{health}");
+    assert_eq!(health["spooled"], 0, "{health}");
+    assert_eq!(
+        one_driver(&[&hosts[0].0, &hosts[1].0], Duration::from_secs(5)),
+        Some(other_host.name),
+        "the returning host stays on standby"
+    );
+    let all_enforced = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        [&edge.router, &hosts[0].0.local, &hosts[1].0.local]
+            .iter()
+            .all(|ns| steady_acked.is_subset(&nft_elements(ns)))
+    });
+    assert!(all_enforced, "every steady ban is enforced everywhere");
+
+    // The router's write log: the cut host wrote until its lease lapsed by its own clock (at
+    // most TTL = 3 s after the cut), the other host only after that, and the cut host never
+    // again — one change of hands, no overlap, no flapping.
+    let log: Vec<_> = writes
+        .generations()
+        .into_iter()
+        .filter(|g| &g.process == cut_writer || &g.process == other_writer)
+        .collect();
+    let mut hands: Vec<&str> = log.iter().map(|g| g.process.as_str()).collect();
+    hands.dedup();
+    assert_eq!(
+        hands,
+        [cut_writer.as_str(), other_writer.as_str()],
+        "the router's writers in order: {:?}",
+        log.iter()
+            .map(|g| (g.at - cut_at, &g.process))
+            .collect::<Vec<_>>()
+    );
+    let last_cut_write = log
+        .iter()
+        .rev()
+        .find(|g| &g.process == cut_writer)
+        .map(|g| g.at.saturating_duration_since(cut_at));
+    eprintln!(
+        "router write log: {} generations by {cut_writer}, {} by {other_writer}; the cut host's \
+         last write {last_cut_write:?} after the cut",
+        log.iter().filter(|g| &g.process == cut_writer).count(),
+        log.iter().filter(|g| &g.process == other_writer).count()
+    );
+    assert!(
+        last_cut_write.is_some_and(|t| t < Duration::from_secs(3)),
+        "the cut host stopped writing within its lease: {last_cut_write:?}"
+    );
 }

@@ -64,6 +64,29 @@ impl Fail2ban {
         netban_config: &Path,
         jails: &str,
     ) -> io::Result<Fail2ban> {
+        Fail2ban::start_with(None, dir, netban_client, netban_config, jails)
+    }
+
+    /// Like [`Fail2ban::start`], with `fail2ban-server` running inside `host`'s namespace: its
+    /// actions (`nft`, `iptables`…) change that namespace's firewall. Its socket and files are
+    /// reachable from any namespace.
+    pub fn start_in(
+        host: &crate::Host,
+        dir: &Path,
+        netban_client: &Path,
+        netban_config: &Path,
+        jails: &str,
+    ) -> io::Result<Fail2ban> {
+        Fail2ban::start_with(Some(host), dir, netban_client, netban_config, jails)
+    }
+
+    fn start_with(
+        host: Option<&crate::Host>,
+        dir: &Path,
+        netban_client: &Path,
+        netban_config: &Path,
+        jails: &str,
+    ) -> io::Result<Fail2ban> {
         let conf = dir.join("conf");
         std::fs::create_dir_all(dir)?;
         if conf.exists() {
@@ -112,7 +135,11 @@ impl Fail2ban {
         std::fs::write(conf.join("jail.local"), jails)?;
 
         let socket = dir.join("fail2ban.sock");
-        let child = Command::new("fail2ban-server")
+        let mut server = match host {
+            Some(host) => host.command("fail2ban-server"),
+            None => Command::new("fail2ban-server"),
+        };
+        let child = server
             .args(["-f", "-x", "-c"])
             .arg(&conf)
             .arg("-s")

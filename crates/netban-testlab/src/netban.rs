@@ -52,6 +52,8 @@ pub struct Daemon {
     pub config: PathBuf,
     pub socket: PathBuf,
     pub ledger: PathBuf,
+    /// The network namespace it runs in (`None`: this process's).
+    netns: Option<String>,
     child: Option<Child>,
     /// Extra environment for the daemon's next start (`NETBAN_FAULT`, say).
     env: Vec<(String, String)>,
@@ -77,6 +79,38 @@ impl Daemon {
         host: &str,
         body: &str,
     ) -> io::Result<Daemon> {
+        Daemon::start_with(bins, dir, ledger_spec, host, body, None)
+    }
+
+    /// Like [`Daemon::start_as`], with the daemon running inside `netns` (`ip netns exec`):
+    /// it reaches the ledger over that namespace's links, so cutting a link cuts it off. Its
+    /// socket, configuration and logs are files as usual, reachable from any namespace.
+    pub fn start_in(
+        netns: &crate::Host,
+        bins: &Binaries,
+        dir: &Path,
+        ledger_spec: &str,
+        host: &str,
+        body: &str,
+    ) -> io::Result<Daemon> {
+        Daemon::start_with(
+            bins,
+            dir,
+            ledger_spec,
+            host,
+            body,
+            Some(netns.name().to_string()),
+        )
+    }
+
+    fn start_with(
+        bins: &Binaries,
+        dir: &Path,
+        ledger_spec: &str,
+        host: &str,
+        body: &str,
+        netns: Option<String>,
+    ) -> io::Result<Daemon> {
         std::fs::create_dir_all(dir)?;
         let socket = dir.join("netban.sock");
         let ledger = dir.join("ledger.db");
@@ -96,6 +130,7 @@ impl Daemon {
             config,
             socket,
             ledger,
+            netns,
             child: None,
             env: Vec::new(),
             umask: None,
@@ -109,16 +144,22 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(self.dir.join("daemon.log"))?;
-        let mut command = match &self.umask {
-            None => Command::new(&self.bins.daemon),
-            Some(mask) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("umask {mask} && exec \"$0\" \"$@\""))
-                    .arg(&self.bins.daemon);
-                c
-            }
-        };
+        // Wrappers in front of the daemon, each exec'ing the next, so the child's PID is the
+        // daemon's: `ip netns exec` for a daemon in a namespace, `sh -c 'umask …'`.
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(netns) = &self.netns {
+            argv.extend(["ip", "netns", "exec", netns].map(Into::into));
+        }
+        if let Some(mask) = &self.umask {
+            argv.extend([
+                "sh".into(),
+                "-c".into(),
+                format!("umask {mask} && exec \"$0\" \"$@\"").into(),
+            ]);
+        }
+        argv.push(self.bins.daemon.clone().into());
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
         let child = command
             .arg("--config")
             .arg(&self.config)

@@ -12,6 +12,10 @@
 //! process that died are swept (server stopped, directory deleted) by the next start; their
 //! names carry the owning PID.
 //!
+//! [`PgServer::start_in`] starts one inside a lab namespace instead, listening on an address of
+//! that namespace (and accepting [`ROLE`] from any address), for tests that cut a host's
+//! network link to the database; the harness still reaches it over its socket directory.
+//!
 //! `fsync` is off by default, for speed; a test about durability starts its own server with
 //! [`PgOptions::fsync`] on, and a benchmark does too.
 //!
@@ -19,7 +23,7 @@
 //! the way a netban daemon would; the harness itself uses `psql` as `postgres` over the
 //! socket (`trust`).
 
-use crate::wait_until;
+use crate::{wait_until, Host};
 use std::fs;
 use std::io;
 use std::net::TcpListener;
@@ -63,6 +67,8 @@ pub struct PgServer {
     dir: PathBuf,
     port: u16,
     options: PgOptions,
+    /// Where it listens for TCP clients.
+    listen: Listen,
     /// `cluster_name`, also the `application_name` a standby reports to its primary (the name
     /// `synchronous_standby_names` uses). Letters, digits and `_` only: a `-` is a syntax error
     /// there unless quoted.
@@ -70,11 +76,32 @@ pub struct PgServer {
     stopped: AtomicBool,
 }
 
+/// Where a server listens for TCP clients.
+#[derive(Clone, Debug)]
+enum Listen {
+    /// 127.0.0.1 of the root namespace.
+    Loopback,
+    /// `address` inside the network namespace `netns`.
+    Namespace { netns: String, address: String },
+}
+
+impl Listen {
+    fn address(&self) -> &str {
+        match self {
+            Listen::Loopback => "127.0.0.1",
+            Listen::Namespace { address, .. } => address,
+        }
+    }
+}
+
 /// A fresh database on a [`PgServer`], owned by [`ROLE`].
 #[derive(Clone, Debug)]
 pub struct PgDatabase {
     pub name: String,
     pub port: u16,
+    /// The address the server listens on (127.0.0.1 unless started with
+    /// [`PgServer::start_in`]).
+    pub host: String,
 }
 
 impl PgDatabase {
@@ -83,7 +110,7 @@ impl PgDatabase {
     /// order and keeps the first that takes writes (`target_session_attrs=read-write`), giving
     /// each 2 s to answer.
     pub fn failover_url(&self, ports: &[u16]) -> String {
-        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let hosts: Vec<String> = ports.iter().map(|p| format!("{}:{p}", self.host)).collect();
         format!(
             "postgres://{ROLE}:{PASSWORD}@{}/{}?target_session_attrs=read-write&connect_timeout=2",
             hosts.join(","),
@@ -94,16 +121,16 @@ impl PgDatabase {
     /// A `postgres://` URL for [`ROLE`] over TCP, password included.
     pub fn url(&self) -> String {
         format!(
-            "postgres://{ROLE}:{PASSWORD}@127.0.0.1:{}/{}",
-            self.port, self.name
+            "postgres://{ROLE}:{PASSWORD}@{}:{}/{}",
+            self.host, self.port, self.name
         )
     }
 
     /// A key=value connection string for [`ROLE`] over TCP, without the password.
     pub fn conninfo(&self) -> String {
         format!(
-            "host=127.0.0.1 port={} user={ROLE} dbname={}",
-            self.port, self.name
+            "host={} port={} user={ROLE} dbname={}",
+            self.host, self.port, self.name
         )
     }
 }
@@ -116,6 +143,25 @@ pub fn available() -> bool {
 impl PgServer {
     /// Starts a new server (see the module documentation).
     pub fn start(options: PgOptions) -> io::Result<PgServer> {
+        PgServer::start_listening(options, Listen::Loopback)
+    }
+
+    /// Starts a new server inside `host`'s network namespace, listening on `address` (an
+    /// address of that namespace, without a length), reachable only over the namespace's
+    /// links: cutting a link cuts the clients behind it off, as a network failure would.
+    /// [`ROLE`] may log in from any address (`scram-sha-256`). Killing the lab's processes
+    /// at its cleanup kills this server too; dropping it deletes its directory.
+    pub fn start_in(host: &Host, address: &str, options: PgOptions) -> io::Result<PgServer> {
+        PgServer::start_listening(
+            options,
+            Listen::Namespace {
+                netns: host.name().to_string(),
+                address: address.to_string(),
+            },
+        )
+    }
+
+    fn start_listening(options: PgOptions, listen: Listen) -> io::Result<PgServer> {
         if !available() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -123,7 +169,8 @@ impl PgServer {
             ));
         }
         sweep_stale();
-        let server = PgServer::new_dir(options)?;
+        let mut server = PgServer::new_dir(options)?;
+        server.listen = listen;
         run_ok(as_postgres("initdb").args([
             "-D",
             &server.data().to_string_lossy(),
@@ -136,6 +183,14 @@ impl PgServer {
             "--auth-host=scram-sha-256",
             "-N",
         ]))?;
+        if let Listen::Namespace { .. } = server.listen {
+            use std::io::Write;
+            let mut hba = fs::OpenOptions::new()
+                .append(true)
+                .open(server.data().join("pg_hba.conf"))?;
+            writeln!(hba, "host all {ROLE} 0.0.0.0/0 scram-sha-256")?;
+            writeln!(hba, "host all {ROLE} ::/0 scram-sha-256")?;
+        }
         let server = server.start_on_a_free_port()?;
         server.psql(
             "postgres",
@@ -150,6 +205,11 @@ impl PgServer {
     /// [`PgServer::make_synchronous`] names it. Its databases are this server's (read-only
     /// until [`PgServer::promote`]); [`PgServer::database_on`] names one on it.
     pub fn start_replica(&self) -> io::Result<PgServer> {
+        if let Listen::Namespace { netns, .. } = &self.listen {
+            return Err(io::Error::other(format!(
+                "replicas of a server in namespace {netns} are not supported"
+            )));
+        }
         self.psql(
             "postgres",
             &format!(
@@ -257,6 +317,7 @@ impl PgServer {
         PgDatabase {
             name: name.to_string(),
             port: self.port,
+            host: self.listen.address().to_string(),
         }
     }
 
@@ -275,6 +336,7 @@ impl PgServer {
             dir,
             port: 0,
             options,
+            listen: Listen::Loopback,
             name: format!("netban_{}_{n}", std::process::id()),
             stopped: AtomicBool::new(true),
         };
@@ -327,7 +389,7 @@ impl PgServer {
             .map_err(|e| io::Error::other(e.clone()))
     }
 
-    /// The server's TCP port (on 127.0.0.1).
+    /// The server's TCP port (on 127.0.0.1, or the address given to [`PgServer::start_in`]).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -350,6 +412,7 @@ impl PgServer {
         Ok(PgDatabase {
             name,
             port: self.port,
+            host: self.listen.address().to_string(),
         })
     }
 
@@ -397,13 +460,25 @@ impl PgServer {
     fn pg_ctl_start(&self) -> io::Result<()> {
         let fsync = if self.options.fsync { "on" } else { "off" };
         let settings = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=60 \
+            "-p {} -k {} -c listen_addresses={} -c fsync={fsync} -c max_connections=60 \
              -c cluster_name={}",
             self.port,
             self.socket_dir().display(),
+            self.listen.address(),
             self.name
         );
-        let started = run_ok(as_postgres("pg_ctl").args([
+        let mut pg_ctl = match &self.listen {
+            Listen::Loopback => as_postgres("pg_ctl"),
+            // The postmaster pg_ctl starts stays in the namespace `ip netns exec` entered.
+            Listen::Namespace { netns, .. } => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", netns, "runuser", "-u", "postgres", "--"])
+                    .arg(Path::new(PG_BIN).join("pg_ctl"))
+                    .current_dir("/");
+                cmd
+            }
+        };
+        let started = run_ok(pg_ctl.args([
             "-D",
             &self.data().to_string_lossy(),
             "-l",

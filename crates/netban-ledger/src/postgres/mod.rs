@@ -69,6 +69,9 @@ pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 
 /// `connect_timeout` when the connection string gives none (per host tried).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `tcp_user_timeout` of the ledger's session when the connection string gives none: how long
+/// a call waits on a connection whose packets go unanswered before it fails.
+pub const SESSION_USER_TIMEOUT: Duration = Duration::from_millis(2500);
 /// `idle_in_transaction_session_timeout` of the ledger's sessions.
 pub const IDLE_IN_TRANSACTION: &str = "30s";
 /// First key of every advisory lock netban takes (`pg_advisory_xact_lock(LOCK_SPACE, key)`).
@@ -114,7 +117,19 @@ impl PostgresLedger {
     /// Connects to the database `url` names (see the module documentation), with the password
     /// from the first line of `password_file` when given, and brings its schema up to date.
     pub fn connect(url: &str, password_file: Option<&Path>) -> Result<PostgresLedger, LedgerError> {
-        let config = connection_config(url, password_file)?;
+        let mut config = connection_config(url, password_file)?;
+        // A network cut (packets vanish, nothing is refused) must fail the call that meets
+        // it, so that the daemon spools instead of waiting for the kernel to give up on the
+        // connection (about 15 minutes of retransmissions): unacknowledged data fails the
+        // connection after `tcp_user_timeout`, an idle one is probed by keepalives.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(SESSION_USER_TIMEOUT);
+        }
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(2))
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(2);
         let target = describe(&config);
         let mut ledger = PostgresLedger {
             config,
