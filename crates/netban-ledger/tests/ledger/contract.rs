@@ -919,3 +919,78 @@ pub fn pruning_history_keeps_newer_events_and_every_active_ban(open: Open<'_>) {
     );
     assert_eq!(l.prune_history(Timestamp(300)).unwrap(), 0);
 }
+
+/// A group commit: many clients' bans in one `record` call, with a pair repeated, a pair
+/// already active, and an unban between bans of one prefix. Each is decided as if alone.
+pub fn one_call_with_many_bans_decides_each_as_if_alone(open: Open<'_>) {
+    let mut l = open();
+    one(
+        &mut *l,
+        w_ban(ban("203.0.113.1", "sshd", 50, at(1_000))),
+        50,
+    );
+    let mut group: Vec<Write> = (0..50)
+        .map(|i| w_ban(ban(&format!("198.51.100.{i}"), "sshd", 100, at(2_000))))
+        .collect();
+    group.push(w_ban(ban("203.0.113.1", "sshd", 100, at(3_000))));
+    group.push(w_ban(ban("203.0.113.1", "web", 100, at(500))));
+    group.push(w_ban(ban("198.51.100.7", "sshd", 100, at(1_500))));
+    group.push(w_unban("198.51.100.8", Some("sshd"), EventKind::Unban));
+    group.push(w_ban(ban("198.51.100.8", "sshd", 100, at(4_000))));
+    let outcomes = l.record(&group, Timestamp(100)).unwrap();
+    assert_eq!(outcomes.len(), group.len());
+    let kinds: Vec<(EventKind, Expiry)> = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Banned { .. }))
+        .map(|o| {
+            let (_, kind, expiry) = banned(o);
+            (kind, expiry)
+        })
+        .collect();
+    assert!(kinds[..50]
+        .iter()
+        .all(|k| *k == (EventKind::Ban, at(2_000))));
+    assert_eq!(
+        kinds[50],
+        (EventKind::Extend, at(3_000)),
+        "already active: extended"
+    );
+    assert_eq!(
+        kinds[51],
+        (EventKind::Ban, at(500)),
+        "another source: its own ban"
+    );
+    assert_eq!(
+        kinds[52],
+        (EventKind::Extend, at(2_000)),
+        "the same pair again in the group: an extend that keeps the later expiry"
+    );
+    assert_eq!(
+        kinds[53],
+        (EventKind::Ban, at(4_000)),
+        "banned again after its unban"
+    );
+    assert!(matches!(outcomes[53], Outcome::Unbanned { removed: 1, .. }));
+    // Events in the order of the writes, ids increasing.
+    let events = all_events(&mut *l);
+    let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let prefixes: Vec<String> = events
+        .iter()
+        .skip(1)
+        .map(|e| e.prefix.to_string())
+        .collect();
+    let mut expected: Vec<String> = (0..50).map(|i| format!("198.51.100.{i}/32")).collect();
+    expected.extend(
+        [
+            "203.0.113.1",
+            "203.0.113.1",
+            "198.51.100.7",
+            "198.51.100.8",
+            "198.51.100.8",
+        ]
+        .map(|p| format!("{p}/32")),
+    );
+    assert_eq!(prefixes, expected);
+    assert_eq!(sorted_active(&mut *l, 100).len(), 52);
+}

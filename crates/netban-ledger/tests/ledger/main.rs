@@ -86,4 +86,5 @@ contract_tests!(
     history_matches_a_brute_force_overlap_filter,
     target_entries_are_recorded_replaced_and_removed,
     pruning_history_keeps_newer_events_and_every_active_ban,
+    one_call_with_many_bans_decides_each_as_if_alone,
 );

@@ -967,3 +967,34 @@ fn a_session_on_a_server_that_turned_read_only_is_dropped_for_the_new_primary() 
         "hears the new primary"
     );
 }
+
+/// A daemon's group commit: 10,000 bans recorded in groups of 100 distinct pairs (what the
+/// ledger thread hands over when many clients ban at once). `cargo test --release -p
+/// netban-ledger --test ledger -- --ignored --nocapture group_commit`.
+#[test]
+#[ignore = "benchmark"]
+fn group_commit_throughput_postgres() {
+    let server = PgServer::start(PgOptions { fsync: true }).unwrap();
+    let db = server.create_database().unwrap();
+    let mut ledger = PostgresLedger::connect(&db.url(), None).unwrap();
+    let groups: Vec<Vec<Write>> = (0..100u32)
+        .map(|g| {
+            (0..100u32)
+                .map(|i| {
+                    let addr = std::net::Ipv4Addr::from(0x0a00_0000 + g * 0x100 + i);
+                    w_ban(ban(&addr.to_string(), "sshd", 1, at(100_000)))
+                })
+                .collect()
+        })
+        .collect();
+    let t = Instant::now();
+    for group in &groups {
+        ledger.record(group, Timestamp(1)).unwrap();
+    }
+    let elapsed = t.elapsed();
+    assert_eq!(ledger.active_bans(Timestamp(2)).unwrap().len(), 10_000);
+    eprintln!(
+        "10,000 bans in 100 group commits of 100: {elapsed:.2?} ({:.0} bans/s)",
+        10_000.0 / elapsed.as_secs_f64()
+    );
+}
