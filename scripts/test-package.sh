@@ -39,7 +39,7 @@ finish() {
 # ---- inside the private mount namespace (re-executed by the outer part) -------------------
 if [ "${1:-}" = --inside ]; then
   deb=$2
-  work=$(mktemp -d /tmp/dp-pkg-root.XXXXXX)
+  work=$3
   mount -t tmpfs dp-pkg "$work"
   mkdir "$work/upper" "$work/work" "$work/root"
   root="$work/root"
@@ -114,7 +114,7 @@ if [ "${1:-}" = --inside ]; then
   echo "== the installed daemon and client, through the netban group"
   in_root useradd --no-create-home --groups netban dp-banner
   in_root useradd --no-create-home dp-reader
-  in_root netban-daemon >"$work/daemon.log" 2>&1 &
+  chroot "$root" netban-daemon >"$work/daemon.log" 2>&1 &
   daemon=$!
   for _ in $(seq 100); do
     [ -S "$root/run/netban/netban.sock" ] && break
@@ -124,11 +124,14 @@ if [ "${1:-}" = --inside ]; then
   expect "the daemon bound /run/netban/netban.sock within 10 s" test -S "$root/run/netban/netban.sock"
   as() { local user=$1; shift; in_root setpriv --reuid="$user" --regid="$user" --init-groups "$@"; }
   expect "a member of netban bans 203.0.113.77" as dp-banner netban ban 203.0.113.77 --source dp-test
-  # Outside the group the configuration is unreadable (0640 root:netban), so such a user names
-  # the socket; the daemon, not the file's mode, must be what refuses the ban.
-  socket=(--socket /run/netban/netban.sock)
+  # Outside the group the configuration is unreadable (0640 root:netban), and the client reads
+  # it even with --socket: such a user names a configuration of their own (docs/packaging.md).
+  # The daemon, not the file's mode, must be what refuses the ban.
   expect "a user outside netban cannot read the configuration" \
     bash -c "! chroot '$root' setpriv --reuid=dp-reader --regid=dp-reader --init-groups cat /etc/netban/netban.toml 2>/dev/null"
+  printf '[daemon]\nsocket = "/run/netban/netban.sock"\n' >"$root/tmp/reader.toml"
+  chmod 0644 "$root/tmp/reader.toml"
+  socket=(--config /tmp/reader.toml)
   refused=$(as dp-reader netban "${socket[@]}" ban 203.0.113.78 --source dp-test 2>&1) && reader_banned=yes || reader_banned=no
   expect "the daemon refuses a ban from a user outside netban (said: $refused)" \
     bash -c '[ "$0" = no ] && grep -q "needs the ban role" <<<"$1"' "$reader_banned" "$refused"
@@ -142,12 +145,17 @@ if [ "${1:-}" = --inside ]; then
   expect "the ledger is in /var/lib/netban" test -s "$root/var/lib/netban/ledger.db"
 
   echo "== reinstall (the upgrade path of the maintainer scripts)"
+  in_root chown root:root /etc/netban/netban.toml
   in_root chmod 0600 /etc/netban/netban.toml
   in_root dpkg-statoverride --add root root 0600 /etc/netban/netban.toml
   expect "dpkg -i again" in_root dpkg -i /tmp/netban.deb
   expect "an administrator's statoverride on the configuration is kept" \
     test "$(mode_of /etc/netban/netban.toml)" = "root:root 600"
   in_root dpkg-statoverride --remove /etc/netban/netban.toml
+  in_root chmod 0755 /var/lib/netban
+  expect "dpkg -i again, over a /var/lib/netban made 0755 by hand" in_root dpkg -i /tmp/netban.deb
+  expect "the postinst brings /var/lib/netban back to 0750" test "$(mode_of /var/lib/netban)" = "root:root 750"
+  expect "and the configuration back to root:netban 0640" test "$(mode_of /etc/netban/netban.toml)" = "root:netban 640"
   expect "the group keeps its gid" test "$(in_root getent group netban | cut -d: -f3)" = "$gid"
 
   echo "== remove: programs go; configuration, ledger and group stay"
@@ -225,7 +233,10 @@ expect "Depends on libc6 (from dpkg-shlibdeps) and adduser" \
 
 echo "== install into an isolated root"
 inside=0
-unshare --mount --propagation private --fork "$0" --inside "$deb" || inside=$?
+work=$(mktemp -d /tmp/dp-pkg-root.XXXXXX)
+trap 'rmdir "$work"' EXIT
+# Its own PID namespace too: whatever the test starts there ends with it.
+unshare --mount --propagation private --pid --fork --mount-proc "$0" --inside "$deb" "$work" || inside=$?
 expect "install, use, remove and purge checks" test "$inside" = 0
 finish
 echo "test-package: all checks passed"
