@@ -40,6 +40,7 @@ finish() {
 if [ "${1:-}" = --inside ]; then
   deb=$2
   work=$3
+  lab=$4
   mount -t tmpfs dp-pkg "$work"
   mkdir "$work/upper" "$work/work" "$work/root"
   root="$work/root"
@@ -144,6 +145,15 @@ if [ "${1:-}" = --inside ]; then
   [ "$failures" = 0 ] || sed 's/^/  daemon: /' "$work/daemon.log" >&2
   expect "the ledger is in /var/lib/netban" test -s "$root/var/lib/netban/ledger.db"
 
+  echo "== the demo scenario with the installed binaries"
+  # netban-lab (scripts/demo.sh's lab: real fail2ban, an SSH brute force, nftables on a router
+  # namespace) with --bin-dir on the package's /usr/bin: the installed netban and netban-daemon
+  # do the work; the lab brings its own fail2ban configuration.
+  demo_log="$work/demo.log"
+  "$lab" demo --bin-dir "$root/usr/bin" >"$demo_log" 2>&1 && demo=yes || demo=no
+  expect "netban-lab demo passes with the installed binaries" test "$demo" = yes
+  [ "$demo" = yes ] || sed 's/^/  demo: /' "$demo_log" >&2
+
   echo "== reinstall (the upgrade path of the maintainer scripts)"
   in_root chown root:root /etc/netban/netban.toml
   in_root chmod 0600 /etc/netban/netban.toml
@@ -198,6 +208,10 @@ if [ -z "$deb" ]; then
   deb=$(realpath "$(scripts/package.sh --profile demo --no-default-features --out target/debian-test | tail -n1)")
 fi
 echo "== $deb"
+# The demo lab, to run the demo scenario against the installed binaries (as scripts/demo.sh
+# builds it).
+cargo build --profile demo -p netban-testlab --bins --no-default-features
+lab=$(realpath "${CARGO_TARGET_DIR:-target}/demo/netban-lab")
 
 echo "== lintian"
 lintian_out=$(lintian --fail-on error,warning --display-info --tag-display-limit 0 "$deb" 2>&1) && clean=yes || clean=no
@@ -236,7 +250,7 @@ inside=0
 work=$(mktemp -d /tmp/dp-pkg-root.XXXXXX)
 trap 'rmdir "$work"' EXIT
 # Its own PID namespace too: whatever the test starts there ends with it.
-unshare --mount --propagation private --pid --fork --mount-proc "$0" --inside "$deb" "$work" || inside=$?
+unshare --mount --propagation private --pid --fork --mount-proc "$0" --inside "$deb" "$work" "$lab" || inside=$?
 expect "install, use, remove and purge checks" test "$inside" = 0
 finish
 echo "test-package: all checks passed"
