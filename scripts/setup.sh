@@ -28,7 +28,9 @@ need_root
 packages=(fail2ban nftables iproute2 python3 procps)
 # The tests and benchmarks also use these.
 # systemd: only `systemd-analyze verify` of the shipped unit (it does not become init).
-[ "$demo" = 1 ] || packages+=(iputils-ping hyperfine sqlite3 systemd)
+# lintian, dpkg-dev: build and check the Debian package (scripts/package.sh, tests/package.rs);
+# man-db: render its man pages; bash-completion: load its completion.
+[ "$demo" = 1 ] || packages+=(iputils-ping hyperfine sqlite3 systemd lintian dpkg-dev man-db bash-completion)
 apt_install_missing base "${packages[@]}"
 # The Debian package may start a system fail2ban; the lab and tests run their own instances
 # with their own sockets, so a system one is left alone but must not hold our paths.

@@ -11,3 +11,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 # compiled once, not once per invocation).
 cargo build --workspace --bins --tests
 cargo test --workspace --no-fail-fast -- --test-threads 2
+# The Debian package: built (demo profile), lintian, contents, installed into an isolated root.
+bash scripts/test-package.sh

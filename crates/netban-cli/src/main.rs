@@ -11,143 +11,20 @@
 //! answers but something is broken: a target is down or cannot be planned, or the ledger does
 //! not answer (for monitoring checks).
 
+mod args;
 mod client;
 mod fallback;
 mod output;
 
 use anyhow::{anyhow, Context as _, Result};
-use clap::{Parser, Subcommand};
+use args::{Cli, Command};
+use clap::Parser;
 use netban_config::Config;
-use netban_core::{BanDuration, OriginHost, Prefix, Reason, Source};
+use netban_core::{BanDuration, Prefix};
 use netban_proto::{BanArgs, Body, Request, UnbanArgs, MAX_PREFIXES_PER_REQUEST};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "netban",
-    version,
-    about = "Ban abusive addresses on every enforcement point at once"
-)]
-struct Cli {
-    /// Configuration file (for the socket path and, when the daemon is down, the ledger).
-    #[arg(long, short, global = true, env = "NETBAN_CONFIG")]
-    config: Option<PathBuf>,
-    /// The daemon's socket (overrides the configuration).
-    #[arg(long, global = true, env = "NETBAN_SOCKET")]
-    socket: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Ban addresses or prefixes.
-    Ban {
-        /// Addresses or CIDR prefixes (IPv4 or IPv6).
-        addresses: Vec<String>,
-        /// Who asks: the fail2ban jail name, or another named origin.
-        #[arg(long, short, default_value = "manual", value_parser = parse_source)]
-        source: Source,
-        /// Ban length in seconds; -1 = permanent (fail2ban's <bantime>).
-        #[arg(
-            long,
-            short = 't',
-            default_value_t = 3600,
-            allow_negative_numbers = true,
-            conflicts_with = "permanent"
-        )]
-        bantime: i64,
-        /// Ban until unbanned.
-        #[arg(long)]
-        permanent: bool,
-        #[arg(long, value_parser = parse_reason)]
-        reason: Option<Reason>,
-        /// Failures that triggered the ban (fail2ban's <failures>).
-        #[arg(long)]
-        failures: Option<u32>,
-        /// 1 when fail2ban restores a ban at its start (<restored>): never escalates.
-        #[arg(long, default_value_t = 0)]
-        restored: u8,
-        /// The reporting host (defaults to the daemon's host name).
-        #[arg(long, value_parser = parse_origin)]
-        origin_host: Option<OriginHost>,
-        /// Also read addresses from standard input, one per line.
-        #[arg(long)]
-        stdin: bool,
-        /// Print the per-address results as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Lift bans: one source's, or every source's when --source is not given.
-    Unban {
-        addresses: Vec<String>,
-        #[arg(long, short, value_parser = parse_source)]
-        source: Option<Source>,
-        /// Lift every ban of --source (fail2ban's actionflush).
-        #[arg(long, requires = "source")]
-        all: bool,
-        #[arg(long, value_parser = parse_origin)]
-        origin_host: Option<OriginHost>,
-        #[arg(long)]
-        stdin: bool,
-        /// Print the per-address results as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Active bans (effective expiry and every source).
-    List {
-        /// Only bans overlapping this address or prefix.
-        address: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Per target: health, counts, last sync, last error.
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
-    /// What each target would change now, changing nothing.
-    Plan {
-        #[arg(long)]
-        target: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Observe every target (or one) and repair drift now.
-    Sync {
-        #[arg(long)]
-        target: Option<String>,
-    },
-    /// Every ban, unban and expiry of an address (and of prefixes around it).
-    History {
-        address: String,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Re-read the allowlist files now (the daemon also notices changes itself).
-    Reload,
-    /// Check the configuration, targets included.
-    CheckConfig,
-    /// Run the daemon (execs netban-daemon, installed beside this program).
-    Serve {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-}
-
-fn parse_source(s: &str) -> Result<Source, String> {
-    Source::new(s).map_err(|e| e.to_string())
-}
-fn parse_reason(s: &str) -> Result<Reason, String> {
-    Reason::new(s).map_err(|e| e.to_string())
-}
-fn parse_origin(s: &str) -> Result<OriginHost, String> {
-    OriginHost::new(s).map_err(|e| e.to_string())
-}
 
 /// An error for which the exit status says "the daemon is needed and not reachable".
 #[derive(Debug)]

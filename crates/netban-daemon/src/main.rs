@@ -9,6 +9,7 @@
 //! ledger's, not the daemon's, and the next start finds them in place.
 
 mod access;
+mod args;
 mod clock;
 mod engine;
 mod fault;
@@ -22,6 +23,7 @@ mod systemd;
 mod targets;
 
 use anyhow::{bail, Context as _, Result};
+use args::Args;
 use clap::Parser;
 use engine::{Engine, TargetId};
 use housekeeping::Housekeeping;
@@ -33,24 +35,9 @@ use netban_ledger::spool::Spool;
 use netban_ledger::{FeedCursor, Ledger};
 use netban_proto::TargetScope;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "netban-daemon",
-    version,
-    about = "netban's daemon (usually started as `netban serve`)"
-)]
-struct Args {
-    /// Configuration file.
-    #[arg(long, short, env = "NETBAN_CONFIG", default_value = netban_config::DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// Check the configuration (targets included) and exit.
-    #[arg(long)]
-    check_config: bool,
-}
 
 fn main() {
     let args = Args::parse();
