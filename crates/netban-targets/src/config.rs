@@ -179,6 +179,10 @@ pub struct ManagementAddress {
 impl TargetKind {
     /// The device addresses this target talks to (none for a local firewall or a cloud API).
     pub fn management_addresses(&self) -> Vec<ManagementAddress> {
+        #[cfg_attr(
+            not(any(feature = "cisco-ios", feature = "netconf")),
+            allow(unused_variables)
+        )]
         let one = |setting, host: &str| {
             vec![ManagementAddress {
                 setting,
