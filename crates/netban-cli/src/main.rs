@@ -83,8 +83,9 @@ enum Command {
         addresses: Vec<String>,
         #[arg(long, short, value_parser = parse_source)]
         source: Option<Source>,
-        /// Lift every ban of --source (fail2ban's actionflush).
-        #[arg(long, requires = "source")]
+        /// Lift every ban of --source (fail2ban's actionflush). Never with addresses: an
+        /// address that reads as `--all` must not turn an unban into a flush.
+        #[arg(long, requires = "source", conflicts_with_all = ["addresses", "stdin"])]
         all: bool,
         #[arg(long, value_parser = parse_origin)]
         origin_host: Option<OriginHost>,
@@ -433,4 +434,50 @@ fn serve(config: Option<&PathBuf>, args: &[String]) -> Result<()> {
         "cannot run {}: {error} (install netban-daemon beside netban)",
         daemon.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fail2ban's action puts `<ip>` after `--`: whatever it holds is then an address (and
+    /// refused if it is not one), never an option; and `--all` never comes with addresses.
+    #[test]
+    fn addresses_after_double_dash_are_never_options() {
+        let cli = Cli::try_parse_from(["netban", "unban", "--source", "sshd", "--", "--all"])
+            .expect("`--` ends the options");
+        let Command::Unban { addresses, all, .. } = cli.command else {
+            panic!("not an unban")
+        };
+        assert_eq!(addresses, ["--all"]);
+        assert!(!all);
+        let cli = Cli::try_parse_from(["netban", "ban", "--source", "sshd", "--", "-1"])
+            .expect("`--` ends the options");
+        let Command::Ban { addresses, .. } = cli.command else {
+            panic!("not a ban")
+        };
+        assert_eq!(addresses, ["-1"]);
+        for args in [
+            &[
+                "netban",
+                "unban",
+                "--all",
+                "--source",
+                "sshd",
+                "203.0.113.7",
+            ][..],
+            &[
+                "netban",
+                "unban",
+                "203.0.113.7",
+                "--all",
+                "--source",
+                "sshd",
+            ],
+            &["netban", "unban", "--all", "--source", "sshd", "--stdin"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["netban", "unban", "--all", "--source", "sshd"]).is_ok());
+    }
 }
