@@ -11,3 +11,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 # compiled once, not once per invocation).
 cargo build --workspace --bins --tests
 cargo test --workspace --no-fail-fast -- --test-threads 2
+# The fuzz targets (fuzz/): each replays its saved corpus, then mutates for 20 s, so an input
+# that once broke a parser, or a new panic that is quick to find, fails the run.
+bash scripts/fuzz.sh 20
