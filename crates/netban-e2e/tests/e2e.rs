@@ -352,25 +352,36 @@ fn fail2ban_ip_values_never_become_options_or_commands(action: NetbanAction) {
             );
         }
     }
-    // A last ordinary ban: fail2ban runs (the shell action) or queues (the Python action)
-    // actions in order, so once it is recorded every hostile value has been handled.
-    assert!(f2b
-        .client(&["set", "sshd", "banip", "203.0.113.20"])
-        .status
-        .success());
+    // Ordinary bans beside a hostile one in one `banip` (the Python action may send them as
+    // one request, which the daemon refuses as a whole): both are recorded. fail2ban runs
+    // (the shell action) or queues (the Python action) actions in order, so once the last is
+    // recorded every hostile value has been handled.
+    let banip = [
+        "set",
+        "sshd",
+        "banip",
+        "203.0.113.20",
+        "1.2.3.4;id",
+        "203.0.113.21",
+    ];
+    assert!(f2b.client(&banip).status.success());
     let done = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        daemon.listed().contains(&"203.0.113.20/32".to_string())
+        daemon.listed().contains(&"203.0.113.21/32".to_string())
     });
     assert!(
         done,
-        "the ban after them is recorded; fail2ban log:\n{}",
+        "the bans after them are recorded; fail2ban log:\n{}",
         f2b.log()
     );
 
     assert_eq!(
         daemon.listed().into_iter().collect::<BTreeSet<_>>(),
-        BTreeSet::from(["203.0.113.20/32".to_string(), "203.0.113.7/32".to_string()]),
-        "only the two ordinary bans are recorded, and `--all` lifted nothing"
+        BTreeSet::from([
+            "203.0.113.20/32".to_string(),
+            "203.0.113.21/32".to_string(),
+            "203.0.113.7/32".to_string()
+        ]),
+        "only the ordinary bans are recorded, and `--all` lifted nothing"
     );
     let log = f2b.log();
     for value in &hostile {
