@@ -26,9 +26,7 @@ fuzz_target!(|data: &[u8]| {
         tenant: "blacklist-fail2ban".into(),
         neighborhood: "internet".into(),
     };
-    for entry in area.entries(data) {
-        if let Ok(prefix) = entry {
-            assert_eq!(Prefix::parse(&prefix.to_string()), Ok(prefix));
-        }
+    for prefix in area.entries(data).into_iter().flatten() {
+        assert_eq!(Prefix::parse(&prefix.to_string()), Ok(prefix));
     }
 });
