@@ -13,3 +13,6 @@ cargo build --workspace --bins --tests
 cargo test --workspace --no-fail-fast -- --test-threads 2
 # The Debian package: built (demo profile), lintian, contents, installed into an isolated root.
 bash scripts/test-package.sh
+# The fuzz targets (fuzz/): each replays its saved corpus, then mutates for 20 s, so an input
+# that once broke a parser, or a new panic that is quick to find, fails the run.
+NETBAN_FUZZ_DEV=1 bash scripts/fuzz.sh 20

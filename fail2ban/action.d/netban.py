@@ -101,6 +101,11 @@ class Uncertain(Exception):
     """The request was sent but not answered: the daemon may or may not have recorded it."""
 
 
+class Refused(Exception):
+    """The daemon refused the request as malformed (an address it cannot parse): retrying
+    cannot help."""
+
+
 class Undelivered(Exception):
     """Neither the daemon nor the client recorded the request."""
 
@@ -373,6 +378,15 @@ class NetbanAction(ActionBase):
         Raises Undelivered when neither recorded it."""
         try:
             body = self._call(request)
+        except Refused as e:
+            if len(request["prefixes"]) > 1:
+                # The daemon refuses a request as a whole: one address it cannot parse must
+                # not take the others of its batch with it, so they go one by one.
+                for prefix in request["prefixes"]:
+                    self._deliver(dict(request, prefixes=[prefix]))
+                return
+            self._logSys.error("[%s] netban refused the request: %s", self.source, e)
+            return
         except DaemonDown as e:
             # Logged once per outage; until the daemon answers, requests go through the client.
             log = self._logSys.debug if self._outage else self._logSys.warning
@@ -423,9 +437,9 @@ class NetbanAction(ActionBase):
                 return response["body"]
             message = response.get("message", "")
             if message.startswith("malformed request"):
-                # Retrying cannot help; this is a bug (or a jail name the daemon refuses).
-                self._logSys.error("[%s] netban refused the request: %s", self.source, message)
-                return {"results": []}
+                # Retrying cannot help: an address netban cannot parse (fail2ban's <ip> is
+                # foreign input), or a jail name the daemon refuses.
+                raise Refused(message)
             # The daemon could not record it (ledger error, shutting down): the client writes
             # the ledger directly if the daemon is gone, else it is spooled.
             self._disconnect()

@@ -67,8 +67,9 @@ pub enum Command {
         addresses: Vec<String>,
         #[arg(long, short, value_parser = parse_source)]
         source: Option<Source>,
-        /// Lift every ban of --source (fail2ban's actionflush).
-        #[arg(long, requires = "source")]
+        /// Lift every ban of --source (fail2ban's actionflush). Never with addresses: an
+        /// address that reads as `--all` must not turn an unban into a flush.
+        #[arg(long, requires = "source", conflicts_with_all = ["addresses", "stdin"])]
         all: bool,
         #[arg(long, value_parser = parse_origin)]
         origin_host: Option<OriginHost>,

@@ -435,3 +435,49 @@ fn serve(config: Option<&PathBuf>, args: &[String]) -> Result<()> {
         daemon.display()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fail2ban's action puts `<ip>` after `--`: whatever it holds is then an address (and
+    /// refused if it is not one), never an option; and `--all` never comes with addresses.
+    #[test]
+    fn addresses_after_double_dash_are_never_options() {
+        let cli = Cli::try_parse_from(["netban", "unban", "--source", "sshd", "--", "--all"])
+            .expect("`--` ends the options");
+        let Command::Unban { addresses, all, .. } = cli.command else {
+            panic!("not an unban")
+        };
+        assert_eq!(addresses, ["--all"]);
+        assert!(!all);
+        let cli = Cli::try_parse_from(["netban", "ban", "--source", "sshd", "--", "-1"])
+            .expect("`--` ends the options");
+        let Command::Ban { addresses, .. } = cli.command else {
+            panic!("not a ban")
+        };
+        assert_eq!(addresses, ["-1"]);
+        for args in [
+            &[
+                "netban",
+                "unban",
+                "--all",
+                "--source",
+                "sshd",
+                "203.0.113.7",
+            ][..],
+            &[
+                "netban",
+                "unban",
+                "203.0.113.7",
+                "--all",
+                "--source",
+                "sshd",
+            ],
+            &["netban", "unban", "--all", "--source", "sshd", "--stdin"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["netban", "unban", "--all", "--source", "sshd"]).is_ok());
+    }
+}

@@ -195,7 +195,10 @@ impl Prefix {
         self.0.hostmask()
     }
 
-    fn is_unicast(&self) -> bool {
+    /// False for what netban never bans: the unspecified address, multicast, the IPv4
+    /// broadcast address. [`Prefix::parse`] refuses those; [`Prefix::host`] and
+    /// [`Prefix::from_net`] (trusted input, device read-back) do not check.
+    pub fn is_unicast(&self) -> bool {
         match self.0 {
             IpNet::V4(n) => {
                 let a = n.network();

@@ -299,6 +299,109 @@ fn kill_9_during_a_burst_loses_no_acknowledged_ban() {
     }
 }
 
+with_each_action!(fail2ban_ip_values_never_become_options_or_commands =>
+    fail2ban_ip_values_never_become_options_or_commands_shell_action,
+    fail2ban_ip_values_never_become_options_or_commands_python_action);
+
+/// fail2ban's `<ip>` is foreign input (a log line, `fail2ban-client … banip`). Values that
+/// would be an option (`--all`: an unban that flushes the jail), shell commands, or two words
+/// are banned and unbanned through the real fail2ban: each is refused, nothing runs (the
+/// marker files the commands would create do not exist), nothing is recorded or lifted, and
+/// ordinary bans before and after still work.
+fn fail2ban_ip_values_never_become_options_or_commands(action: NetbanAction) {
+    require_netns!();
+    let world = World::new("inj");
+    let edge = &world.edge;
+    let daemon = world.daemon(&nftables_target(&edge.router));
+    let f2b = world.fail2ban(&daemon, action, SSHD_JAIL);
+
+    // An ordinary ban from the log: the one `--all` would lift.
+    f2b.fail_ssh(Edge::ATTACKER_V4, 3).unwrap();
+    let banned = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        daemon.listed().contains(&"203.0.113.7/32".to_string())
+    });
+    assert!(
+        banned,
+        "the log's ban is recorded; fail2ban log:\n{}",
+        f2b.log()
+    );
+
+    // fail2ban refuses a `/` in an address (it reads a CIDR length), so the commands create
+    // their marker files in the working directory of fail2ban, where its actions run.
+    let pid = std::fs::read_to_string(f2b.dir.join("fail2ban.pid")).expect("fail2ban's pid file");
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", pid.trim())).expect("fail2ban's cwd");
+    let tag = format!("netban-injected-{}", std::process::id());
+    let marker = |name: &str| cwd.join(format!("{tag}-{name}"));
+    let hostile = [
+        "--all".to_string(),
+        "1.2.3.4;id".to_string(),
+        "$(id)".to_string(),
+        format!("$(touch {tag}-subst)"),
+        format!("1.2.3.4;touch {tag}-semicolon"),
+        format!("`touch {tag}-backtick`"),
+        format!("1.2.3.4&&touch {tag}-and"),
+        "203.0.113.9 203.0.113.10".to_string(),
+        "--source=other".to_string(),
+    ];
+    for value in &hostile {
+        for command in ["banip", "unbanip"] {
+            let out = f2b.client(&["set", "sshd", command, value]);
+            assert!(
+                out.status.success(),
+                "fail2ban takes {command} {value:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // Ordinary bans beside a hostile one in one `banip` (the Python action may send them as
+    // one request, which the daemon refuses as a whole): both are recorded. fail2ban runs
+    // (the shell action) or queues (the Python action) actions in order, so once the last is
+    // recorded every hostile value has been handled.
+    let banip = [
+        "set",
+        "sshd",
+        "banip",
+        "203.0.113.20",
+        "1.2.3.4;id",
+        "203.0.113.21",
+    ];
+    assert!(f2b.client(&banip).status.success());
+    let done = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        daemon.listed().contains(&"203.0.113.21/32".to_string())
+    });
+    assert!(
+        done,
+        "the bans after them are recorded; fail2ban log:\n{}",
+        f2b.log()
+    );
+
+    assert_eq!(
+        daemon.listed().into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            "203.0.113.20/32".to_string(),
+            "203.0.113.21/32".to_string(),
+            "203.0.113.7/32".to_string()
+        ]),
+        "only the ordinary bans are recorded, and `--all` lifted nothing"
+    );
+    let log = f2b.log();
+    for value in &hostile {
+        assert!(
+            log.contains(&format!("{value:?}")),
+            "netban's refusal of {value:?} is in fail2ban's log:\n{log}"
+        );
+    }
+    for name in ["subst", "semicolon", "backtick", "and"] {
+        assert!(!marker(name).exists(), "{name}: a command ran; log:\n{log}");
+    }
+    assert!(!log.contains("uid="), "`id` ran; log:\n{log}");
+    let enforced = wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        let e = nft_elements(&edge.router);
+        e.contains(Edge::ATTACKER_V4) && e.contains("203.0.113.20")
+    });
+    assert!(enforced, "router: {:?}", nft_elements(&edge.router));
+}
+
 #[test]
 fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     require_netns!();

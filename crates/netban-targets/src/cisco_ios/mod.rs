@@ -36,6 +36,14 @@ mod transcript;
 pub use config::{Action, CiscoIosConfig, Mode, TAIL_SEQUENCE};
 pub use session::WINDOW;
 
+/// The readers of what a router prints, for the fuzz targets in `fuzz/` (not an API).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use super::ace::{ace_v4, ace_v6, member, EntryKind};
+    pub use super::listing::{parse as parse_listing, ListKind};
+    pub use super::transcript::{learn_hostname, Transcript};
+}
+
 use crate::{ApplyReport, OnDevice, OwnershipKind, Target, TargetError, TargetInfo};
 use async_trait::async_trait;
 use batch::{tail_fix, Batch, Lists};

@@ -39,6 +39,14 @@ pub use rule::{
     expires_to_send, MARGIN_SECS, PERMANENT_READ_BACK_SECS, PERMANENT_SECS, ROUNDING_SECS,
 };
 
+/// The readers of what ExaFS answers, for the fuzz targets in `fuzz/` (not an API).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use super::client::detail_of;
+    pub use super::rule::{validation_reason, CreateAnswer, RuleRecord};
+    pub use super::token::Token;
+}
+
 use crate::{
     ApplyReport, ItemOutcome, ItemReport, OwnershipKind, Step, Target, TargetError, TargetInfo,
 };

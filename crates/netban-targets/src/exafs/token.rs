@@ -22,7 +22,7 @@ pub struct Token {
 
 impl Token {
     pub fn new(value: String) -> Token {
-        let renew_at = expiry_claim(&value).map(|exp| exp - RENEW_BEFORE_SECS);
+        let renew_at = expiry_claim(&value).map(|exp| exp.saturating_sub(RENEW_BEFORE_SECS));
         Token { value, renew_at }
     }
 
@@ -89,5 +89,16 @@ mod tests {
         assert!(!t.usable_at(2000));
         let forever = Token::new("opaque".into());
         assert!(forever.usable_at(i64::MAX));
+    }
+
+    #[test]
+    fn an_exp_at_the_end_of_the_range_does_not_overflow() {
+        // `-1e19` reads as i64::MIN, and subtracting the renewal margin overflowed (a panic in
+        // debug builds; the exafs fuzz target, fuzz/corpus/exafs/exp-far-past).
+        let past = Token::new(jwt(r#"{"exp":-1e19}"#));
+        assert_eq!(past.renew_at, Some(i64::MIN));
+        assert!(!past.usable_at(0));
+        let future = Token::new(jwt(r#"{"exp":1e19}"#));
+        assert_eq!(future.renew_at, Some(i64::MAX - RENEW_BEFORE_SECS));
     }
 }

@@ -33,6 +33,14 @@ mod session;
 
 pub use config::{GenericConfig, NetconfConfig, Preset};
 
+/// The readers of what a server sends, for the fuzz targets in `fuzz/` (not an API).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use super::area::Area;
+    pub use super::framing::{encode, Decoder, Framing};
+    pub use super::reply::{parse_document, Hello, Reply};
+}
+
 use crate::{
     ApplyReport, ItemOutcome, ItemReport, OnDevice, OwnershipKind, Step, Target, TargetError,
     TargetInfo,

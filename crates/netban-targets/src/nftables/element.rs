@@ -188,7 +188,7 @@ impl Location {
 pub fn prefix_of(addr: IpAddr, len: u8) -> Option<Prefix> {
     let bits = addr_bits(addr);
     if len == bits {
-        return Some(Prefix::host(addr));
+        return Some(Prefix::host(addr)).filter(Prefix::is_unicast);
     }
     if len > bits {
         return None;
@@ -321,6 +321,19 @@ mod tests {
             Some(p("203.0.113.0/24"))
         );
         assert_eq!(prefix_of(a("224.0.0.0"), 4), None);
+        // Single addresses netban never bans were read back as prefixes while their networks
+        // were not (the nft_listing fuzz target's property; fuzz/corpus/nft_listing/multicast-host).
+        for never in [
+            "224.0.0.1",
+            "255.255.255.255",
+            "0.0.0.0",
+            "ff02::1",
+            "::",
+            "::ffff:224.0.0.1",
+        ] {
+            let addr = a(never);
+            assert_eq!(prefix_of(addr, addr_bits(addr)), None, "{never}");
+        }
         assert_eq!(prefix_of(a("10.0.0.0"), 33), None);
     }
 

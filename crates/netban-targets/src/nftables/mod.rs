@@ -40,6 +40,13 @@ pub use config::{Hook, NftablesConfig, MAX_GRACE_SECS};
 pub use error::NftError;
 pub use transaction::MAX_TIMEOUT_SECS;
 
+/// The reader of `nft -j` listings, for the fuzz targets in `fuzz/` (not an API).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use super::element::{Key, Location};
+    pub use super::listing::parse_listing;
+}
+
 use crate::{ApplyReport, OwnershipKind, Target, TargetError, TargetInfo};
 use async_trait::async_trait;
 use element::SetName;
