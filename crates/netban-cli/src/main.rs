@@ -14,6 +14,7 @@
 mod client;
 mod fallback;
 mod output;
+mod token;
 
 use anyhow::{anyhow, Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -132,6 +133,14 @@ enum Command {
     Reload,
     /// Check the configuration, targets included.
     CheckConfig,
+    /// The HTTP API's tokens (`[api] tokens`, default /etc/netban/tokens.toml).
+    Token {
+        /// The token store (overrides the configuration).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        #[command(subcommand)]
+        action: token::TokenCommand,
+    },
     /// Run the daemon (execs netban-daemon, installed beside this program).
     Serve {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -262,6 +271,15 @@ fn run(cli: Cli) -> Result<()> {
         return serve(None, &args);
     }
     let config = load_config(&cli.config)?;
+    if let Command::Token { store, action } = cli.command {
+        let store = store.unwrap_or_else(|| {
+            config.api.as_ref().map_or_else(
+                || PathBuf::from(netban_config::api::DEFAULT_TOKENS),
+                |a| a.tokens.clone(),
+            )
+        });
+        return token::run(&store, action);
+    }
     let socket = cli
         .socket
         .clone()
@@ -488,7 +506,9 @@ fn run(cli: Cli) -> Result<()> {
                 other => Err(anyhow!("unexpected answer from the daemon: {other:?}")),
             }
         }
-        Command::Serve { .. } | Command::CheckConfig => unreachable!("handled above"),
+        Command::Serve { .. } | Command::CheckConfig | Command::Token { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -474,7 +474,11 @@ fn unreadable_ledger_rows_are_quarantined_and_stop_neither_the_feed_nor_expiry()
         let e = nft_elements(&edge.router);
         e.contains("203.0.113.91") && e.contains("203.0.113.92")
     });
-    assert!(both, "bans after the bad rows are enforced\n{}", daemon.log());
+    assert!(
+        both,
+        "bans after the bad rows are enforced\n{}",
+        daemon.log()
+    );
     let reported = wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
         daemon.status()["ledger_health"]["quarantined"].as_u64() == Some(2)
     });
