@@ -115,7 +115,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem(self.status, self.message)
+        let too_large = self.status == StatusCode::PAYLOAD_TOO_LARGE;
+        let mut answer = problem(self.status, self.message);
+        if too_large {
+            // The rest of the body is never read: the connection cannot carry another
+            // request, and the client must not reuse it.
+            answer
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        answer
     }
 }
 
