@@ -115,6 +115,14 @@ pub enum Command {
     Reload,
     /// Check the configuration, targets included.
     CheckConfig,
+    /// The HTTP API's tokens (`[api] tokens`, default /etc/netban/tokens.toml).
+    Token {
+        /// The token store (overrides the configuration).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
     /// Run the daemon (execs netban-daemon, installed beside this program).
     Serve {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -130,4 +138,39 @@ fn parse_reason(s: &str) -> Result<Reason, String> {
 }
 fn parse_origin(s: &str) -> Result<OriginHost, String> {
     OriginHost::new(s).map_err(|e| e.to_string())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a token and print it (once: only its SHA-256 is kept).
+    Add {
+        /// A name for it (letters, digits, '_' and '-'); history names its bans `api.NAME`.
+        name: String,
+        /// What it may do: read, ban (ban and unban under a source) or admin.
+        #[arg(long, value_enum, default_value = "ban")]
+        role: RoleArg,
+        /// The only sources it may ban as (comma-separated; default: any).
+        #[arg(long, value_delimiter = ',', value_parser = parse_source)]
+        sources: Vec<Source>,
+        /// The only IPv4 prefix lengths it may ban (comma-separated; default: any).
+        #[arg(long, value_delimiter = ',')]
+        prefix_lengths_v4: Vec<u8>,
+        /// The only IPv6 prefix lengths it may ban (comma-separated; default: any).
+        #[arg(long, value_delimiter = ',')]
+        prefix_lengths_v6: Vec<u8>,
+    },
+    /// The tokens (names, roles, limits; never the tokens).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a token: it opens nothing from its next request on.
+    Revoke { name: String },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum RoleArg {
+    Read,
+    Ban,
+    Admin,
 }

@@ -15,6 +15,7 @@ mod args;
 mod client;
 mod fallback;
 mod output;
+mod token;
 
 use anyhow::{anyhow, Context as _, Result};
 use args::{Cli, Command};
@@ -139,6 +140,15 @@ fn run(cli: Cli) -> Result<()> {
         return serve(None, &args);
     }
     let config = load_config(&cli.config)?;
+    if let Command::Token { store, action } = cli.command {
+        let store = store.unwrap_or_else(|| {
+            config.api.as_ref().map_or_else(
+                || PathBuf::from(netban_config::api::DEFAULT_TOKENS),
+                |a| a.tokens.clone(),
+            )
+        });
+        return token::run(&store, action);
+    }
     let socket = cli
         .socket
         .clone()
@@ -365,7 +375,9 @@ fn run(cli: Cli) -> Result<()> {
                 other => Err(anyhow!("unexpected answer from the daemon: {other:?}")),
             }
         }
-        Command::Serve { .. } | Command::CheckConfig => unreachable!("handled above"),
+        Command::Serve { .. } | Command::CheckConfig | Command::Token { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

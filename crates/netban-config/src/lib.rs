@@ -28,8 +28,10 @@
 //! netns = "router"
 //! ```
 
+pub mod api;
 pub mod infrastructure;
 pub mod secret;
+pub mod tokens;
 
 use netban_core::policy::{Breadth, Escalation, Policy, Protected, Protection};
 use netban_core::{OriginHost, Prefix};
@@ -104,6 +106,9 @@ pub struct Config {
     pub policy: PolicySection,
     #[serde(default)]
     pub reconciler: ReconcilerSection,
+    /// The HTTP API and `/metrics` (`[api]`); off when absent.
+    #[serde(default)]
+    pub api: Option<api::ApiSection>,
     /// One table per enforcement point; typed by the daemon.
     #[serde(default)]
     pub targets: Vec<toml::Table>,
@@ -127,6 +132,7 @@ impl std::fmt::Debug for Config {
             .field("daemon", &self.daemon)
             .field("policy", &self.policy)
             .field("reconciler", &self.reconciler)
+            .field("api", &self.api)
             .field("targets", &targets)
             .field("file", &self.file)
             .finish()
@@ -143,6 +149,9 @@ struct ClientView {
     policy: PolicySection,
     #[serde(default)]
     reconciler: ReconcilerSection,
+    /// For `netban token` (where the token store is).
+    #[serde(default)]
+    api: Option<api::ApiSection>,
     #[serde(default, rename = "targets")]
     _targets: serde::de::IgnoredAny,
 }
@@ -351,6 +360,7 @@ impl Config {
             daemon: view.daemon,
             policy: view.policy,
             reconciler: view.reconciler,
+            api: view.api,
             targets: Vec::new(),
             file: file_of(path),
         };

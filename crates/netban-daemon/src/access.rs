@@ -146,15 +146,23 @@ impl Role {
 impl Caller {
     /// Whether this caller may make `request`.
     pub fn permits(&self, request: &Request) -> Result<(), Denied> {
+        self.role.permits(request, || self.to_string())
+    }
+}
+
+impl Role {
+    /// Whether this role may make `request`; `who` names the caller in a refusal (the HTTP
+    /// API's tokens have roles of the same names and the same rules).
+    pub fn permits(self, request: &Request, who: impl FnOnce() -> String) -> Result<(), Denied> {
         let (needs, what) = Role::needed_for(request);
-        if self.role >= needs {
+        if self >= needs {
             Ok(())
         } else {
             Err(Denied {
                 what,
                 needs: needs.name(),
-                has: self.role.name(),
-                caller: self.to_string(),
+                has: self.name(),
+                caller: who(),
             })
         }
     }

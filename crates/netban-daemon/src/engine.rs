@@ -119,6 +119,8 @@ struct Shared {
     state: Mutex<State>,
     /// One per target, indexed by [`TargetId`]; fixed at start-up, so outside the lock.
     wakes: Vec<Notify>,
+    /// Events applied since start, by kind (in `EventKind::ALL` order): the metrics' counters.
+    events_applied: [std::sync::atomic::AtomicU64; 5],
 }
 
 /// Everything the engine knows. Private to this file: read it top to bottom below.
@@ -168,6 +170,7 @@ impl Engine {
                     targets,
                 }),
                 wakes,
+                events_applied: Default::default(),
             }),
         }
     }
@@ -238,6 +241,8 @@ impl Engine {
             if change.is_effective() {
                 touched.insert(event.prefix);
             }
+            self.shared.events_applied[kind_index(event.kind)]
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let woken = state.touch(&touched);
         drop(state);
@@ -318,6 +323,30 @@ impl Engine {
         self.state().table.len()
     }
 
+    /// Ledger events applied since start, by kind (every writer's: this daemon's clients,
+    /// expiry, other processes and hosts).
+    pub fn events_applied(&self) -> Vec<(EventKind, u64)> {
+        EventKind::ALL
+            .iter()
+            .map(|&kind| {
+                let n = self.shared.events_applied[kind_index(kind)]
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                (kind, n)
+            })
+            .collect()
+    }
+
+    /// Active (prefix, source) bans counted by family and source. Linear in the bans, under
+    /// the lock: for a scrape, not for the ban path.
+    pub fn ban_counts(&self) -> BTreeMap<(netban_core::Family, Source), u64> {
+        let state = self.state();
+        let mut counts = BTreeMap::new();
+        for (prefix, source, _) in state.table.iter_bans() {
+            *counts.entry((prefix.family(), source.clone())).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// The bans overlapping `filter` (all without one), with every source's expiry.
     pub fn list(&self, filter: Option<Prefix>) -> Vec<ListedBan> {
         let state = self.state();
@@ -343,6 +372,13 @@ impl Engine {
             self.shared.wakes[id.index()].notify_one();
         }
     }
+}
+
+fn kind_index(kind: EventKind) -> usize {
+    EventKind::ALL
+        .iter()
+        .position(|&k| k == kind)
+        .expect("every kind is in ALL")
 }
 
 /// A worker's handle on its own target's part of the engine.

@@ -9,6 +9,7 @@
 //! ledger's, not the daemon's, and the next start finds them in place.
 
 mod access;
+mod api;
 mod args;
 mod clock;
 mod engine;
@@ -18,6 +19,7 @@ mod housekeeping;
 mod leadership;
 mod ledger_worker;
 mod reconciler;
+mod requests;
 mod server;
 mod systemd;
 mod targets;
@@ -323,8 +325,16 @@ async fn serve(
         ledger_health,
         access: access::Access::new(&config.daemon.access, own_uid()),
         limits: server::Limits::default(),
+        refusals: api::Refusals::default(),
     });
     let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
+    // The HTTP API and /metrics, when configured (`[api]`).
+    if let Some(section) = &config.api {
+        let (api_tasks, _) = api::start(section, context.clone(), shutdown_rx.clone())
+            .await
+            .context("starting the HTTP API")?;
+        tasks.extend(api_tasks);
+    }
     tracing::info!(socket = %config.daemon.socket.display(), "netban is serving");
     let notifier = systemd::Notifier::from_env().map(Arc::new);
     let watchdog = notifier.as_ref().map(|notifier| {

@@ -9,16 +9,15 @@
 //! administrator may hold. A client that breaks a limit is answered with an error (when it can
 //! still read) and disconnected; nobody else waits for it.
 
-use crate::access::{Access, Caller, Role};
+use crate::access::{Access, Caller};
+use crate::api::Refusals;
 
 use crate::engine::Engine;
 use crate::housekeeping::PolicyReloader;
-use crate::ledger_worker::{Job, LedgerHandle};
+use crate::ledger_worker::LedgerHandle;
 use crate::reconciler::WorkerHandle;
-use netban_proto::{
-    Body, HistoryEvent, Request, Response, StatusReport, TargetPlan, MAX_PREFIXES_PER_REQUEST,
-    PROTOCOL_VERSION,
-};
+use crate::requests;
+use netban_proto::{Request, Response};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,6 +66,8 @@ pub struct Context {
     pub ledger_health: watch::Receiver<netban_proto::LedgerHealth>,
     pub access: Access,
     pub limits: Limits,
+    /// Refusals counted for `/metrics` (both front ends).
+    pub refusals: crate::api::Refusals,
 }
 
 /// Connections held by users other than root and the daemon's own, per uid.
@@ -244,9 +245,15 @@ async fn serve_connection(
             Ok(true) => match decode(&mut line).await {
                 Ok(request) => match caller.permits(&request) {
                     Ok(()) => handle(request, caller, &context).await,
-                    Err(denied) => error(denied.to_string()),
+                    Err(denied) => {
+                        context.refusals.count(Refusals::FORBIDDEN);
+                        error(denied.to_string())
+                    }
                 },
-                Err(e) => error(format!("malformed request: {e}")),
+                Err(e) => {
+                    context.refusals.count(Refusals::INPUT);
+                    error(format!("malformed request: {e}"))
+                }
             },
             Err(e @ (ReadError::TooLong(_) | ReadError::Slow(_))) => {
                 // Answered (if the client still reads) and closed: the rest of its line is
@@ -281,181 +288,16 @@ async fn decode(line: &mut Vec<u8>) -> Result<Request, serde_json::Error> {
         .expect("decoding a request does not panic")
 }
 
-/// A batch larger than the protocol allows is refused whole.
-fn too_many(prefixes: usize) -> Option<Response> {
-    (prefixes > MAX_PREFIXES_PER_REQUEST).then(|| {
-        error(format!(
-            "{prefixes} prefixes in one request; at most {MAX_PREFIXES_PER_REQUEST}"
-        ))
-    })
-}
-
-fn ok(body: Body) -> Response {
-    Response::Ok { body }
-}
-
 fn error(message: impl Into<String>) -> Response {
     Response::Error {
         message: message.into(),
     }
 }
 
+/// Every request goes through [`requests::handle`], which the HTTP API calls too.
 async fn handle(request: Request, caller: Caller, context: &Context) -> Response {
-    match request {
-        Request::Ping => ok(Body::Pong {
-            version: PROTOCOL_VERSION,
-        }),
-        Request::Ban(mut args) => {
-            if let Some(refusal) = too_many(args.prefixes.len()) {
-                return refusal;
-            }
-            if caller.role < Role::Admin {
-                // Only an administrator speaks for another host; history names this one.
-                args.origin_host = None;
-            }
-            let policy = context.engine.policy();
-            let answer = context
-                .ledger
-                .ask(|reply| Job::Ban {
-                    args,
-                    policy,
-                    reply,
-                })
-                .await;
-            match answer {
-                Ok(results) => ok(Body::Banned { results }),
-                Err(e) => error(e.to_string()),
-            }
-        }
-        Request::Unban(mut args) => {
-            if let Some(refusal) = too_many(args.prefixes.len()) {
-                return refusal;
-            }
-            if caller.role < Role::Admin {
-                args.origin_host = None;
-            }
-            if args.all_of_source && (args.source.is_none() || !args.prefixes.is_empty()) {
-                return error("unbanning all of a source needs a source and no addresses");
-            }
-            match context.ledger.ask(|reply| Job::Unban { args, reply }).await {
-                Ok(results) => ok(Body::Unbanned { results }),
-                Err(e) => error(e.to_string()),
-            }
-        }
-        Request::List { prefix } => ok(Body::List {
-            bans: context.engine.list(prefix),
-        }),
-        Request::Status => ok(Body::Status(StatusReport {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            ledger: context.ledger_description.clone(),
-            started_at: context.started_at,
-            active_bans: context.engine.active_bans(),
-            targets: context.workers.iter().map(WorkerHandle::status).collect(),
-            ledger_health: context.ledger_health.borrow().clone(),
-        })),
-        Request::Plan { target } => {
-            let workers = match select_workers(&context.workers, target.as_deref()) {
-                Ok(w) => w,
-                Err(e) => return error(e),
-            };
-            let mut plans = Vec::new();
-            for worker in workers {
-                let empty = TargetPlan {
-                    target: worker.name.clone(),
-                    add: vec![],
-                    remove: vec![],
-                    refresh: vec![],
-                    error: None,
-                };
-                plans.push(match worker.plan().await {
-                    Ok(plan) => TargetPlan {
-                        add: plan.add.iter().map(|d| d.prefix).collect(),
-                        remove: plan.remove.iter().map(|h| h.prefix).collect(),
-                        refresh: plan.refresh.iter().map(|(_, d)| d.prefix).collect(),
-                        ..empty
-                    },
-                    Err(e) => TargetPlan {
-                        error: Some(e.to_string()),
-                        ..empty
-                    },
-                });
-            }
-            ok(Body::Plan { targets: plans })
-        }
-        Request::Sync { target } => {
-            let workers = match select_workers(&context.workers, target.as_deref()) {
-                Ok(w) => w,
-                Err(e) => return error(e),
-            };
-            let mut synced = Vec::new();
-            let mut failures = Vec::new();
-            for worker in workers {
-                match worker.sync().await {
-                    Ok(()) => synced.push(worker.name.clone()),
-                    Err(e) => failures.push(format!("{}: {e}", worker.name)),
-                }
-            }
-            if failures.is_empty() {
-                ok(Body::Synced { targets: synced })
-            } else {
-                error(format!("sync failed on {}", failures.join("; ")))
-            }
-        }
-        Request::History { prefix, limit } => {
-            let limit = limit.clamp(1, 10_000);
-            let answer = context
-                .ledger
-                .ask(|reply| Job::History {
-                    prefix,
-                    limit,
-                    reply,
-                })
-                .await;
-            match answer {
-                Ok(events) => ok(Body::History {
-                    events: events
-                        .into_iter()
-                        .map(|e| HistoryEvent {
-                            at: e.at,
-                            kind: e.kind,
-                            prefix: e.prefix,
-                            source: e.source,
-                            expiry: e.expiry,
-                            reason: e.reason,
-                            origin_host: e.origin_host,
-                            escalation_step: e.escalation_step,
-                        })
-                        .collect(),
-                }),
-                Err(e) => error(e.to_string()),
-            }
-        }
-        Request::Reload => match context.reloader.reload().await {
-            Ok(reloaded) => ok(Body::Reloaded {
-                allowlist_entries: reloaded.allowlist_entries,
-                lifted: reloaded.lifted,
-            }),
-            Err(e) => error(e.to_string()),
-        },
-    }
-}
-
-fn select_workers<'a>(
-    workers: &'a [WorkerHandle],
-    name: Option<&str>,
-) -> Result<Vec<&'a WorkerHandle>, String> {
-    match name {
-        None => Ok(workers.iter().collect()),
-        Some(n) => match workers.iter().find(|w| w.name == n) {
-            Some(w) => Ok(vec![w]),
-            None => Err(format!(
-                "no target named {n:?}; configured: {}",
-                workers
-                    .iter()
-                    .map(|w| w.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        },
+    match requests::handle(request, caller.role, None, context).await {
+        Ok(body) => Response::Ok { body },
+        Err(refusal) => error(refusal.to_string()),
     }
 }

@@ -1,0 +1,88 @@
+//! `netban token add/list/revoke`: the HTTP API's token store (see
+//! `netban_config::tokens`). The daemon notices the file change; a revoked token stops
+//! working with its next request. The token itself is printed once, by `add`, and never
+//! stored.
+
+use crate::args::{RoleArg, TokenCommand};
+use netban_core::Source;
+use anyhow::Result;
+use netban_config::tokens::{StoredToken, TokenRole, TokenStore};
+use std::path::Path;
+
+pub fn run(store_path: &Path, command: TokenCommand) -> Result<()> {
+    let mut store = TokenStore::load(store_path)?;
+    match command {
+        TokenCommand::Add {
+            name,
+            role,
+            sources,
+            prefix_lengths_v4,
+            prefix_lengths_v6,
+        } => {
+            let some = |v: Vec<u8>| (!v.is_empty()).then_some(v);
+            let entry = StoredToken {
+                name,
+                role: match role {
+                    RoleArg::Read => TokenRole::Read,
+                    RoleArg::Ban => TokenRole::Ban,
+                    RoleArg::Admin => TokenRole::Admin,
+                },
+                sha256: String::new(),
+                sources: (!sources.is_empty()).then_some(sources),
+                prefix_lengths_v4: some(prefix_lengths_v4),
+                prefix_lengths_v6: some(prefix_lengths_v6),
+                created: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+            };
+            let token = store.add(entry)?;
+            store.save(store_path)?;
+            println!("{token}");
+            eprintln!(
+                "netban: token saved in {} (only its digest); it is shown this once",
+                store_path.display()
+            );
+        }
+        TokenCommand::List { json } => {
+            if json {
+                let listed: Vec<_> = store
+                    .tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "name": t.name, "role": t.role, "sources": t.sources,
+                            "prefix_lengths_v4": t.prefix_lengths_v4,
+                            "prefix_lengths_v6": t.prefix_lengths_v6, "created": t.created,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+            } else {
+                for t in &store.tokens {
+                    let list = |v: &Option<Vec<u8>>| {
+                        v.as_ref().map_or("any".to_string(), |v| {
+                            v.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+                        })
+                    };
+                    let sources = t.sources.as_ref().map_or("any".to_string(), |s| {
+                        s.iter().map(Source::as_str).collect::<Vec<_>>().join(",")
+                    });
+                    println!(
+                        "{:<20} {:<6} sources={} v4={} v6={}",
+                        t.name,
+                        t.role.as_str(),
+                        sources,
+                        list(&t.prefix_lengths_v4),
+                        list(&t.prefix_lengths_v6)
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            store.revoke(&name)?;
+            store.save(store_path)?;
+            eprintln!("netban: token {name:?} revoked");
+        }
+    }
+    Ok(())
+}
