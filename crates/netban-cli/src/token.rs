@@ -4,9 +4,9 @@
 //! stored.
 
 use crate::args::{RoleArg, TokenCommand};
-use netban_core::Source;
 use anyhow::Result;
 use netban_config::tokens::{StoredToken, TokenRole, TokenStore};
+use netban_core::Source;
 use std::path::Path;
 
 pub fn run(store_path: &Path, command: TokenCommand) -> Result<()> {

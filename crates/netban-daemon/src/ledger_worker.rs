@@ -29,6 +29,7 @@ use netban_core::{EventKind, OriginHost, Prefix, Timestamp};
 use netban_ledger::spool::Spool;
 use netban_ledger::{AdmitError, Event, FeedCursor, Ledger, LedgerError, Outcome, Write};
 use netban_proto::{BanArgs, ItemResult, LedgerHealth, UnbanArgs};
+use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,7 +192,7 @@ pub fn start(
                 spool,
                 spooled,
                 outage,
-                failing: None,
+                failing: BTreeMap::new(),
                 quarantined: (0, None),
                 damaged: None,
                 health,
@@ -284,12 +285,34 @@ struct LedgerThread<'a> {
     outage: Option<Outage>,
     /// Set while a ledger without a spool refuses writes or reads (disk full, read-only,
     /// locked, unreadable): clients are refused, `status` shows it, the next success clears it.
-    failing: Option<(Timestamp, String)>,
+    /// Per operation (recording, expiring, reading the feed, pruning): since when it fails
+    /// and why; each is cleared by its own next success.
+    failing: BTreeMap<LedgerOperation, (Timestamp, String)>,
     /// Unreadable rows the ledger moved to its quarantine (count, last one).
     quarantined: (u64, Option<String>),
     /// What the integrity check at start found.
     damaged: Option<String>,
     health: watch::Sender<LedgerHealth>,
+}
+
+/// What the ledger thread asks of the ledger, for reporting failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum LedgerOperation {
+    Record,
+    Expire,
+    ReadFeed,
+    PruneHistory,
+}
+
+impl LedgerOperation {
+    fn as_str(self) -> &'static str {
+        match self {
+            LedgerOperation::Record => "recording in the ledger",
+            LedgerOperation::Expire => "expiring bans in the ledger",
+            LedgerOperation::ReadFeed => "reading the ledger's change feed",
+            LedgerOperation::PruneHistory => "pruning the ledger's history",
+        }
+    }
 }
 
 /// The shared ledger stopped answering.
@@ -362,14 +385,17 @@ impl LedgerThread<'_> {
         };
         let spooled = self.outage.is_some() && !writes.is_empty();
         match &outcomes {
-            Err(e) => self.ledger_failed("recording in the ledger", e),
-            Ok(_) if !writes.is_empty() && self.outage.is_none() => self.ledger_works(),
+            Err(e) => self.ledger_failed(LedgerOperation::Record, e),
+            Ok(_) if !writes.is_empty() && self.outage.is_none() => {
+                self.ledger_works(LedgerOperation::Record)
+            }
             Ok(_) => {}
         }
         if self.outage.is_none() {
             if expire {
-                if let Err(e) = self.ledger.expire(now) {
-                    self.ledger_failed("expiring bans in the ledger (retried)", &e);
+                match self.ledger.expire(now) {
+                    Ok(_) => self.ledger_works(LedgerOperation::Expire),
+                    Err(e) => self.ledger_failed(LedgerOperation::Expire, &e),
                 }
             }
             // Apply every new event (ours and other processes') before anyone hears back.
@@ -435,21 +461,24 @@ impl LedgerThread<'_> {
         self.publish_health();
     }
 
-    /// A ledger without a spool failed at `what`: loud in the log and in `status` until it
+    /// The ledger failed at `operation`: loud in the log and in `status` until that operation
     /// works again (no restart needed: every group tries the ledger afresh).
-    fn ledger_failed(&mut self, what: &str, error: &LedgerError) {
-        tracing::error!(%error, "{what} failed");
+    fn ledger_failed(&mut self, operation: LedgerOperation, error: &LedgerError) {
+        tracing::error!(%error, "{} failed", operation.as_str());
         let since = self
             .failing
-            .as_ref()
+            .get(&operation)
             .map_or_else(crate::clock::now, |f| f.0);
-        self.failing = Some((since, format!("{what}: {error}")));
+        self.failing.insert(
+            operation,
+            (since, format!("{}: {error}", operation.as_str())),
+        );
         self.publish_health();
     }
 
-    fn ledger_works(&mut self) {
-        if let Some((since, _)) = self.failing.take() {
-            tracing::info!(?since, "the ledger works again");
+    fn ledger_works(&mut self, operation: LedgerOperation) {
+        if let Some((since, _)) = self.failing.remove(&operation) {
+            tracing::info!(?since, "{} works again", operation.as_str());
             self.publish_health();
         }
     }
@@ -472,10 +501,19 @@ impl LedgerThread<'_> {
     }
 
     fn publish_health(&self) {
-        let (since, error) = match (&self.outage, &self.failing) {
-            (Some(o), _) => (Some(o.since), Some(o.error.clone())),
-            (None, Some((since, error))) => (Some(*since), Some(error.clone())),
-            (None, None) => (None, None),
+        let (since, error) = match &self.outage {
+            Some(o) => (Some(o.since), Some(o.error.clone())),
+            None if self.failing.is_empty() => (None, None),
+            None => (
+                self.failing.values().map(|f| f.0).min(),
+                Some(
+                    self.failing
+                        .values()
+                        .map(|f| f.1.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            ),
         };
         self.health.send_replace(LedgerHealth {
             unreachable_since: since,
@@ -613,8 +651,9 @@ impl LedgerThread<'_> {
                 if !events.is_empty() {
                     self.engine.apply_events(&events);
                 }
+                self.ledger_works(LedgerOperation::ReadFeed);
             }
-            Err(e) => self.ledger_failed("reading the ledger's change feed", &e),
+            Err(e) => self.ledger_failed(LedgerOperation::ReadFeed, &e),
         }
     }
 
@@ -629,7 +668,7 @@ impl LedgerThread<'_> {
             Job::PruneHistory { before } => match self.ledger.prune_history(before) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(events = n, ?before, "history before the retention pruned"),
-                Err(e) => self.ledger_failed("pruning history", &e),
+                Err(e) => self.ledger_failed(LedgerOperation::PruneHistory, &e),
             },
             Job::Alive { reply } => {
                 crate::fault::stall(crate::fault::Point::LedgerStall);

@@ -290,11 +290,19 @@ impl Worker {
             // time, left in the past, would otherwise wake it at once, again and again).
             let deadline = if driving {
                 let lease_end = leadership.deadline();
-                [Some(next_resync), retry_at, self.item_retry_at, lease_end]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .unwrap_or(next_resync)
+                // A never-reached target's counts are recounted (at most) every second.
+                let recount = (!self.reached).then(|| Instant::now() + Duration::from_secs(1));
+                [
+                    Some(next_resync),
+                    retry_at,
+                    self.item_retry_at,
+                    lease_end,
+                    recount,
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next_resync)
             } else {
                 Instant::now() + resync
             };
