@@ -302,7 +302,7 @@ def socket_round_trip(daemon, rounds=300):
         start = time.perf_counter()
         for i in range(rounds):
             request = {"op": "ban", "prefixes": ["198.19.251.%d" % (1 + i % 250)],
-                       "source": "bench-socket", "bantime": 600, "reason": None,
+                       "source": "bench-socket", "duration": {"seconds": 600}, "reason": None,
                        "failures": None, "origin_host": None, "restored": False}
             conn.sendall(json.dumps(request).encode() + b"\n")
             answer = json.loads(reader.readline())
