@@ -250,15 +250,6 @@ pub fn history(config: &Config, prefix: Prefix, limit: usize) -> Result<Vec<Hist
     Ok(ledger
         .history(&prefix, limit)?
         .into_iter()
-        .map(|e| HistoryEvent {
-            at: e.at,
-            kind: e.kind,
-            prefix: e.prefix,
-            source: e.source,
-            expiry: e.expiry,
-            reason: e.reason,
-            origin_host: e.origin_host,
-            escalation_step: e.escalation_step,
-        })
+        .map(HistoryEvent::from)
         .collect())
 }

@@ -151,19 +151,7 @@ pub async fn handle(
                 })
                 .await?;
             Ok(Body::History {
-                events: events
-                    .into_iter()
-                    .map(|e| HistoryEvent {
-                        at: e.at,
-                        kind: e.kind,
-                        prefix: e.prefix,
-                        source: e.source,
-                        expiry: e.expiry,
-                        reason: e.reason,
-                        origin_host: e.origin_host,
-                        escalation_step: e.escalation_step,
-                    })
-                    .collect(),
+                events: events.into_iter().map(HistoryEvent::from).collect(),
             })
         }
         Request::Reload => {

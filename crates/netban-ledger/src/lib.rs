@@ -88,6 +88,22 @@ pub struct Event {
 }
 
 /// One write, applied with others in one transaction by [`Ledger::record`].
+/// An event as history shows it to clients (socket, API, the client's own fallback).
+impl From<Event> for netban_proto::HistoryEvent {
+    fn from(e: Event) -> netban_proto::HistoryEvent {
+        netban_proto::HistoryEvent {
+            at: e.at,
+            kind: e.kind,
+            prefix: e.prefix,
+            source: e.source,
+            expiry: e.expiry,
+            reason: e.reason,
+            origin_host: e.origin_host,
+            escalation_step: e.escalation_step,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
     /// Insert or extend a (prefix, source) ban. If the pair is active, the later expiry is
