@@ -50,6 +50,16 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `args` was refused by the daemon for want of a role (an answer, not a failure).
+fn assert_denied(out: &Output, args: &[&str]) {
+    assert!(!out.status.success(), "{args:?} refused: {}", text(out));
+    assert!(
+        text(out).contains("permission denied"),
+        "{args:?}: {}",
+        text(out)
+    );
+}
+
 #[test]
 fn callers_get_the_role_their_credentials_give_them() {
     require_netns!();
@@ -76,12 +86,7 @@ fn callers_get_the_role_their_credentials_give_them() {
         &["reload"],
     ] {
         let out = netban_as_nobody(bins, &daemon.socket, 12345, refused);
-        assert!(!out.status.success(), "{refused:?} refused: {}", text(&out));
-        assert!(
-            text(&out).contains("permission denied"),
-            "{refused:?}: {}",
-            text(&out)
-        );
+        assert_denied(&out, refused);
         assert!(
             !text(&out).contains("recorded"),
             "a refusal is not a missing answer: nothing recorded by the client: {}",
@@ -118,12 +123,9 @@ fn callers_get_the_role_their_credentials_give_them() {
         &["sync"],
         &["plan"],
     ] {
-        let out = netban_as_nobody(bins, &daemon.socket, 65534, refused);
-        assert!(!out.status.success(), "{refused:?} refused: {}", text(&out));
-        assert!(
-            text(&out).contains("permission denied"),
-            "{refused:?}: {}",
-            text(&out)
+        assert_denied(
+            &netban_as_nobody(bins, &daemon.socket, 65534, refused),
+            refused,
         );
     }
     let unbanned = netban_as_nobody(
