@@ -183,41 +183,23 @@ fn run(cli: Cli) -> Result<()> {
             };
             // A batch the protocol allows at a time; what the daemon did not answer is
             // recorded by this client (`fallback_ban`).
-            let mut results = Vec::with_capacity(args.prefixes.len());
-            let mut daemon = connect();
-            for chunk in args.prefixes.chunks(MAX_PREFIXES_PER_REQUEST) {
-                let part = BanArgs {
+            let parts = args
+                .prefixes
+                .chunks(MAX_PREFIXES_PER_REQUEST)
+                .map(|chunk| BanArgs {
                     prefixes: chunk.to_vec(),
                     ..args.clone()
+                });
+            let results = in_parts(connect(), parts, Request::Ban, |part, sent, why| {
+                // A ban the daemon got but did not answer may be committed: record it again
+                // (the ledger keeps one row per address and source) but without escalation,
+                // so a committed ban is never lengthened twice.
+                let part = BanArgs {
+                    restored: part.restored || sent,
+                    ..part
                 };
-                let answer = match &mut daemon {
-                    Ok(conn) => {
-                        conn.call_within(&Request::Ban(part.clone()), client::BAN_ANSWER_TIMEOUT)
-                    }
-                    Err(down) => {
-                        results.extend(fallback_ban(&config, &part, down)?);
-                        continue;
-                    }
-                };
-                match answer {
-                    Ok(Body::Banned { results: r }) => results.extend(r),
-                    Ok(other) => {
-                        return Err(anyhow!("unexpected answer from the daemon: {other:?}"))
-                    }
-                    Err(client::CallError::Refused(message)) => return Err(anyhow!(message)),
-                    // The daemon may have committed the ban before it went away: record it
-                    // again (the ledger keeps one row per address and source) but without
-                    // escalation, so a committed ban is never lengthened twice.
-                    Err(no_answer) => {
-                        let part = BanArgs {
-                            restored: true,
-                            ..part
-                        };
-                        results.extend(fallback_ban(&config, &part, &no_answer)?);
-                        daemon = Err(client::ConnectError::from(no_answer));
-                    }
-                }
-            }
+                fallback_ban(&config, &part, why)
+            })?;
             output::item_results("banned", &results, json)
         }
         Command::Unban {
@@ -239,40 +221,19 @@ fn run(cli: Cli) -> Result<()> {
                 origin_host,
                 all_of_source: all,
             };
-            let mut results = Vec::with_capacity(args.prefixes.len());
-            let mut daemon = connect();
             // At least one request, even with no prefixes (unbanning every address of a source).
             let chunks: Vec<&[Prefix]> = if args.prefixes.is_empty() {
                 vec![&[]]
             } else {
                 args.prefixes.chunks(MAX_PREFIXES_PER_REQUEST).collect()
             };
-            for chunk in chunks {
-                let part = UnbanArgs {
-                    prefixes: chunk.to_vec(),
-                    ..args.clone()
-                };
-                let answer = match &mut daemon {
-                    Ok(conn) => {
-                        conn.call_within(&Request::Unban(part.clone()), client::BAN_ANSWER_TIMEOUT)
-                    }
-                    Err(down) => {
-                        results.extend(fallback_unban(&config, &part, down)?);
-                        continue;
-                    }
-                };
-                match answer {
-                    Ok(Body::Unbanned { results: r }) => results.extend(r),
-                    Ok(other) => {
-                        return Err(anyhow!("unexpected answer from the daemon: {other:?}"))
-                    }
-                    Err(client::CallError::Refused(message)) => return Err(anyhow!(message)),
-                    Err(no_answer) => {
-                        results.extend(fallback_unban(&config, &part, &no_answer)?);
-                        daemon = Err(client::ConnectError::from(no_answer));
-                    }
-                }
-            }
+            let parts = chunks.into_iter().map(|chunk| UnbanArgs {
+                prefixes: chunk.to_vec(),
+                ..args.clone()
+            });
+            let results = in_parts(connect(), parts, Request::Unban, |part, _, why| {
+                fallback_unban(&config, &part, why)
+            })?;
             output::item_results("unbanned", &results, json)
         }
         Command::List { address, json } => {
@@ -379,6 +340,37 @@ fn run(cli: Cli) -> Result<()> {
             unreachable!("handled above")
         }
     }
+}
+
+/// Sends each part (a batch the protocol allows) to the daemon in turn. A part the daemon
+/// does not answer, and every part after it, goes to `fallback`, told whether the daemon may
+/// have received it (`sent`) and why there was no answer. A refusal ends it with an error.
+fn in_parts<P: Clone>(
+    mut daemon: Result<client::Connection, client::ConnectError>,
+    parts: impl IntoIterator<Item = P>,
+    request: impl Fn(P) -> Request,
+    fallback: impl Fn(P, bool, &dyn std::fmt::Display) -> Result<Vec<netban_proto::ItemResult>>,
+) -> Result<Vec<netban_proto::ItemResult>> {
+    let mut results = Vec::new();
+    for part in parts {
+        let conn = match &mut daemon {
+            Ok(conn) => conn,
+            Err(down) => {
+                results.extend(fallback(part, false, down)?);
+                continue;
+            }
+        };
+        match conn.call_within(&request(part.clone()), client::BAN_ANSWER_TIMEOUT) {
+            Ok(Body::Banned { results: r } | Body::Unbanned { results: r }) => results.extend(r),
+            Ok(other) => return Err(anyhow!("unexpected answer from the daemon: {other:?}")),
+            Err(client::CallError::Refused(message)) => return Err(anyhow!(message)),
+            Err(no_answer) => {
+                results.extend(fallback(part, true, &no_answer)?);
+                daemon = Err(client::ConnectError::from(no_answer));
+            }
+        }
+    }
+    Ok(results)
 }
 
 /// Records bans itself when the daemon gave no answer (`why`): in the SQLite ledger, or in
