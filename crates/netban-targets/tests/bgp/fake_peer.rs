@@ -12,7 +12,6 @@ use netban_targets::bgp::message::{
 use netban_testlab::Host;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -30,21 +29,15 @@ pub struct FakePeer {
 
 impl FakePeer {
     /// Starts the peer on `addr` inside `host`'s namespace, with AS `asn`.
-    #[allow(unsafe_code)] // setns: see the SAFETY comment
     pub fn start(host: &Host, addr: &str, asn: u32) -> FakePeer {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
-        let path = format!("/run/netns/{}", host.name());
-        let addr = addr.to_string();
+        // A socket stays in the namespace it was made in, whichever thread then uses it.
+        let listener = host
+            .enter(|| TcpListener::bind(addr))
+            .expect("entering the namespace")
+            .expect("listening");
         std::thread::spawn(move || {
-            let ns = std::fs::File::open(&path).unwrap();
-            // SAFETY: changes only this thread's network namespace.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0,
-                "setns {path}"
-            );
-            let listener = TcpListener::bind(&addr).unwrap();
             ready_tx.send(()).unwrap();
             let _ = tx.send(script(&listener, asn));
             // Keep the last session open until netban closes it.

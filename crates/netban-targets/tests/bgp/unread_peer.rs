@@ -19,22 +19,17 @@ pub struct UnreadPeer {
 
 impl UnreadPeer {
     /// Listens on `addr` inside `host`'s namespace as AS `asn`, proposing `hold_time`.
-    #[allow(unsafe_code)] // setns and setsockopt: see the SAFETY comments
+    #[allow(unsafe_code)] // setsockopt: see the SAFETY comment
     pub fn start(host: &Host, addr: &str, asn: u32, hold_time: u16) -> UnreadPeer {
         let connections = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&connections);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let path = format!("/run/netns/{}", host.name());
-        let addr = addr.to_string();
+        // A socket stays in the namespace it was made in, whichever thread then uses it.
+        let listener = host
+            .enter(|| TcpListener::bind(addr))
+            .expect("entering the namespace")
+            .expect("listening");
         std::thread::spawn(move || {
-            let ns = std::fs::File::open(&path).unwrap();
-            // SAFETY: changes only this thread's network namespace.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0,
-                "setns {path}"
-            );
-            let listener = TcpListener::bind(&addr).unwrap();
             let small: libc::c_int = 4096;
             // SAFETY: a valid fd and a c_int option value of the size passed.
             unsafe {
