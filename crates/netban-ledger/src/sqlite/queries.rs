@@ -258,10 +258,20 @@ impl SqliteLedger {
         let last = raw.last().map(RawEvent::id);
         let mut events = Vec::with_capacity(raw.len());
         for r in raw {
-            let (id, row) = (r.id(), r.to_json());
+            let id = r.id();
             match r.into_event() {
                 Ok(event) => events.push(event),
                 Err(error) => {
+                    // Rare: the row is read again for the quarantine, so that a good row
+                    // costs no copy.
+                    let row = self
+                        .conn
+                        .query_row(
+                            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"),
+                            params![id],
+                            RawEvent::read,
+                        )?
+                        .to_json();
                     let tx = self.conn.transaction()?;
                     quarantine(&tx, "events", &row, &error, &mut self.quarantined)?;
                     tx.execute("DELETE FROM events WHERE id = ?1", params![id])?;
