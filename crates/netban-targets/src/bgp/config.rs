@@ -349,16 +349,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn validation_says_what_to_fix() {
-        let ok = || BgpConfig {
+    /// A configuration that validates, for the tests to spoil one field of.
+    fn valid_config() -> BgpConfig {
+        BgpConfig {
             next_hop_v6: Some("2001:db8:ff::2".parse().unwrap()),
             ..BgpConfig::new(
                 65001,
                 Ipv4Addr::new(198, 18, 0, 2),
                 vec![peer("198.18.0.1")],
             )
-        };
+        }
+    }
+
+    #[test]
+    fn validation_says_what_to_fix() {
+        let ok = valid_config;
         ok().validate().unwrap();
         let cases: Vec<(BgpConfig, &str)> = vec![
             (
@@ -430,14 +435,7 @@ mod tests {
 
     #[test]
     fn hold_time_zero_and_bad_ttl_hops_are_refused() {
-        let ok = || BgpConfig {
-            next_hop_v6: Some("2001:db8:ff::2".parse().unwrap()),
-            ..BgpConfig::new(
-                65001,
-                Ipv4Addr::new(198, 18, 0, 2),
-                vec![peer("198.18.0.1")],
-            )
-        };
+        let ok = valid_config;
         for hold in [0, 1, 2] {
             let c = BgpConfig {
                 hold_time_secs: hold,
