@@ -19,4 +19,6 @@ if [[ "$args" == *" --only "* && "$args" != *" --drivers "* ]] \
     features=(--no-default-features)
 fi
 cargo build --release -p netban-daemon -p netban-cli -p netban-bench --bins "${features[@]}"
+# The client as the package ships it: linked static (static-pie).
+bash scripts/build-client.sh --profile release
 exec target/release/netban-bench --bin-dir target/release --reference-dir bench/reference "$@"

@@ -3,7 +3,7 @@
 # one after the other: every target, or the TARGETs named.
 #
 #   scripts/fuzz.sh               every target for 60 s
-#   scripts/fuzz.sh 20            every target for 20 s (what scripts/test.sh runs)
+#   scripts/fuzz.sh 10            every target for 10 s (what scripts/test.sh runs)
 #   scripts/fuzz.sh 900 prefix    one target for 15 minutes
 #
 # NETBAN_FUZZ_DEV=1 builds the targets unoptimised (cargo fuzz --dev): a third of the compile

@@ -5,12 +5,20 @@
 # the docs, and maintainer scripts that create the `netban` group and enable the unit.
 # What the package holds and why: docs/packaging.md.
 #
-#   scripts/package.sh [--profile PROFILE] [--no-default-features] [--out DIR]
+#   scripts/package.sh [--profile PROFILE] [--no-default-features] [--prebuilt DIR] [--out DIR]
 #
 #   --profile               cargo profile of the binaries (default: release, every driver: about
-#                           30 minutes on 2 cores; the tests use `demo`, a few minutes)
+#                           30 minutes on 2 cores)
 #   --no-default-features   the daemon with the nftables driver alone (as scripts/demo.sh)
+#   --prebuilt DIR          package the binaries already built in DIR (netban, netban-daemon,
+#                           xtask) instead of building them: scripts/test.sh packages the test
+#                           build's target/debug, so the package test compiles nothing
 #   --out                   where the .deb goes (default: target/debian)
+#
+# The client `netban` is linked static (static-pie, scripts/build-client.sh): fail2ban's shell
+# action starts one per ban, and without the dynamic loader it starts in about 60% of the time
+# (bench/fail2ban/bench.py's `client` section). The daemon stays dynamic (it resolves names
+# through NSS).
 #
 # Prints the path of the .deb on its last line of output.
 set -euo pipefail
@@ -18,13 +26,15 @@ cd "$(dirname "$0")/.."
 
 profile=release
 features=()
+prebuilt=""
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile=$2; shift 2 ;;
     --no-default-features) features=(--no-default-features); shift ;;
+    --prebuilt) prebuilt=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "usage: scripts/package.sh [--profile PROFILE] [--no-default-features] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: scripts/package.sh [--profile PROFILE] [--no-default-features] [--prebuilt DIR] [--out DIR]" >&2; exit 2 ;;
   esac
 done
 
@@ -47,7 +57,15 @@ if [ "$version" != "$changelog_version" ]; then
 fi
 arch=$(dpkg --print-architecture)
 
-cargo build --profile "$profile" -p netban-cli -p netban-daemon -p xtask "${features[@]}"
+if [ -n "$prebuilt" ]; then
+  bin_dir=$prebuilt
+  for bin in netban netban-daemon xtask; do
+    [ -x "$bin_dir/$bin" ] || { echo "package.sh: $bin_dir/$bin not found (--prebuilt)" >&2; exit 1; }
+  done
+else
+  cargo build --profile "$profile" -p netban-daemon -p xtask "${features[@]}"
+  bash scripts/build-client.sh --profile "$profile"
+fi
 
 root="$out/netban_${version}_${arch}"
 rm -rf "$root"

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Tests netban's Debian package (scripts/package.sh): builds it (demo profile, nftables-only
-# daemon: minutes, not the release build's half hour), checks it with lintian, inspects its
-# contents and modes, then installs it for real with dpkg into an isolated root and checks what
-# the installation did, the installed programs, a reinstall, remove and purge.
+# Tests netban's Debian package (scripts/package.sh): builds it, checks it with lintian,
+# inspects its contents and modes, then installs it for real with dpkg into an isolated root and
+# checks what the installation did, the installed programs, a reinstall, remove and purge.
 #
-#   scripts/test-package.sh [--deb FILE]     (root; scripts/test.sh runs it)
+#   scripts/test-package.sh [--deb FILE | --prebuilt DIR]     (root; scripts/test.sh runs it)
+#
+# With no option it builds the package from the demo profile (nftables-only daemon: minutes,
+# not the release build's half hour). scripts/test.sh passes --prebuilt target/debug: the
+# binaries its test build already made (with the client linked static by
+# scripts/build-client.sh, as the package ships it), so this test compiles nothing.
 #
 # The isolated root: a private mount namespace (unshare) in which an overlay whose lower layer
 # is this machine's / and whose upper layer is a tmpfs is mounted and chrooted into, with its
@@ -199,19 +203,26 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 deb=""
+prebuilt=""
 case "${1:-}" in
   --deb) deb=$(realpath "$2") ;;
+  --prebuilt) prebuilt=$2 ;;
   "") ;;
-  *) echo "usage: scripts/test-package.sh [--deb FILE]" >&2; exit 2 ;;
+  *) echo "usage: scripts/test-package.sh [--deb FILE | --prebuilt DIR]" >&2; exit 2 ;;
 esac
-if [ -z "$deb" ]; then
+if [ -n "$prebuilt" ]; then
+  deb=$(realpath "$(scripts/package.sh --prebuilt "$prebuilt" --out target/debian-test | tail -n1)")
+  lab=$(realpath "$prebuilt/netban-lab")
+elif [ -z "$deb" ]; then
   deb=$(realpath "$(scripts/package.sh --profile demo --no-default-features --out target/debian-test | tail -n1)")
 fi
 echo "== $deb"
-# The demo lab, to run the demo scenario against the installed binaries (as scripts/demo.sh
-# builds it).
-cargo build --profile demo -p netban-testlab --bins --no-default-features
-lab=$(realpath "${CARGO_TARGET_DIR:-target}/demo/netban-lab")
+if [ -z "$prebuilt" ]; then
+  # The demo lab, to run the demo scenario against the installed binaries (as scripts/demo.sh
+  # builds it).
+  cargo build --profile demo -p netban-testlab --bins --no-default-features
+  lab=$(realpath "${CARGO_TARGET_DIR:-target}/demo/netban-lab")
+fi
 
 echo "== lintian"
 lintian_out=$(lintian --fail-on error,warning --display-info --tag-display-limit 0 "$deb" 2>&1) && clean=yes || clean=no

@@ -29,7 +29,7 @@ use netban_core::{EventKind, OriginHost, Prefix, Timestamp};
 use netban_ledger::spool::Spool;
 use netban_ledger::{AdmitError, Event, FeedCursor, Ledger, LedgerError, Outcome, Write};
 use netban_proto::{BanArgs, ItemResult, LedgerHealth, UnbanArgs};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -315,6 +315,16 @@ impl LedgerOperation {
     }
 }
 
+/// The earlier bans of a group's prefixes ([`LedgerThread::count_prior_bans`]).
+#[derive(Default)]
+struct PriorBans {
+    /// By prefix and the start of its escalation window.
+    counts: HashMap<(Prefix, Timestamp), u32>,
+    /// Why they could not be counted (a ledger without a spool to fall back on): the requests
+    /// that escalate are refused with it, as before any write.
+    failed: Option<String>,
+}
+
 /// The shared ledger stopped answering.
 struct Outage {
     since: Timestamp,
@@ -336,6 +346,7 @@ impl LedgerThread<'_> {
         {
             self.forward_spool(now);
         }
+        let prior = self.count_prior_bans(&jobs, now);
         let mut writes: Vec<Write> = Vec::new();
         let mut waiting: Vec<Waiting> = Vec::new();
         let mut expire = false;
@@ -347,7 +358,7 @@ impl LedgerThread<'_> {
                     policy,
                     reply,
                 } => {
-                    let decisions = self.decide_bans(&policy, &args, now, &mut writes);
+                    let decisions = self.decide_bans(&policy, &args, now, &prior, &mut writes);
                     waiting.push(Waiting::Items { reply, decisions });
                 }
                 Job::Unban { args, reply } => {
@@ -699,11 +710,51 @@ impl LedgerThread<'_> {
         }
     }
 
+    /// Counts the earlier bans of every prefix the group's ban requests may escalate, in one
+    /// read per escalation window (one for the whole group unless a policy reload fell
+    /// between two requests), not one per ban: with a shared ledger each read is a round trip.
+    fn count_prior_bans(&mut self, jobs: &[Job], now: Timestamp) -> PriorBans {
+        let mut wanted: BTreeMap<Timestamp, Vec<Prefix>> = BTreeMap::new();
+        for job in jobs {
+            if let Job::Ban { args, policy, .. } = job {
+                if let Some(since) = netban_ledger::escalation_window_start(policy, now) {
+                    if !args.restored {
+                        wanted.entry(since).or_default().extend(&args.prefixes);
+                    }
+                }
+            }
+        }
+        let mut prior = PriorBans::default();
+        if self.outage.is_some() {
+            return prior;
+        }
+        for (since, mut prefixes) in wanted {
+            prefixes.sort_unstable();
+            prefixes.dedup();
+            match self.ledger.prior_bans_each(&prefixes, since) {
+                Ok(counts) => prior
+                    .counts
+                    .extend(prefixes.into_iter().map(|p| (p, since)).zip(counts)),
+                // A fleet host decides without history (no escalation) and spools.
+                Err(e) if self.spool.is_some() => {
+                    self.enter_outage(&e);
+                    return PriorBans::default();
+                }
+                Err(e) => {
+                    prior.failed = Some(AdmitError::Ledger(e).to_string());
+                    return prior;
+                }
+            }
+        }
+        prior
+    }
+
     fn decide_bans(
         &mut self,
         policy: &Policy,
         args: &BanArgs,
         now: Timestamp,
+        prior: &PriorBans,
         writes: &mut Vec<Write>,
     ) -> Vec<Decision> {
         let mut decisions = Vec::with_capacity(args.prefixes.len());
@@ -723,34 +774,24 @@ impl LedgerThread<'_> {
                     continue;
                 }
             }
-            let origin = self.origin;
-            let request = || args.request(prefix, origin);
-            let without_history = |request| {
-                netban_ledger::admit_with_prior(policy, request, 0, now).map_err(AdmitError::from)
-            };
-            let admitted = if self.outage.is_some() {
-                without_history(request())
-            } else {
-                match netban_ledger::admit(&mut *self.ledger, policy, request(), args.restored, now)
-                {
-                    Err(AdmitError::Ledger(e)) if self.spool.is_some() => {
-                        self.enter_outage(&e);
-                        without_history(request())
-                    }
-                    other => other,
+            // Restores never escalate; during an outage there is no history to count.
+            let since = netban_ledger::escalation_window_start(policy, now)
+                .filter(|_| !args.restored && self.outage.is_none());
+            let count = match (since, &prior.failed) {
+                (None, _) => 0,
+                (Some(_), Some(error)) => {
+                    decisions.push(Decision::Refused(prefix, error.clone()));
+                    continue;
                 }
+                (Some(since), None) => prior.counts.get(&(prefix, since)).copied().unwrap_or(0),
             };
-            match admitted {
+            let request = args.request(prefix, self.origin);
+            match netban_ledger::admit_with_prior(policy, request, count, now) {
                 Ok(write) => {
                     writes.push(write);
                     decisions.push(Decision::Written(prefix, writes.len() - 1));
                 }
-                Err(AdmitError::Refused(refusal)) => {
-                    decisions.push(Decision::Refused(prefix, refusal.to_string()))
-                }
-                Err(e @ AdmitError::Ledger(_)) => {
-                    decisions.push(Decision::Refused(prefix, e.to_string()))
-                }
+                Err(refusal) => decisions.push(Decision::Refused(prefix, refusal.to_string())),
             }
         }
         decisions

@@ -255,6 +255,16 @@ pub trait Ledger: Send {
     /// How many `Ban` events (not `Extend`) `prefix` has at or after `since`.
     fn prior_bans(&mut self, prefix: &Prefix, since: Timestamp) -> Result<u32, LedgerError>;
 
+    /// [`Ledger::prior_bans`] of each of `prefixes`, in their order: what a group of ban
+    /// requests needs before it is decided. A ledger across a network answers in one round trip.
+    fn prior_bans_each(
+        &mut self,
+        prefixes: &[Prefix],
+        since: Timestamp,
+    ) -> Result<Vec<u32>, LedgerError> {
+        prefixes.iter().map(|p| self.prior_bans(p, since)).collect()
+    }
+
     /// The feed's position now: what was recorded before counts as seen. Take it *before*
     /// reading the state ([`Ledger::for_each_active`]) so that nothing falls between the two;
     /// an event may then be both in that state and delivered by [`Ledger::feed`] (with
@@ -318,13 +328,23 @@ pub fn admit(
     restored: bool,
     now: Timestamp,
 ) -> Result<Write, AdmitError> {
-    let prior = if policy.escalation.enabled && !restored {
-        let window = i64::try_from(policy.escalation.window_secs).unwrap_or(i64::MAX);
-        ledger.prior_bans(&request.prefix, Timestamp(now.0.saturating_sub(window)))?
-    } else {
-        0
+    let prior = match escalation_window_start(policy, now) {
+        Some(since) if !restored => ledger.prior_bans(&request.prefix, since)?,
+        _ => 0,
     };
     Ok(admit_with_prior(policy, request, prior, now)?)
+}
+
+/// From when earlier bans count for escalation under `policy` ([`Ledger::prior_bans`]'s
+/// `since`), or `None` when escalation is off and they need not be counted.
+pub fn escalation_window_start(
+    policy: &netban_core::policy::Policy,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    policy.escalation.enabled.then(|| {
+        let window = i64::try_from(policy.escalation.window_secs).unwrap_or(i64::MAX);
+        Timestamp(now.0.saturating_sub(window))
+    })
 }
 
 /// Decides a ban request given the count of its earlier bans (`prior`) without reading a

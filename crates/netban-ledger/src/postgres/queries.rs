@@ -9,6 +9,7 @@ use netban_core::{Ban, Expiry, OriginHost, Prefix, Reason, Source, Timestamp};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement, Transaction};
+use std::collections::HashSet;
 
 /// The columns of an event row, as [`event_from_row`] reads them. (Output columns get names
 /// of their own: `ORDER BY xid` must mean the column, not its text.)
@@ -42,6 +43,12 @@ pub const HISTORY_SQL: &str = concat!(
 /// `Ban` events of exactly $1 at or after $2.
 pub const PRIOR_BANS_SQL: &str = "SELECT count(*) FROM events
      WHERE prefix = $1::text::cidr AND kind = 'ban' AND at >= $2";
+
+/// [`PRIOR_BANS_SQL`] of each prefix of $1 (text[]), in its order.
+pub const PRIOR_BANS_EACH_SQL: &str = "SELECT count(e.id)
+     FROM unnest($1::text[]) WITH ORDINALITY AS p(prefix, ord)
+     LEFT JOIN events e ON e.prefix = p.prefix::cidr AND e.kind = 'ban' AND e.at >= $2
+     GROUP BY p.ord ORDER BY p.ord";
 
 /// The (prefix, source) pairs whose expiry is at or before $1.
 pub const EXPIRED_SQL: &str =
@@ -85,10 +92,61 @@ const BAN_SQL: &str = "
     FROM stored, kind
     RETURNING id, kind, expires";
 
+/// [`BAN_SQL`] for many bans in one statement (one round trip, not one per ban): the same
+/// decisions, row by row. The pairs must be distinct (a row cannot be updated twice by one
+/// statement); [`record_bans`] splits a group where one repeats. Parameters: arrays of
+/// prefix, source, created, expires, reason, failures, origin host, escalation step, then now.
+/// Returns, in the order given, each ban's event id, kind and expiry.
+const BAN_MANY_SQL: &str = "
+    WITH given AS (
+        SELECT i.*, i.prefix_text::cidr AS prefix
+        FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::int8[],
+                    $7::text[], $8::int8[])
+             WITH ORDINALITY AS i(prefix_text, source, created, expires, reason, failures,
+                                  origin_host, step, ord)
+    ), input AS MATERIALIZED (
+        -- Whether each pair was active before this statement: read once, here (a join of
+        -- its own, planned per row, cost a scan of the batch for every ban).
+        SELECT g.*, COALESCE(b.expires < 0 OR b.expires > $9, false) AS active
+        FROM given g LEFT JOIN bans b ON b.prefix = g.prefix AND b.source = g.source
+    ), stored AS (
+        INSERT INTO bans AS b (prefix, source, created, expires, reason, failures, origin_host)
+        SELECT prefix, source, created, expires, reason, failures, origin_host
+        FROM input ORDER BY ord
+        ON CONFLICT (prefix, source) DO UPDATE SET
+            created = CASE WHEN b.expires < 0 OR b.expires > $9
+                           THEN b.created ELSE excluded.created END,
+            expires = CASE WHEN NOT (b.expires < 0 OR b.expires > $9) THEN excluded.expires
+                           WHEN b.expires < 0 OR excluded.expires < 0 THEN -1
+                           ELSE greatest(b.expires, excluded.expires) END,
+            reason = CASE WHEN b.expires < 0 OR b.expires > $9
+                          THEN COALESCE(excluded.reason, b.reason) ELSE excluded.reason END,
+            failures = CASE WHEN b.expires < 0 OR b.expires > $9
+                            THEN COALESCE(excluded.failures, b.failures) ELSE excluded.failures END,
+            origin_host = CASE WHEN b.expires < 0 OR b.expires > $9
+                               THEN COALESCE(excluded.origin_host, b.origin_host)
+                               ELSE excluded.origin_host END
+        RETURNING b.prefix, b.source, b.expires
+    ), written AS (
+        INSERT INTO events (at, kind, prefix, source, expires, reason, failures, origin_host,
+                            escalation_step)
+        SELECT $9, CASE WHEN i.active THEN 'extend' ELSE 'ban' END,
+               i.prefix, i.source, s.expires, i.reason, i.failures, i.origin_host,
+               CASE WHEN i.active THEN 0 ELSE i.step END
+        FROM input i
+        JOIN stored s ON s.prefix = i.prefix AND s.source = i.source
+        ORDER BY i.ord
+        RETURNING id, kind, expires, prefix, source
+    )
+    SELECT w.id, w.kind, w.expires
+    FROM written w JOIN input i ON i.prefix = w.prefix AND i.source = w.source
+    ORDER BY i.ord";
+
 /// The statements of one connection.
 pub(super) struct Statements {
     lock_buckets: Statement,
     ban: Statement,
+    ban_many: Statement,
     event_insert: Statement,
     unban_source: Statement,
     unban_all: Statement,
@@ -96,6 +154,7 @@ pub(super) struct Statements {
     expire_delete: Statement,
     active: Statement,
     prior_bans: Statement,
+    prior_bans_each: Statement,
     horizon: Statement,
     feed: Statement,
     history: Statement,
@@ -114,6 +173,7 @@ impl Statements {
                 "SELECT pg_advisory_xact_lock($1::int4, k) FROM unnest($2::int4[]) AS k",
             )?,
             ban: prepare(BAN_SQL)?,
+            ban_many: prepare(BAN_MANY_SQL)?,
             event_insert: prepare(
                 "INSERT INTO events (at, kind, prefix, source, expires, reason, failures,
                                      origin_host, escalation_step)
@@ -137,6 +197,7 @@ impl Statements {
                  FROM bans WHERE expires < 0 OR expires > $1",
             )?,
             prior_bans: prepare(PRIOR_BANS_SQL)?,
+            prior_bans_each: prepare(PRIOR_BANS_EACH_SQL)?,
             horizon: prepare("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")?,
             feed: prepare(FEED_SQL)?,
             history: prepare(HISTORY_SQL)?,
@@ -268,6 +329,55 @@ fn record_ban(
     })
 }
 
+/// Many bans: [`record_ban`] of each, in one statement ([`BAN_MANY_SQL`]) when there is more
+/// than one. The (prefix, source) pairs must be distinct.
+fn record_bans(
+    tx: &mut Transaction<'_>,
+    st: &Statements,
+    bans: &[(&Ban, u32)],
+    now: Timestamp,
+) -> Result<Vec<Outcome>, LedgerError> {
+    if let [(ban, escalation_step)] = bans {
+        return Ok(vec![record_ban(tx, st, ban, *escalation_step, now)?]);
+    }
+    let column = |f: &dyn Fn(&Ban, u32) -> Option<String>| -> Vec<Option<String>> {
+        bans.iter().map(|(b, step)| f(b, *step)).collect()
+    };
+    let number = |f: &dyn Fn(&Ban, u32) -> Option<i64>| -> Vec<Option<i64>> {
+        bans.iter().map(|(b, step)| f(b, *step)).collect()
+    };
+    let prefixes = column(&|b, _| Some(b.prefix.to_string()));
+    let sources = column(&|b, _| Some(b.source.as_str().to_owned()));
+    let created = number(&|b, _| Some(b.created.0));
+    let expires = number(&|b, _| Some(expiry_to_sql(b.expiry)));
+    let reasons = column(&|b, _| b.reason.as_ref().map(|r| r.as_str().to_owned()));
+    let failures = number(&|b, _| u32_to_sql(b.failures));
+    let origins = column(&|b, _| b.origin_host.as_ref().map(|o| o.as_str().to_owned()));
+    let steps = number(&|_, step| Some(i64::from(step)));
+    let rows = tx.query(
+        &st.ban_many,
+        &[
+            &prefixes, &sources, &created, &expires, &reasons, &failures, &origins, &steps, &now.0,
+        ],
+    )?;
+    if rows.len() != bans.len() {
+        return Err(LedgerError::Corrupt(format!(
+            "{} bans written, {} events returned",
+            bans.len(),
+            rows.len()
+        )));
+    }
+    rows.iter()
+        .map(|row| {
+            Ok(Outcome::Banned {
+                event: row.try_get(0)?,
+                kind: kind_from_sql(row.try_get(1)?)?,
+                expiry: Expiry::from_epoch_or_minus_one(row.try_get(2)?),
+            })
+        })
+        .collect()
+}
+
 fn record_unban(
     tx: &mut Transaction<'_>,
     st: &Statements,
@@ -335,24 +445,46 @@ impl Ledger for PostgresLedger {
             let mut tx = client.transaction()?;
             lock_buckets(&mut tx, st, texts.iter().map(String::as_str))?;
             let mut outcomes = Vec::with_capacity(writes.len());
+            // Consecutive bans of distinct pairs go in one statement; an unban, or a pair
+            // seen again, ends the run (so every write sees the ones before it).
+            let mut run: Vec<(&Ban, u32)> = Vec::new();
+            let mut in_run: HashSet<(&Prefix, &str)> = HashSet::new();
             for write in writes {
-                outcomes.push(match write {
+                match write {
                     Write::Ban {
                         ban,
                         escalation_step,
-                    } => record_ban(&mut tx, st, ban, *escalation_step, now)?,
+                    } => {
+                        if !in_run.insert((&ban.prefix, ban.source.as_str())) {
+                            outcomes.extend(record_bans(&mut tx, st, &run, now)?);
+                            run.clear();
+                            in_run.clear();
+                            in_run.insert((&ban.prefix, ban.source.as_str()));
+                        }
+                        run.push((ban, *escalation_step));
+                    }
                     Write::Unban {
                         prefix,
                         source,
                         kind,
                         origin_host,
-                    } => record_unban(
-                        &mut tx,
-                        st,
-                        (prefix, source.as_ref(), *kind, origin_host.as_ref()),
-                        now,
-                    )?,
-                });
+                    } => {
+                        if !run.is_empty() {
+                            outcomes.extend(record_bans(&mut tx, st, &run, now)?);
+                            run.clear();
+                            in_run.clear();
+                        }
+                        outcomes.push(record_unban(
+                            &mut tx,
+                            st,
+                            (prefix, source.as_ref(), *kind, origin_host.as_ref()),
+                            now,
+                        )?);
+                    }
+                }
+            }
+            if !run.is_empty() {
+                outcomes.extend(record_bans(&mut tx, st, &run, now)?);
             }
             let wrote_events = outcomes.iter().any(|o| match o {
                 Outcome::Banned { .. } => true,
@@ -462,6 +594,24 @@ impl Ledger for PostgresLedger {
                 .query_one(&st.prior_bans, &[&prefix.to_string(), &since.0])?
                 .try_get(0)?;
             Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
+    }
+
+    fn prior_bans_each(
+        &mut self,
+        prefixes: &[Prefix],
+        since: Timestamp,
+    ) -> Result<Vec<u32>, LedgerError> {
+        if prefixes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<String> = prefixes.iter().map(Prefix::to_string).collect();
+        self.with_session(|Session { client, st }| {
+            client
+                .query(&st.prior_bans_each, &[&texts, &since.0])?
+                .iter()
+                .map(|row| Ok(u32::try_from(row.try_get::<_, i64>(0)?).unwrap_or(u32::MAX)))
+                .collect()
         })
     }
 

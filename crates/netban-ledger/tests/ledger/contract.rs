@@ -173,6 +173,55 @@ pub fn new_ban_is_recorded_with_all_its_fields(open: Open<'_>) {
     );
 }
 
+/// Bans recorded in one call (which a shared ledger writes in one statement) keep every field
+/// of each, whether given or absent, as they do alone.
+pub fn bans_recorded_together_keep_each_ones_fields(open: Open<'_>) {
+    let mut l = open();
+    let full = Ban {
+        reason: Some(Reason::new("5 failures in 600s").unwrap()),
+        failures: Some(5),
+        origin_host: Some(OriginHost::new("edge-1.example.net").unwrap()),
+        ..ban("203.0.113.7", "sshd", 100, at(700))
+    };
+    let bare = ban("2001:db8::7", "recidive", 100, Expiry::Never);
+    let range = Ban {
+        failures: Some(0),
+        ..ban("198.51.100.0/24", "manual", 100, at(900))
+    };
+    let group = [(&full, 2), (&bare, 0), (&range, 1)];
+    let writes: Vec<Write> = group
+        .iter()
+        .map(|(b, step)| Write::Ban {
+            ban: (*b).clone(),
+            escalation_step: *step,
+        })
+        .collect();
+    let outcomes = l.record(&writes, Timestamp(100)).unwrap();
+    let ids: Vec<EventId> = outcomes.iter().map(|o| banned(o).0).collect();
+    let expected: Vec<Event> = group
+        .iter()
+        .zip(&ids)
+        .map(|((b, step), id)| Event {
+            id: *id,
+            at: Timestamp(100),
+            kind: EventKind::Ban,
+            prefix: b.prefix,
+            source: Some(b.source.clone()),
+            expiry: Some(b.expiry),
+            reason: b.reason.clone(),
+            failures: b.failures,
+            origin_host: b.origin_host.clone(),
+            escalation_step: *step,
+        })
+        .collect();
+    assert_eq!(all_events(&mut *l), expected);
+    let mut active = l.active_bans(Timestamp(100)).unwrap();
+    active.sort_by_key(|b| b.prefix.to_string());
+    let mut want = vec![full, bare, range];
+    want.sort_by_key(|b| b.prefix.to_string());
+    assert_eq!(active, want);
+}
+
 pub fn extend_never_shortens_and_refreshes_what_is_given(open: Open<'_>) {
     let mut l = open();
     let first = Ban {
@@ -476,6 +525,13 @@ pub fn prior_bans_counts_bans_of_exactly_that_prefix_since(open: Open<'_>) {
     assert_eq!(l.prior_bans(&host, Timestamp(701)).unwrap(), 0);
     assert_eq!(l.prior_bans(&p("203.0.113.0/24"), Timestamp(0)).unwrap(), 1);
     assert_eq!(l.prior_bans(&p("203.0.113.9"), Timestamp(0)).unwrap(), 0);
+    // Many at once, in the order asked (a repeated prefix too), as each alone.
+    let many = [host, p("203.0.113.0/24"), p("203.0.113.9"), host];
+    assert_eq!(
+        l.prior_bans_each(&many, Timestamp(101)).unwrap(),
+        vec![2, 1, 0, 2]
+    );
+    assert!(l.prior_bans_each(&[], Timestamp(0)).unwrap().is_empty());
 }
 
 pub fn the_feed_pages_in_order_and_starts_at_the_present(open: Open<'_>) {

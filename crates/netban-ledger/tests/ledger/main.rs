@@ -70,6 +70,7 @@ macro_rules! contract_tests {
 
 contract_tests!(
     new_ban_is_recorded_with_all_its_fields,
+    bans_recorded_together_keep_each_ones_fields,
     extend_never_shortens_and_refreshes_what_is_given,
     ban_of_an_expired_but_unremoved_pair_is_a_new_ban,
     recidive_unban_of_one_source_leaves_the_other,

@@ -501,7 +501,9 @@ fn record_latency_postgres_and_sqlite() {
 /// test tables.
 #[test]
 fn queries_use_their_indexes() {
-    use netban_ledger::postgres::queries::{EXPIRED_SQL, FEED_SQL, HISTORY_SQL, PRIOR_BANS_SQL};
+    use netban_ledger::postgres::queries::{
+        EXPIRED_SQL, FEED_SQL, HISTORY_SQL, PRIOR_BANS_EACH_SQL, PRIOR_BANS_SQL,
+    };
     let Some(db) = postgres_database() else {
         return;
     };
@@ -526,6 +528,11 @@ fn queries_use_their_indexes() {
     assert!(history.contains("events_overlap"), "{history}");
     let prior = plan(PRIOR_BANS_SQL, &[&"10.0.0.1/32", &5i64]);
     assert!(prior.contains("events_prior"), "{prior}");
+    let prior_each = plan(
+        PRIOR_BANS_EACH_SQL,
+        &[&vec!["10.0.0.1/32", "10.0.0.2/32"], &5i64],
+    );
+    assert!(prior_each.contains("events_prior"), "{prior_each}");
     let expired = plan(EXPIRED_SQL, &[&100i64]);
     assert!(expired.contains("bans_expires"), "{expired}");
 }
