@@ -3,8 +3,9 @@
 //! tables), each read back through the router's own control interface and parsed by
 //! `netban_testlab::peers::bgp_routers`. One test per router: source-only rules of both
 //! families appear, an unban withdraws its rule, a router restart gets every rule back from
-//! the session itself, a shutdown takes them away; then a second target whose rules match
-//! protocol tcp and destination ports 22 and 443 does the same for both families. None of these
+//! the session itself, a shutdown takes them away; then a second target, `mode = "both"`,
+//! whose rules match protocol tcp and destination ports 22 and 443 does the same for both
+//! families, beside its blackhole routes (which BIRD and FRR put in the kernel). None of these
 //! routers installs a rule in the kernel (see docs/targets/bgp.md, "Flowspec"), so what is
 //! checked is what each router parsed and holds.
 
@@ -12,7 +13,7 @@ use super::{apply_ok, established, observed};
 use netban_targets::bgp::Bgp;
 use netban_targets::Target;
 use netban_testlab::peers::bgp_routers::{
-    speaker_settings, FlowRule, Kind, Router, RouterOptions, ROUTER_AS, ROUTER_LINK_V4,
+    blackholes, speaker_settings, FlowRule, Kind, Router, RouterOptions, ROUTER_AS, ROUTER_LINK_V4,
 };
 use netban_testlab::plans::{adds, removes};
 use netban_testlab::{wait_until, Host, Lab};
@@ -49,13 +50,15 @@ fn flow_lab(tag: &str) -> FlowLab {
     }
 }
 
-/// A flowspec-only target in `speaker`'s namespace; `flowspec` is its `[targets.flowspec]`.
-fn flowspec_target(speaker: &Host, flowspec: Option<serde_json::Value>) -> Bgp {
+/// A target of `mode` in `speaker`'s namespace; `flowspec` is its `[targets.flowspec]`.
+fn flowspec_target(speaker: &Host, mode: &str, flowspec: Option<serde_json::Value>) -> Bgp {
     let mut settings = speaker_settings(speaker, ROUTER_LINK_V4, ROUTER_AS);
     let table = settings.as_object_mut().unwrap();
-    table.insert("mode".into(), "flowspec".into());
-    // Rules carry no next hop: a flowspec-only target does not need one.
-    table.remove("next_hop_v6");
+    table.insert("mode".into(), mode.into());
+    if mode == "flowspec" {
+        // Rules carry no next hop: a flowspec-only target does not need one.
+        table.remove("next_hop_v6");
+    }
     if let Some(f) = flowspec {
         table.insert("flowspec".into(), f);
     }
@@ -93,7 +96,7 @@ async fn rules_follow_bans_and_survive_a_restart(kind: Kind, tag: &str) {
     let mut router = Router::start_with(kind, &lab.router, lab.dir.path(), options);
 
     // Source-only rules, both families, a host and a network.
-    let mut t = flowspec_target(&lab.speaker, None);
+    let mut t = flowspec_target(&lab.speaker, "flowspec", None);
     established(&mut t, &router).await;
     let bans = ["203.0.113.7", "203.0.113.64/26", "2001:db8:a::7"];
     let started = Instant::now();
@@ -152,13 +155,16 @@ async fn rules_follow_bans_and_survive_a_restart(kind: Kind, tag: &str) {
     wait_for_rules(&router, &[]);
     drop(t);
 
-    // Rules narrowed to tcp destination ports 22 and 443, both families.
+    // Both a blackhole route and a rule narrowed to tcp destination ports 22 and 443, both
+    // families.
     let mut t = flowspec_target(
         &lab.speaker,
+        "both",
         Some(serde_json::json!({ "protocol": "tcp", "destination_ports": [443, 22] })),
     );
     established(&mut t, &router).await;
-    apply_ok(&mut t, &adds(&["203.0.113.7", "2001:db8:a::7"])).await;
+    let bans = ["203.0.113.7", "2001:db8:a::7"];
+    apply_ok(&mut t, &adds(&bans)).await;
     wait_for_rules(
         &router,
         &[
@@ -166,8 +172,27 @@ async fn rules_follow_bans_and_survive_a_restart(kind: Kind, tag: &str) {
             FlowRule::discard("2001:db8:a::7/128", Some(6), &[22, 443]),
         ],
     );
-    apply_ok(&mut t, &removes(&["203.0.113.7", "2001:db8:a::7"])).await;
+    // GoBGP keeps routes in its RIB only; BIRD and FRR turn them into kernel blackholes.
+    let kernel_blackholes = |want: &[&str]| {
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        kind == Kind::Gobgp
+            || wait_until(RULE_WAIT, Duration::from_millis(10), || {
+                blackholes(&lab.router) == want
+            })
+    };
+    assert!(
+        kernel_blackholes(&bans),
+        "{kind:?}: {:?}",
+        blackholes(&lab.router)
+    );
+    apply_ok(&mut t, &removes(&bans)).await;
     wait_for_rules(&router, &[]);
+    assert!(
+        kernel_blackholes(&[]),
+        "{kind:?}: {:?}",
+        blackholes(&lab.router)
+    );
     assert!(observed(&mut t).await.is_empty());
     t.shutdown().await;
 }
