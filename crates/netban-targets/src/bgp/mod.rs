@@ -327,4 +327,26 @@ mod tests {
         .unwrap();
         assert_eq!(kind.kind(), "bgp");
     }
+
+    #[test]
+    fn a_flowspec_target_reads_from_toml_shaped_json_and_builds() {
+        let json = serde_json::json!({
+            "local_as": 65001,
+            "router_id": "198.18.0.2",
+            "peers": [{ "address": "198.18.0.1", "remote_as": 65000 }],
+            "mode": "flowspec",
+            "flowspec": { "protocol": "udp", "destination_ports": [53] },
+        });
+        let mut typed = json.clone();
+        typed["type"] = "bgp".into();
+        let kind: crate::config::TargetKind = serde_json::from_value(typed).unwrap();
+        assert_eq!(kind.kind(), "bgp");
+        let config: BgpConfig = serde_json::from_value(json).unwrap();
+        let t = Bgp::new("fs", config).unwrap();
+        assert_eq!(
+            t.settings.source_match,
+            flowspec::SourceMatch::new(Some(17), vec![53])
+        );
+        assert_eq!(t.config().mode, Mode::Flowspec);
+    }
 }
