@@ -18,6 +18,8 @@
 
 #[path = "bgp/fake_peer.rs"]
 mod fake_peer;
+#[path = "bgp/flowspec.rs"]
+mod flowspec;
 #[path = "bgp/unread_peer.rs"]
 mod unread_peer;
 

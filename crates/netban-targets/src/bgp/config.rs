@@ -14,8 +14,16 @@
 //! # next_hop_v6 = "2001:db8:ff::2"              # default: the session's own IPv6 address
 //! # hold_time_secs = 90
 //! # netns = "mgmt"                              # open the sessions from this network namespace
+//! # mode = "rtbh"                               # or "flowspec" (discard FROM the prefix), "both"
+//!
+//! # With mode = "flowspec" or "both", optionally narrow the rule (default: every packet from
+//! # the banned prefix is dropped):
+//! # [targets.flowspec]
+//! # protocol = "tcp"                            # "tcp", "udp" or a number 0-255
+//! # destination_ports = [22]                    # with tcp or udp; at most 32
 //! ```
 
+use super::flowspec::SourceMatch;
 use crate::TargetError;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -27,6 +35,78 @@ pub const BLACKHOLE: u32 = 0xffff_029a;
 pub const NO_EXPORT: u32 = 0xffff_ff01;
 /// RFC 1997 NO_ADVERTISE.
 pub const NO_ADVERTISE: u32 = 0xffff_ff02;
+
+/// The most destination ports one rule matches: each costs 2–3 bytes of every rule, and the
+/// routers that enforce rules in hardware spend filter entries on each.
+pub const MAX_DESTINATION_PORTS: usize = 32;
+
+/// What a ban becomes on the routers.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A route to the prefix tagged with `communities` (BLACKHOLE): the router discards
+    /// traffic TO the prefix (and, with uRPF, from it).
+    #[default]
+    Rtbh,
+    /// A flow specification rule (RFC 8955/8956) "source = the prefix → traffic-rate 0": the
+    /// router discards traffic FROM the prefix.
+    Flowspec,
+    /// Both, for each ban.
+    Both,
+}
+
+impl Mode {
+    /// Whether bans become blackhole routes (IPv4/IPv6 unicast).
+    pub fn rtbh(self) -> bool {
+        matches!(self, Mode::Rtbh | Mode::Both)
+    }
+
+    /// Whether bans become flow specification rules (SAFI 133).
+    pub fn flowspec(self) -> bool {
+        matches!(self, Mode::Flowspec | Mode::Both)
+    }
+}
+
+/// `[targets.flowspec]`: what a rule matches besides the banned source prefix.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FlowspecConfig {
+    /// Only this IP protocol (IPv6: Next Header): `"tcp"`, `"udp"` or a number 0–255. Default:
+    /// every protocol.
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+    /// Only these destination ports (needs protocol tcp or udp). Default: every port.
+    #[serde(default)]
+    pub destination_ports: Vec<u16>,
+}
+
+/// An IP protocol as written in the configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Protocol {
+    Number(u8),
+    Name(String),
+}
+
+impl Protocol {
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+
+    /// The protocol number, or a configuration error saying what is accepted.
+    pub fn number(&self) -> Result<u8, TargetError> {
+        match self {
+            Protocol::Number(n) => Ok(*n),
+            Protocol::Name(name) => match name.as_str() {
+                "tcp" => Ok(Protocol::TCP),
+                "udp" => Ok(Protocol::UDP),
+                other => Err(TargetError::config(format!(
+                    "bgp target: flowspec protocol {other:?} is not \"tcp\", \"udp\" nor a \
+                     protocol number 0-255"
+                ))),
+            },
+        }
+    }
+}
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +152,13 @@ pub struct BgpConfig {
     /// target unreachable.
     #[serde(default = "default_send_timeout")]
     pub send_timeout_secs: u64,
+    /// What a ban becomes: `"rtbh"` (a blackhole route; the default), `"flowspec"` (a flow
+    /// specification rule discarding traffic from the prefix) or `"both"`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// What flow specification rules match besides the source (mode flowspec or both).
+    #[serde(default)]
+    pub flowspec: Option<FlowspecConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -195,7 +282,46 @@ impl BgpConfig {
             connect_timeout_secs: default_connect_timeout(),
             connect_retry_max_secs: default_connect_retry_max(),
             send_timeout_secs: default_send_timeout(),
+            mode: Mode::default(),
+            flowspec: None,
         }
+    }
+
+    /// What the flow specification rules match besides the source, or a configuration error
+    /// saying what to fix.
+    pub fn source_match(&self) -> Result<SourceMatch, TargetError> {
+        let err = |m: String| Err(TargetError::config(format!("bgp target: {m}")));
+        let Some(fs) = &self.flowspec else {
+            return Ok(SourceMatch::default());
+        };
+        if !self.mode.flowspec() {
+            return err(
+                "[targets.flowspec] is set but mode is \"rtbh\": set mode = \"flowspec\" or \
+                 \"both\", or remove the table"
+                    .into(),
+            );
+        }
+        let protocol = fs.protocol.as_ref().map(Protocol::number).transpose()?;
+        if !fs.destination_ports.is_empty() {
+            if !matches!(protocol, Some(Protocol::TCP | Protocol::UDP)) {
+                return err(
+                    "flowspec destination_ports need protocol = \"tcp\" or \"udp\" (ports \
+                     mean nothing for other protocols)"
+                        .into(),
+                );
+            }
+            if fs.destination_ports.contains(&0) {
+                return err("flowspec destination_ports must be 1-65535".into());
+            }
+            if fs.destination_ports.len() > MAX_DESTINATION_PORTS {
+                return err(format!(
+                    "flowspec destination_ports lists {} ports, more than {MAX_DESTINATION_PORTS}: \
+                     block the whole protocol instead (leave destination_ports out)",
+                    fs.destination_ports.len()
+                ));
+            }
+        }
+        Ok(SourceMatch::new(protocol, fs.destination_ports.clone()))
     }
 
     /// The communities as 32-bit values, or a configuration error naming the bad one.
@@ -237,6 +363,7 @@ impl BgpConfig {
             }
         }
         self.community_values()?;
+        self.source_match()?;
         let mut seen = std::collections::BTreeSet::new();
         for peer in &self.peers {
             if !seen.insert((peer.address, peer.port)) {
@@ -261,6 +388,10 @@ impl BgpConfig {
                         peer.address
                     ));
                 }
+            }
+            // Flow specification rules carry no next hop.
+            if !self.mode.rtbh() {
+                continue;
             }
             if peer.address.is_ipv4() && self.next_hop_v6.is_none() {
                 return err(format!(
@@ -431,6 +562,91 @@ mod tests {
                 other => panic!("{needle}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn flowspec_mode_and_match_read_from_toml_shaped_json() {
+        let c: BgpConfig = serde_json::from_value(serde_json::json!({
+            "local_as": 65001,
+            "router_id": "198.18.0.2",
+            "peers": [{ "address": "198.18.0.1", "remote_as": 65000 }],
+            "mode": "flowspec",
+            "flowspec": { "protocol": "tcp", "destination_ports": [443, 22] },
+        }))
+        .unwrap();
+        // No next_hop_v6 needed: rules carry no next hop.
+        c.validate().unwrap();
+        assert_eq!((c.mode.rtbh(), c.mode.flowspec()), (false, true));
+        assert_eq!(
+            c.source_match().unwrap(),
+            SourceMatch::new(Some(6), vec![22, 443])
+        );
+        assert_eq!(valid_config().mode, Mode::Rtbh);
+        assert_eq!(
+            valid_config().source_match().unwrap(),
+            SourceMatch::default()
+        );
+        for bad in [
+            serde_json::json!({ "mode": "blackhole" }),
+            serde_json::json!({ "mode": "both", "flowspec": { "ports": [22] } }),
+            serde_json::json!({ "mode": "both", "flowspec": { "protocol": 256 } }),
+        ] {
+            let mut json = serde_json::json!({
+                "local_as": 65001, "router_id": "198.18.0.2", "next_hop_v6": "2001:db8:ff::2",
+                "peers": [{ "address": "198.18.0.1", "remote_as": 65000 }],
+            });
+            json.as_object_mut()
+                .unwrap()
+                .extend(bad.as_object().unwrap().clone());
+            assert!(serde_json::from_value::<BgpConfig>(json).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flowspec_settings_that_cannot_work_say_what_to_fix() {
+        let with = |mode: Mode, protocol: Option<Protocol>, ports: Vec<u16>| BgpConfig {
+            mode,
+            flowspec: Some(FlowspecConfig {
+                protocol,
+                destination_ports: ports,
+            }),
+            ..valid_config()
+        };
+        let tcp = || Some(Protocol::Name("tcp".into()));
+        let cases = [
+            (with(Mode::Rtbh, tcp(), vec![]), "mode is \"rtbh\""),
+            (
+                with(Mode::Both, Some(Protocol::Name("gre".into())), vec![]),
+                "\"gre\" is not",
+            ),
+            (with(Mode::Flowspec, None, vec![22]), "need protocol"),
+            (
+                with(Mode::Flowspec, Some(Protocol::Number(1)), vec![22]),
+                "need protocol",
+            ),
+            (with(Mode::Flowspec, tcp(), vec![0]), "1-65535"),
+            (
+                with(Mode::Flowspec, tcp(), (1..=33).collect()),
+                "more than 32",
+            ),
+        ];
+        for (config, needle) in cases {
+            match config.validate() {
+                Err(TargetError::Config(m)) => {
+                    assert!(m.to_string().contains(needle), "{m} lacks {needle}")
+                }
+                other => panic!("{needle}: {other:?}"),
+            }
+        }
+        with(Mode::Both, Some(Protocol::Number(17)), vec![53])
+            .validate()
+            .unwrap();
+        // Blackhole routes still need their next hop.
+        let both_without_v6_next_hop = BgpConfig {
+            next_hop_v6: None,
+            ..with(Mode::Both, None, vec![])
+        };
+        assert!(both_without_v6_next_hop.validate().is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! BGP-4 messages (RFC 4271) and the parts of their extensions netban speaks: capabilities
 //! (RFC 5492) for multiprotocol IPv4/IPv6 unicast (RFC 4760) and 4-octet AS numbers (RFC 6793),
-//! COMMUNITIES (RFC 1997) and MP_REACH_NLRI / MP_UNREACH_NLRI.
+//! COMMUNITIES (RFC 1997), EXTENDED COMMUNITIES (RFC 4360) and MP_REACH_NLRI / MP_UNREACH_NLRI
+//! of unicast and of flow specification rules (SAFI 133, RFC 8955/8956; the rules' own codec is
+//! in [`super::flowspec`]).
 //!
 //! What it is for: turning a [`Message`] into bytes and bytes back into a `Message`, strictly
 //! and without panicking on anything a peer sends. Decoding errors carry the NOTIFICATION
@@ -9,6 +11,7 @@
 //! few UPDATEs as fit (see `update.rs`). AS_PATH is always 4-octet: netban only establishes
 //! sessions with peers that announce the 4-octet AS capability.
 
+use super::flowspec::{self, Rule, SAFI_FLOWSPEC};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -39,6 +42,7 @@ const ATTR_LOCAL_PREF: u8 = 5;
 const ATTR_COMMUNITIES: u8 = 8;
 const ATTR_MP_REACH: u8 = 14;
 const ATTR_MP_UNREACH: u8 = 15;
+const ATTR_EXTENDED_COMMUNITIES: u8 = 16;
 
 /// Path attribute flags.
 const FLAG_OPTIONAL: u8 = 0x80;
@@ -91,16 +95,21 @@ impl Open {
     /// Whether the speaker can exchange routes of (afi, SAFI unicast). Without any
     /// multiprotocol capability a speaker does IPv4 unicast only (RFC 4760 section 8).
     pub fn supports(&self, afi: u16) -> bool {
+        self.supports_family(afi, SAFI_UNICAST)
+    }
+
+    /// Whether the speaker can exchange routes of (afi, safi).
+    pub fn supports_family(&self, afi: u16, safi: u8) -> bool {
         let mut any_mp = false;
         for c in &self.capabilities {
-            if let Capability::Multiprotocol { afi: a, safi } = c {
+            if let Capability::Multiprotocol { afi: a, safi: s } = c {
                 any_mp = true;
-                if *a == afi && *safi == SAFI_UNICAST {
+                if *a == afi && *s == safi {
                     return true;
                 }
             }
         }
-        !any_mp && afi == AFI_IPV4
+        !any_mp && afi == AFI_IPV4 && safi == SAFI_UNICAST
     }
 }
 
@@ -163,6 +172,20 @@ pub enum Attribute {
     MpUnreach {
         afi: u16,
         withdrawn: Vec<IpNet>,
+    },
+    /// EXTENDED COMMUNITIES (RFC 4360): 8 octets each, type first.
+    ExtendedCommunities(Vec<[u8; 8]>),
+    /// MP_REACH_NLRI of flow specification rules (SAFI 133) of `afi`. RFC 8955 sends no next
+    /// hop (length 0); other speakers' extensions (redirect to IP) put one here, kept as bytes.
+    FlowspecReach {
+        afi: u16,
+        next_hop: Vec<u8>,
+        rules: Vec<Rule>,
+    },
+    /// MP_UNREACH_NLRI of flow specification rules of `afi`.
+    FlowspecUnreach {
+        afi: u16,
+        rules: Vec<Rule>,
     },
     /// Anything else (including MP attributes of other address families), kept as received.
     Other {
@@ -438,6 +461,37 @@ fn encode_attribute(attr: &Attribute, out: &mut Vec<u8>) {
                 encode_prefix(net, &mut value);
             }
             (FLAG_OPTIONAL | FLAG_EXTENDED_LENGTH, ATTR_MP_UNREACH)
+        }
+        Attribute::ExtendedCommunities(list) => {
+            for c in list {
+                value.extend_from_slice(c);
+            }
+            (FLAG_OPTIONAL | FLAG_TRANSITIVE, ATTR_EXTENDED_COMMUNITIES)
+        }
+        // The flowspec MP attributes take the one-octet length when they fit in it, as GoBGP
+        // and ExaBGP send them (the flowspec packer in `update.rs` allows for either).
+        Attribute::FlowspecReach {
+            afi,
+            next_hop,
+            rules,
+        } => {
+            value.extend_from_slice(&afi.to_be_bytes());
+            value.push(SAFI_FLOWSPEC);
+            value.push(next_hop.len() as u8);
+            value.extend_from_slice(next_hop);
+            value.push(0); // reserved
+            for rule in rules {
+                rule.encode(&mut value);
+            }
+            (FLAG_OPTIONAL, ATTR_MP_REACH)
+        }
+        Attribute::FlowspecUnreach { afi, rules } => {
+            value.extend_from_slice(&afi.to_be_bytes());
+            value.push(SAFI_FLOWSPEC);
+            for rule in rules {
+                rule.encode(&mut value);
+            }
+            (FLAG_OPTIONAL, ATTR_MP_UNREACH)
         }
         Attribute::Other {
             flags,
@@ -745,10 +799,24 @@ fn decode_attribute(flags: u8, code: u8, value: &[u8]) -> Result<Attribute, Deco
                     .collect(),
             )
         }
+        ATTR_EXTENDED_COMMUNITIES => {
+            let chunks = r.rest().chunks_exact(8);
+            if !chunks.remainder().is_empty() {
+                return Err(length_error());
+            }
+            Attribute::ExtendedCommunities(
+                chunks
+                    .map(|b| <[u8; 8]>::try_from(b).unwrap_or_default())
+                    .collect(),
+            )
+        }
         ATTR_MP_REACH | ATTR_MP_UNREACH => {
             let bad = || update_error(9, format!("malformed MP attribute {code}"));
             let afi = r.u16().ok_or_else(bad)?;
             let safi = r.u8().ok_or_else(bad)?;
+            if matches!(afi, AFI_IPV4 | AFI_IPV6) && safi == SAFI_FLOWSPEC {
+                return decode_flowspec(code, afi, &mut r);
+            }
             if !matches!(afi, AFI_IPV4 | AFI_IPV6) || safi != SAFI_UNICAST {
                 return Ok(Attribute::Other {
                     flags,
@@ -790,6 +858,30 @@ fn decode_attribute(flags: u8, code: u8, value: &[u8]) -> Result<Attribute, Deco
         return Err(length_error());
     }
     Ok(attr)
+}
+
+/// The rest of an MP_REACH_NLRI (`code` 14) or MP_UNREACH_NLRI (15) of SAFI 133, after its
+/// AFI and SAFI.
+fn decode_flowspec(code: u8, afi: u16, r: &mut Reader<'_>) -> Result<Attribute, DecodeError> {
+    let bad = || update_error(9, format!("malformed MP attribute {code}"));
+    let rules = |bytes: &[u8]| {
+        flowspec::decode_rules(afi == AFI_IPV6, bytes)
+            .map_err(|e| update_error(10, format!("invalid flow specification NLRI: {e}")))
+    };
+    if code == ATTR_MP_UNREACH {
+        return Ok(Attribute::FlowspecUnreach {
+            afi,
+            rules: rules(r.rest())?,
+        });
+    }
+    let nh_len = usize::from(r.u8().ok_or_else(bad)?);
+    let next_hop = r.take(nh_len).ok_or_else(bad)?.to_vec();
+    let _reserved = r.u8().ok_or_else(bad)?;
+    Ok(Attribute::FlowspecReach {
+        afi,
+        next_hop,
+        rules: rules(r.rest())?,
+    })
 }
 
 fn v6_from(b: &[u8]) -> Ipv6Addr {
@@ -886,6 +978,39 @@ mod tests {
         let Message::Open(o) = back else { panic!() };
         assert_eq!(o.asn(), 4_200_000_001);
         assert!(o.supports(AFI_IPV6));
+    }
+
+    #[test]
+    fn flowspec_capabilities_are_read_as_exabgp_sends_them() {
+        // ExaBGP's OPEN capabilities for IPv4 and IPv6 flowspec (field notes, section 1b).
+        let caps = [
+            1, 4, 0, 1, 0, 0x85, 1, 4, 0, 2, 0, 0x85, 65, 4, 0, 0, 0xfd, 0xe8,
+        ];
+        let mut body = vec![4, 0xfd, 0xe8, 0, 90, 198, 18, 0, 1];
+        body.extend_from_slice(&[caps.len() as u8 + 2, 2, caps.len() as u8]);
+        body.extend_from_slice(&caps);
+        let Message::Open(o) = decode_body(1, &body).unwrap() else {
+            panic!()
+        };
+        assert!(o.supports_family(AFI_IPV4, SAFI_FLOWSPEC));
+        assert!(o.supports_family(AFI_IPV6, SAFI_FLOWSPEC));
+        assert!(!o.supports(AFI_IPV4));
+        let plain = Open {
+            capabilities: vec![Capability::FourOctetAs(65001)],
+            ..open()
+        };
+        assert!(!plain.supports_family(AFI_IPV4, SAFI_FLOWSPEC));
+    }
+
+    #[test]
+    fn a_malformed_flowspec_nlri_is_an_invalid_network_field() {
+        // MP_UNREACH_NLRI AFI 1 SAFI 133 with a rule whose components are out of order.
+        let attr = [0x80, 15, 10, 0, 1, 0x85, 6, 3, 0x81, 6, 2, 0x20, 1];
+        let mut body = vec![0, 0, 0, attr.len() as u8];
+        body.extend_from_slice(&attr);
+        let err = decode_body(2, &body).unwrap_err();
+        assert_eq!((err.code, err.subcode), (code::UPDATE, 10), "{err}");
+        assert!(err.reason.contains("flow specification"), "{err}");
     }
 
     #[test]
@@ -1026,6 +1151,36 @@ mod tests {
                 afi: AFI_IPV6,
                 withdrawn: v6_only(w),
             }),
+            proptest::collection::vec(any::<[u8; 8]>(), 0..6)
+                .prop_map(Attribute::ExtendedCommunities),
+            (
+                any::<bool>(),
+                proptest::collection::vec(net_strategy(), 1..20),
+                proptest::option::of(any::<u8>()),
+                proptest::collection::vec(1u16.., 0..4),
+            )
+                .prop_map(|(reach, nets, protocol, ports)| {
+                    let matcher = flowspec::SourceMatch::new(protocol, ports);
+                    let afi = if matches!(nets[0], IpNet::V4(_)) {
+                        AFI_IPV4
+                    } else {
+                        AFI_IPV6
+                    };
+                    let rules = nets
+                        .iter()
+                        .filter(|n| matches!(n, IpNet::V4(_)) == (afi == AFI_IPV4))
+                        .map(|n| matcher.rule(*n))
+                        .collect();
+                    if reach {
+                        Attribute::FlowspecReach {
+                            afi,
+                            next_hop: Vec::new(),
+                            rules,
+                        }
+                    } else {
+                        Attribute::FlowspecUnreach { afi, rules }
+                    }
+                }),
             (32u8..=254, proptest::collection::vec(any::<u8>(), 0..300)).prop_map(
                 |(code, value)| Attribute::Other {
                     flags: FLAG_OPTIONAL | FLAG_TRANSITIVE,

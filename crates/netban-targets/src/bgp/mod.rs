@@ -1,6 +1,9 @@
 //! BGP blackhole target (remotely triggered blackholing, RFC 5635 / RFC 7999): netban speaks
 //! BGP itself and announces every ban as a route tagged BLACKHOLE (65535:666) and NO_EXPORT
 //! to one or more routers, which turn it into a discard route; an unban withdraws the route.
+//! With `mode = "flowspec"` (or `"both"`) a ban becomes (also) a flow specification rule
+//! (RFC 8955/8956) "source = the prefix [, protocol, destination ports] → discard" that
+//! routers able to filter in hardware enforce against traffic FROM the prefix.
 //!
 //! ```text
 //!  Bgp (driver) ── desired set + version ──▶ one session task per peer ── UPDATEs ──▶ router
@@ -22,18 +25,19 @@
 //!
 //! What this is not: a router. It never installs routes, never accepts the peer's routes
 //! (they are read and dropped), and only connects actively (configure the router side as
-//! passive). The codec is in [`message`], the packing in [`update`], the session in
-//! [`session`], the namespace-aware connect in [`socket`].
+//! passive). The codec is in [`message`] (flowspec rules: [`flowspec`]), the packing in
+//! [`update`], the session in [`session`], the namespace-aware connect in [`socket`].
 
 mod config;
+pub mod flowspec;
 pub mod message;
 mod session;
 mod socket;
 pub mod update;
 
 pub use config::{
-    parse_community, read_md5_password, BgpConfig, PasswordFileError, PeerConfig, BLACKHOLE,
-    NO_ADVERTISE, NO_EXPORT,
+    parse_community, read_md5_password, BgpConfig, FlowspecConfig, Mode, PasswordFileError,
+    PeerConfig, Protocol, BLACKHOLE, MAX_DESTINATION_PORTS, NO_ADVERTISE, NO_EXPORT,
 };
 
 use crate::{ApplyReport, OwnershipKind, Target, TargetError, TargetInfo};
@@ -77,6 +81,7 @@ impl Bgp {
     pub fn new(name: &str, config: BgpConfig) -> Result<Self, TargetError> {
         config.validate()?;
         let communities = config.community_values()?;
+        let source_match = config.source_match()?;
         let peers = config
             .peers
             .iter()
@@ -105,6 +110,7 @@ impl Bgp {
             settings: Arc::new(Settings {
                 config,
                 communities,
+                source_match,
             }),
             desired: watch::channel(Arc::new(Announcement::default())).0,
             peers,
@@ -320,5 +326,27 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(kind.kind(), "bgp");
+    }
+
+    #[test]
+    fn a_flowspec_target_reads_from_toml_shaped_json_and_builds() {
+        let json = serde_json::json!({
+            "local_as": 65001,
+            "router_id": "198.18.0.2",
+            "peers": [{ "address": "198.18.0.1", "remote_as": 65000 }],
+            "mode": "flowspec",
+            "flowspec": { "protocol": "udp", "destination_ports": [53] },
+        });
+        let mut typed = json.clone();
+        typed["type"] = "bgp".into();
+        let kind: crate::config::TargetKind = serde_json::from_value(typed).unwrap();
+        assert_eq!(kind.kind(), "bgp");
+        let config: BgpConfig = serde_json::from_value(json).unwrap();
+        let t = Bgp::new("fs", config).unwrap();
+        assert_eq!(
+            t.settings.source_match,
+            flowspec::SourceMatch::new(Some(17), vec![53])
+        );
+        assert_eq!(t.config().mode, Mode::Flowspec);
     }
 }

@@ -10,10 +10,12 @@
 //! from nothing on both sides, so everything is announced again.
 //!
 //! Routes the peer sends are read (to keep the hold timer) and ignored without being decoded
-//! (see [`Incoming`]). Every write is bounded by the hold time, so a peer that stops reading
+//! (see [`Incoming`]): among them the rules and routes a router sends back to netban (FRR
+//! advertises a flowspec rule it accepted back to the eBGP speaker it came from). Every write is bounded by the hold time, so a peer that stops reading
 //! ends the session instead of wedging it. A hold time of 0 is refused. What the task is doing
 //! is published in a [`PeerStatus`] that the driver reads for `observe` and `apply`.
 
+use super::flowspec::{SourceMatch, SAFI_FLOWSPEC};
 use super::message::{
     self, code, Capability, DecodeError, Message, Notification, Open, AFI_IPV4, AFI_IPV6, AS_TRANS,
     HEADER_LEN, SAFI_UNICAST,
@@ -106,6 +108,8 @@ impl SessionError {
 pub struct Settings {
     pub config: BgpConfig,
     pub communities: Vec<u32>,
+    /// What flow specification rules match besides the source (mode flowspec or both).
+    pub source_match: SourceMatch,
 }
 
 /// Runs the session to `peer` until `shutdown` turns true.
@@ -292,24 +296,40 @@ impl<'a> Session<'a> {
         self.peer.remote_as == self.config().local_as
     }
 
+    /// The (AFI, SAFI) pairs the mode sends, each with how to enable it on the router.
+    fn families(&self) -> Vec<(u16, u8, &'static str, &'static str)> {
+        let mode = self.config().mode;
+        let mut out = Vec::new();
+        if mode.rtbh() {
+            out.push((
+                AFI_IPV4,
+                SAFI_UNICAST,
+                "IPv4 unicast",
+                "BIRD: an `ipv4` channel; FRR: `address-family ipv4 unicast`",
+            ));
+            out.push((AFI_IPV6, SAFI_UNICAST, "IPv6 unicast", "BIRD: an `ipv6` channel; FRR: `address-family ipv6 unicast` + `neighbor … activate`"));
+        }
+        if mode.flowspec() {
+            out.push((AFI_IPV4, SAFI_FLOWSPEC, "IPv4 flowspec", "BIRD: a `flow4` channel; FRR: `address-family ipv4 flowspec` + `neighbor … activate`; GoBGP: afi-safi `ipv4-flowspec`"));
+            out.push((AFI_IPV6, SAFI_FLOWSPEC, "IPv6 flowspec", "BIRD: a `flow6` channel; FRR: `address-family ipv6 flowspec` + `neighbor … activate`; GoBGP: afi-safi `ipv6-flowspec`"));
+        }
+        out
+    }
+
     fn our_open(&self) -> Open {
         let local_as = self.config().local_as;
+        let mut capabilities: Vec<Capability> = self
+            .families()
+            .into_iter()
+            .map(|(afi, safi, _, _)| Capability::Multiprotocol { afi, safi })
+            .collect();
+        capabilities.push(Capability::FourOctetAs(local_as));
         Open {
             version: 4,
             my_as: u16::try_from(local_as).unwrap_or(AS_TRANS),
             hold_time: self.config().hold_time_secs,
             bgp_id: self.config().router_id,
-            capabilities: vec![
-                Capability::Multiprotocol {
-                    afi: AFI_IPV4,
-                    safi: SAFI_UNICAST,
-                },
-                Capability::Multiprotocol {
-                    afi: AFI_IPV6,
-                    safi: SAFI_UNICAST,
-                },
-                Capability::FourOctetAs(local_as),
-            ],
+            capabilities,
         }
     }
 
@@ -367,14 +387,11 @@ impl<'a> Session<'a> {
                 ),
             );
         }
-        for (afi, name, how) in [
-            (AFI_IPV4, "IPv4", "BIRD: an `ipv4` channel; FRR: `address-family ipv4 unicast`"),
-            (AFI_IPV6, "IPv6", "BIRD: an `ipv6` channel; FRR: `address-family ipv6 unicast` + `neighbor … activate`"),
-        ] {
-            if !open.supports(afi) {
+        for (afi, safi, name, how) in self.families() {
+            if !open.supports_family(afi, safi) {
                 return refuse(
                     7,
-                    format!("the router did not enable {name} unicast on this session ({how})"),
+                    format!("the router did not enable {name} on this session ({how})"),
                 );
             }
         }
@@ -385,19 +402,24 @@ impl<'a> Session<'a> {
     /// addresses.
     fn route_attributes(&self, local: IpAddr) -> Result<RouteAttributes, SessionError> {
         let c = self.config();
+        // Flow specification rules carry no next hop: without blackhole routes, a missing
+        // one is never sent.
+        let needed = c.mode.rtbh();
         let next_hop_v4 = match (c.next_hop_v4, local) {
             (Some(a), _) => a,
             (None, IpAddr::V4(a)) => a,
-            (None, IpAddr::V6(_)) => {
+            (None, IpAddr::V6(_)) if needed => {
                 return Err(SessionError::Mismatch("set next_hop_v4".into()));
             }
+            (None, IpAddr::V6(_)) => std::net::Ipv4Addr::UNSPECIFIED,
         };
         let next_hop_v6 = match (c.next_hop_v6, local) {
             (Some(a), _) => a,
             (None, IpAddr::V6(a)) => a,
-            (None, IpAddr::V4(_)) => {
+            (None, IpAddr::V4(_)) if needed => {
                 return Err(SessionError::Mismatch("set next_hop_v6".into()));
             }
+            (None, IpAddr::V4(_)) => std::net::Ipv6Addr::UNSPECIFIED,
         };
         Ok(RouteAttributes {
             as_path: if self.is_ibgp() {
@@ -533,7 +555,8 @@ impl<'a> Session<'a> {
     }
 
     /// Sends what makes the peer's view (`advertised`) equal to `desired`: withdrawals first,
-    /// then announcements, all flushed at once.
+    /// then announcements, all flushed at once. Each prefix is a blackhole route, a flow
+    /// specification rule, or both, as the mode says.
     async fn send_changes(
         &self,
         w: &mut Writer,
@@ -547,13 +570,24 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        let mut updates = 0;
-        for m in update::withdraw(&gone)
-            .iter()
-            .chain(update::announce(&new, attrs).iter())
-        {
+        let mode = self.config().mode;
+        let rules = &self.settings.source_match;
+        let mut messages = Vec::new();
+        if mode.rtbh() {
+            messages.extend(update::withdraw(&gone));
+        }
+        if mode.flowspec() {
+            messages.extend(update::withdraw_rules(&gone, rules));
+        }
+        if mode.rtbh() {
+            messages.extend(update::announce(&new, attrs));
+        }
+        if mode.flowspec() {
+            messages.extend(update::announce_rules(&new, rules, attrs));
+        }
+        let updates = messages.len();
+        for m in &messages {
             w.send(m).await?;
-            updates += 1;
         }
         w.flush().await?;
         for p in &gone {

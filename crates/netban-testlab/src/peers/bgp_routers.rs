@@ -1,11 +1,15 @@
 //! The real routers the BGP target is tested against, each run inside the router namespace of a
 //! test lab with its own configuration, control socket, pid file and log in the test's temp
-//! dir: BIRD 2 (Debian `bird2`) and FRR 8 (Debian `frr`: zebra, staticd and bgpd). Both are
-//! configured the way docs/targets/bgp.md tells operators to: a route tagged BLACKHOLE
-//! (65535:666) becomes a blackhole route in the kernel, anything else is refused, and the
-//! session is passive (netban connects).
+//! dir: BIRD 2 (Debian `bird2`), FRR 8 (Debian `frr`: zebra, staticd and bgpd) and GoBGP 3
+//! (Debian `gobgpd`). BIRD and FRR are configured the way docs/targets/bgp.md tells operators
+//! to: a route tagged BLACKHOLE (65535:666) becomes a blackhole route in the kernel, anything
+//! else is refused, and the session is passive (netban connects). With
+//! [`RouterOptions::flowspec`] they also take IPv4 and IPv6 flow specification rules into a
+//! table of their own (no stock Linux router installs those in the kernel), which
+//! [`Router::flowspec_rules`] reads back; GoBGP (a RIB only, no kernel routes) is for that use.
 
 use crate::{wait_until, Edge, Host, Lab, Process};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -22,6 +26,8 @@ const FRR_DISCARD_V4: &str = "198.18.255.1";
 const FRR_DISCARD_V6: &str = "2001:db8:ffff::1";
 
 const START_WAIT: Duration = Duration::from_secs(15);
+/// GoBGP's gRPC API port, on the router namespace's loopback.
+const GOBGP_API_PORT: &str = "50051";
 
 /// The route a router started with [`RouterOptions::confederation`] announces to netban.
 pub const CONFED_ROUTE_V4: &str = "10.99.0.0/24";
@@ -89,6 +95,8 @@ pub fn speaker_settings(speaker: &Host, peer_address: &str, remote_as: u32) -> s
 pub enum Kind {
     Bird,
     Frr,
+    /// GoBGP: a RIB only; the blackhole tests do not use it (it installs nothing).
+    Gobgp,
 }
 
 /// How a router's session with netban is configured beyond the defaults (the protocol-edge
@@ -107,6 +115,33 @@ pub struct RouterOptions {
     /// peer, and it announces [`CONFED_ROUTE_V4`] to netban: that UPDATE's AS_PATH holds an
     /// AS_CONFED_SEQUENCE (RFC 5065).
     pub confederation: bool,
+    /// The session also carries IPv4 and IPv6 flowspec (BIRD: `flow4`/`flow6` channels into
+    /// tables `flowtab4`/`flowtab6`, validation off; FRR: `address-family ipv4/ipv6
+    /// flowspec`; GoBGP: afi-safis `ipv4-flowspec`/`ipv6-flowspec`). GoBGP always does.
+    pub flowspec: bool,
+}
+
+/// A flow specification rule as a router shows it, in the few terms netban sends.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FlowRule {
+    /// The source prefix as the router prints it ("203.0.113.7/32", "2001:db8:a::7/128").
+    pub source: String,
+    pub protocol: Option<u8>,
+    pub destination_ports: Vec<u16>,
+    /// Whether it carries traffic-rate 0 (discard).
+    pub discard: bool,
+}
+
+impl FlowRule {
+    /// A discard rule for `source` matching `protocol` and `destination_ports`.
+    pub fn discard(source: &str, protocol: Option<u8>, destination_ports: &[u16]) -> FlowRule {
+        FlowRule {
+            source: source.to_string(),
+            protocol,
+            destination_ports: destination_ports.to_vec(),
+            discard: true,
+        }
+    }
 }
 
 /// One router daemon set, running in `host`.
@@ -139,6 +174,7 @@ impl Router {
         let dir = dir.join(match kind {
             Kind::Bird => "bird",
             Kind::Frr => "frr",
+            Kind::Gobgp => "gobgp",
         });
         std::fs::create_dir_all(&dir).unwrap();
         let mut router = Router {
@@ -157,6 +193,9 @@ impl Router {
     fn write_config(&self) {
         match self.kind {
             Kind::Bird => std::fs::write(self.dir.join("bird.conf"), self.bird_conf()).unwrap(),
+            Kind::Gobgp => {
+                std::fs::write(self.dir.join("gobgpd.toml"), self.gobgpd_conf()).unwrap()
+            }
             Kind::Frr => {
                 // FRR drops privileges to user frr: it must be able to use its directory.
                 let _ = Command::new("chown")
@@ -201,6 +240,14 @@ impl Router {
         if let Some(hold) = o.hold_time {
             session.push_str(&format!("  hold time {hold};\n"));
         }
+        let mut tables = String::new();
+        if o.flowspec {
+            tables.push_str("flow4 table flowtab4;\nflow6 table flowtab6;\n");
+            session.push_str(
+                "  flow4 { table flowtab4; import all; export none; };\n  \
+                 flow6 { table flowtab6; import all; export none; };\n",
+            );
+        }
         if o.confederation {
             session.push_str(&format!(
                 "  confederation {CONFED_ID};\n  confederation member yes;\n"
@@ -220,7 +267,7 @@ filter rtbh_in {{
   if (65535, 666) ~ bgp_community then {{ dest = RTD_BLACKHOLE; accept; }}
   reject;
 }}
-protocol bgp netban {{
+{tables}protocol bgp netban {{
   local {ROUTER_LINK_V4} as {ROUTER_AS};
   neighbor {SPEAKER_LINK_V4} as {peer_as};
   passive on;
@@ -240,6 +287,15 @@ protocol bgp netban {{
         let mut global = String::new();
         let mut neighbor = String::new();
         let mut v4 = String::new();
+        let mut flowspec = String::new();
+        if o.flowspec {
+            for family in ["ipv4", "ipv6"] {
+                flowspec.push_str(&format!(
+                    " address-family {family} flowspec\n  neighbor {n} activate\n \
+                     exit-address-family\n"
+                ));
+            }
+        }
         if let Some(password) = &o.md5_password {
             neighbor.push_str(&format!(" neighbor {n} password {password}\n"));
         }
@@ -282,8 +338,41 @@ router bgp {ROUTER_AS}
   neighbor {SPEAKER_LINK_V4} activate
   neighbor {SPEAKER_LINK_V4} route-map RTBH-V6 in
  exit-address-family
-"#,
+{flowspec}"#,
             dir = self.dir.display(),
+            peer_as = self.peer_as,
+        )
+    }
+
+    /// GoBGP as a passive neighbour taking unicast and flowspec from netban into its RIB.
+    fn gobgpd_conf(&self) -> String {
+        let families: String = [
+            "ipv4-unicast",
+            "ipv6-unicast",
+            "ipv4-flowspec",
+            "ipv6-flowspec",
+        ]
+        .iter()
+        .map(|f| {
+            format!(
+                "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      \
+                     afi-safi-name = \"{f}\"\n"
+            )
+        })
+        .collect();
+        format!(
+            r#"[global.config]
+  as = {ROUTER_AS}
+  router-id = "{ROUTER_LINK_V4}"
+  port = 179
+  local-address-list = ["{ROUTER_LINK_V4}"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{SPEAKER_LINK_V4}"
+    peer-as = {peer_as}
+  [neighbors.transport.config]
+    passive-mode = true
+{families}"#,
             peer_as = self.peer_as,
         )
     }
@@ -312,6 +401,18 @@ router bgp {ROUTER_AS}
                     format!("{d}/bird.pid"),
                 ];
                 self.spawn_logged("bird", &args, "bird.out");
+            }
+            Kind::Gobgp => {
+                let args = [
+                    "-f".to_string(),
+                    format!("{d}/gobgpd.toml"),
+                    "-l".into(),
+                    "info".into(),
+                    "--api-hosts".into(),
+                    format!("127.0.0.1:{GOBGP_API_PORT}"),
+                    "--pprof-disable".into(),
+                ];
+                self.spawn_logged("gobgpd", &args, "gobgpd.out");
             }
             Kind::Frr => {
                 for daemon in ["zebra", "staticd", "bgpd"] {
@@ -364,6 +465,9 @@ router bgp {ROUTER_AS}
             Kind::Frr => self.control(&["show bgp summary"]).is_some_and(|s| {
                 s.contains("BGP router identifier") || s.contains("No BGP neighbors")
             }),
+            Kind::Gobgp => self
+                .control(&["global"])
+                .is_some_and(|s| s.contains(ROUTER_LINK_V4)),
         }
     }
 
@@ -384,6 +488,11 @@ router bgp {ROUTER_AS}
                 }
                 self.host.run("vtysh", &all)
             }
+            Kind::Gobgp => {
+                let mut all = vec!["-p".to_string(), GOBGP_API_PORT.into()];
+                all.extend(args.iter().map(|s| s.to_string()));
+                self.host.run("gobgp", &all)
+            }
         }
         .ok()?;
         out.status
@@ -398,6 +507,7 @@ router bgp {ROUTER_AS}
             Kind::Frr => self.control(&[&format!(
                 "show bgp ipv4 unicast neighbors {SPEAKER_LINK_V4} advertised-routes"
             )]),
+            Kind::Gobgp => self.control(&["neighbor", SPEAKER_LINK_V4, "adj-out"]),
         };
         text.is_some_and(|t| t.contains(CONFED_ROUTE_V4))
     }
@@ -430,6 +540,7 @@ router bgp {ROUTER_AS}
                 let up = u32::from(text.contains("Established"));
                 (up, u32::from(text.contains("Last error")))
             }
+            Kind::Gobgp => (u32::from(self.established()), 0),
         }
     }
 
@@ -442,7 +553,40 @@ router bgp {ROUTER_AS}
             Kind::Frr => self
                 .control(&[&format!("show bgp neighbor {SPEAKER_LINK_V4}")])
                 .is_some_and(|s| s.contains("BGP state = Established")),
+            // session_state 6 is ESTABLISHED in GoBGP's API.
+            Kind::Gobgp => self
+                .control(&["neighbor", SPEAKER_LINK_V4, "-j"])
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                .is_some_and(|v| v["state"]["session_state"] == 6),
         }
+    }
+
+    /// The flow specification rules the router holds (both families), as it shows them: BIRD
+    /// `show route table flowtab4/flowtab6 all`, FRR `show bgp ipv4/ipv6 flowspec detail`,
+    /// GoBGP `gobgp global rib -a ipv4-flowspec/ipv6-flowspec -j`. `None` if the control
+    /// interface did not answer.
+    pub fn flowspec_rules(&self) -> Option<BTreeSet<FlowRule>> {
+        let mut out = BTreeSet::new();
+        for v6 in [false, true] {
+            match self.kind {
+                Kind::Bird => {
+                    let table = if v6 { "flowtab6" } else { "flowtab4" };
+                    let text = self.control(&["show", "route", "table", table, "all"])?;
+                    out.extend(parse_bird_flows(&text));
+                }
+                Kind::Frr => {
+                    let family = if v6 { "ipv6" } else { "ipv4" };
+                    let text = self.control(&[&format!("show bgp {family} flowspec detail")])?;
+                    out.extend(parse_frr_flows(&text));
+                }
+                Kind::Gobgp => {
+                    let family = if v6 { "ipv6-flowspec" } else { "ipv4-flowspec" };
+                    let text = self.control(&["global", "rib", "-a", family, "-j"])?;
+                    out.extend(parse_gobgp_flows(&text)?);
+                }
+            }
+        }
+        Some(out)
     }
 
     /// Stops the daemons gracefully (SIGTERM): BIRD withdraws its kernel routes on the way
@@ -497,6 +641,120 @@ router bgp {ROUTER_AS}
     }
 }
 
+/// BIRD's `show route … all` of a flow table: a `flow4 { src P; proto N; dport A,B; }` (IPv6:
+/// `flow6 { src P; next header N; dport A; }`) line per rule, then its attributes, among them
+/// `BGP.ext_community: (generic, 0x80060000, 0x0)` for traffic-rate 0.
+fn parse_bird_flows(text: &str) -> Vec<FlowRule> {
+    let mut out: Vec<FlowRule> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed
+            .strip_prefix("flow4 {")
+            .or_else(|| trimmed.strip_prefix("flow6 {"))
+        {
+            let body = rest.split('}').next().unwrap_or_default();
+            let mut rule = FlowRule::discard("", None, &[]);
+            rule.discard = false;
+            for part in body.split(';').map(str::trim) {
+                if let Some(p) = part.strip_prefix("src ") {
+                    rule.source = p.to_string();
+                } else if let Some(n) = part
+                    .strip_prefix("proto ")
+                    .or_else(|| part.strip_prefix("next header "))
+                {
+                    rule.protocol = n.trim().parse().ok();
+                } else if let Some(ports) = part.strip_prefix("dport ") {
+                    rule.destination_ports = ports
+                        .split(',')
+                        .filter_map(|p| p.trim().parse().ok())
+                        .collect();
+                }
+            }
+            out.push(rule);
+        } else if trimmed.starts_with("BGP.ext_community:")
+            && trimmed.contains("(generic, 0x80060000, 0x0)")
+        {
+            if let Some(last) = out.last_mut() {
+                last.discard = true;
+            }
+        }
+    }
+    out
+}
+
+/// FRR's `show bgp ipv4|ipv6 flowspec detail`: per rule a `BGP flowspec entry` block with
+/// `Source Address P` (IPv6: `P/off 0`), `IP Protocol = N`, `Destination Port = A , = B` and
+/// `FS:rate 0.000000` for traffic-rate 0.
+fn parse_frr_flows(text: &str) -> Vec<FlowRule> {
+    let mut out: Vec<FlowRule> = Vec::new();
+    let numbers = |s: &str| -> Vec<u16> {
+        s.split(',')
+            .filter_map(|t| t.trim().trim_start_matches('=').trim().parse().ok())
+            .collect()
+    };
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("BGP flowspec entry") {
+            let mut rule = FlowRule::discard("", None, &[]);
+            rule.discard = false;
+            out.push(rule);
+            continue;
+        }
+        let Some(rule) = out.last_mut() else { continue };
+        if let Some(p) = line.strip_prefix("Source Address ") {
+            rule.source = p.trim_end_matches("/off 0").to_string();
+        } else if let Some(n) = line.strip_prefix("IP Protocol ") {
+            rule.protocol = numbers(n).first().and_then(|&n| u8::try_from(n).ok());
+        } else if let Some(ports) = line.strip_prefix("Destination Port ") {
+            rule.destination_ports = numbers(ports);
+        } else if line.starts_with("FS:rate 0.000000") {
+            rule.discard = true;
+        }
+    }
+    out
+}
+
+/// GoBGP's `global rib -a ipv4-flowspec -j`: a map from the rule's text to its paths, each with
+/// `nlri.value` (components: type 2 `{prefix}`, types 3 and 5 `[{op, value}]`) and `attrs`
+/// (type 16 holds `{type: 128, subtype: 6, rate: 0}` for traffic-rate 0). `None` if it is not
+/// that JSON.
+fn parse_gobgp_flows(text: &str) -> Option<Vec<FlowRule>> {
+    let rib: serde_json::Value = serde_json::from_str(text).ok()?;
+    let mut out = Vec::new();
+    for paths in rib.as_object()?.values() {
+        let path = paths.as_array()?.first()?;
+        let mut rule = FlowRule::discard("", None, &[]);
+        rule.discard = false;
+        for c in path["nlri"]["value"].as_array()? {
+            let values = || -> Vec<u64> {
+                c["value"]
+                    .as_array()
+                    .map(|terms| terms.iter().filter_map(|t| t["value"].as_u64()).collect())
+                    .unwrap_or_default()
+            };
+            match c["type"].as_u64()? {
+                2 => rule.source = c["value"]["prefix"].as_str()?.to_string(),
+                3 => rule.protocol = values().first().and_then(|&v| u8::try_from(v).ok()),
+                5 => {
+                    rule.destination_ports = values()
+                        .iter()
+                        .filter_map(|&v| u16::try_from(v).ok())
+                        .collect()
+                }
+                _ => {}
+            }
+        }
+        rule.discard = path["attrs"].as_array()?.iter().any(|a| {
+            a["type"] == 16
+                && a["value"].as_array().is_some_and(|v| {
+                    v.iter()
+                        .any(|e| e["type"] == 128 && e["subtype"] == 6 && e["rate"] == 0)
+                })
+        });
+        out.push(rule);
+    }
+    Some(out)
+}
+
 /// The destinations of blackhole routes in `host`'s kernel tables (IPv4 and IPv6), as `ip`
 /// prints them ("203.0.113.7", "2001:db8:a::7", "203.0.113.0/29").
 pub fn blackholes(host: &Host) -> Vec<String> {
@@ -519,4 +777,66 @@ pub fn blackholes(host: &Host) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outputs captured from BIRD 2.0.12, FRR 8.4.4 and GoBGP 3.10 holding rules GoBGP sent.
+    #[test]
+    fn each_routers_listing_reads_as_the_same_rules() {
+        let want: BTreeSet<FlowRule> = [
+            FlowRule::discard("203.0.113.8/32", Some(6), &[22, 443]),
+            FlowRule::discard("203.0.113.7/32", None, &[]),
+            FlowRule::discard("2001:db8:a::7/128", Some(6), &[22]),
+        ]
+        .into_iter()
+        .collect();
+        let bird = "BIRD 2.0.12 ready.
+Table flowtab4:
+flow4 { src 203.0.113.8/32; proto 6; dport 22,443; }  [netban 04:02:32.058 from 198.18.0.2] * (100) [AS65001?]
+\tType: BGP univ
+\tBGP.ext_community: (generic, 0x80060000, 0x0)
+flow4 { src 203.0.113.7/32; }  [netban 04:02:32.043 from 198.18.0.2] * (100) [AS65001?]
+\tType: BGP univ
+\tBGP.ext_community: (generic, 0x80060000, 0x0)
+Table flowtab6:
+flow6 { src 2001:db8:a::7/128; next header 6; dport 22; }  [netban 04:02:32.076 from 198.18.0.2] * (100) [AS65001?]
+\tBGP.ext_community: (generic, 0x80060000, 0x0)
+";
+        let frr = "BGP flowspec entry: (flags 0x418)
+\tSource Address 203.0.113.8/32
+\tIP Protocol = 6 
+\tDestination Port = 22 , = 443 
+\tFS:rate 0.000000
+\treceived for 00:00:16
+\tnot installed in PBR
+BGP flowspec entry: (flags 0x418)
+\tSource Address 203.0.113.7/32
+\tFS:rate 0.000000
+BGP flowspec entry: (flags 0x418)
+\tSource Address 2001:db8:a::7/128/off 0
+\tIP Protocol = 6 
+\tDestination Port = 22 
+\tFS:rate 0.000000
+";
+        let gobgp = [
+            r#"{"[source: 203.0.113.7/32]":[{"nlri":{"value":[{"type":2,"value":{"prefix":"203.0.113.7/32"}}]},"best":true,"attrs":[{"type":1,"value":2},{"type":16,"value":[{"type":128,"subtype":6,"as":0,"rate":0}]}]}],"[source: 203.0.113.8/32][protocol: ==tcp][destination-port: ==22 ==443]":[{"nlri":{"value":[{"type":2,"value":{"prefix":"203.0.113.8/32"}},{"type":3,"value":[{"op":129,"value":6}]},{"type":5,"value":[{"op":1,"value":22},{"op":145,"value":443}]}]},"attrs":[{"type":16,"value":[{"type":128,"subtype":6,"as":0,"rate":0}]}]}]}"#,
+            r#"{"[source: 2001:db8:a::7/128/0][protocol: ==tcp][destination-port: ==22]":[{"nlri":{"value":[{"type":2,"value":{"prefix":"2001:db8:a::7/128"},"offset":0},{"type":3,"value":[{"op":129,"value":6}]},{"type":5,"value":[{"op":129,"value":22}]}]},"attrs":[{"type":16,"value":[{"type":128,"subtype":6,"as":0,"rate":0}]}]}]}"#,
+        ];
+        let collect = |rules: Vec<FlowRule>| rules.into_iter().collect::<BTreeSet<_>>();
+        assert_eq!(collect(parse_bird_flows(bird)), want);
+        assert_eq!(collect(parse_frr_flows(frr)), want);
+        let mut from_gobgp = BTreeSet::new();
+        for text in gobgp {
+            from_gobgp.extend(parse_gobgp_flows(text).unwrap());
+        }
+        assert_eq!(from_gobgp, want);
+        // Without the traffic-rate community a rule is not a discard rule.
+        let no_action = frr.replace("FS:rate 0.000000", "FS:redirect IP 0x0");
+        assert!(parse_frr_flows(&no_action).iter().all(|r| !r.discard));
+        assert!(parse_gobgp_flows("{}").unwrap().is_empty());
+        assert!(parse_gobgp_flows("Network not in table").is_none());
+    }
 }
