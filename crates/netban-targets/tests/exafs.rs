@@ -305,7 +305,7 @@ async fn wrong_read_only_and_exposed_keys_are_configuration_errors() {
     }
 
     let mut config = config_for(&peer, KEY);
-    config.community = 99;
+    config.community = Some(99);
     let mut unknown = Exafs::new("rtbh", config).unwrap();
     match unknown.prepare().await {
         Err(TargetError::Config(m)) => assert!(m.to_string().contains("1 (65535:65283)"), "{m}"),
@@ -680,12 +680,15 @@ async fn flowspec_rules_per_match_with_their_flow_lines_and_drift_repaired() {
     let withdraw_ssh_v6 = ssh_v6.replacen("announce", "withdraw", 1);
     assert!(peer.wait_exact(&withdraw_ssh_v6, 1));
     let held: Vec<Held> = observed(&mut ssh).await.into_values().collect();
-    let mut ssh_owned = owned(&ssh_held);
-    let repair = plan::plan(&desired, &held, &Ownership::Recorded(&ssh_owned), tracking);
+    let repair = plan::plan(
+        &desired,
+        &held,
+        &Ownership::Recorded(&owned(&ssh_held)),
+        tracking,
+    );
     assert_eq!(repair.add.len(), 1, "{repair:?}");
-    let back = apply_ok(&mut ssh, &repair).await;
+    apply_ok(&mut ssh, &repair).await;
     assert!(peer.wait_exact(&ssh_v6, 2));
-    ssh_owned.extend(owned(&back));
 
     // Withdrawn by ExaFS (an operator re-sent the rule with a past expiry and ExaFS's
     // cleaning job ran): read back as expired, re-sent; ExaFS makes a new rule beside the

@@ -259,10 +259,8 @@ fn flowspec_targets_split_by_jail() {
     }
     let v4 = rt.block_on(api.flow_rules_for("203.0.113.70", 32));
     assert_eq!(v4.len(), 1, "{v4:?}");
-    assert_eq!(
-        (&v4[0]["protocol"], &v4[0]["dest_port"]),
-        (&"tcp".into(), &"22".into())
-    );
+    assert_eq!(v4[0]["protocol"], "tcp");
+    assert_eq!(v4[0]["dest_port"], "22");
     let v6 = rt.block_on(api.flow_rules_for("2001:db8:a::70", 128));
     assert_eq!(v6.len(), 1, "{v6:?}");
     assert_eq!(v6[0]["next_header"], "all");

@@ -73,7 +73,7 @@ impl Urpf {
         let iface = Edge::LAN_BRIDGE;
         router
             .sysctl(&[(
-                &format!("net.ipv4.conf.{iface}.rp_filter"),
+                format!("net.ipv4.conf.{iface}.rp_filter").as_str(),
                 self.rp_filter(),
             )])
             .unwrap();
@@ -197,7 +197,7 @@ fn source_rtbh_drops_the_attacker(kind: Kind, urpf: Urpf, tag: &str) {
         .sysctl(&[
             ("net.ipv4.conf.all.rp_filter", "0"),
             (
-                &format!("net.ipv4.conf.{}.rp_filter", Edge::LAN_BRIDGE),
+                format!("net.ipv4.conf.{}.rp_filter", Edge::LAN_BRIDGE).as_str(),
                 "0",
             ),
         ])
