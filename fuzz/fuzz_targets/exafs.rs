@@ -1,6 +1,6 @@
 //! What ExaFS answers. The first byte picks what the rest is read as:
-//! - 0: an HTTP answer body (error details, validation errors, a created rule, the
-//!   community list, the rule list), read as the client reads each;
+//! - 0: an HTTP answer body (error details, validation errors, a created rule of either
+//!   kind, the community or action list, the rule lists), read as the client reads each;
 //! - 1: the token string of `GET /api/v3/auth`;
 //! - 2: a JWT payload (wrapped into a token here, as ExaFS would sign it).
 //!
@@ -12,8 +12,9 @@ use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use netban_core::{Prefix, Timestamp};
 use netban_targets::exafs::fuzzing::{
-    detail_of, validation_reason, CreateAnswer, RuleRecord, Token,
+    detail_of, validation_reason, CreateAnswer, FlowRecord, RuleRecord, Token,
 };
+use netban_targets::exafs::{FlowMatch, FlowProtocol};
 
 /// Clock readings the answers are judged at: the epoch, December 2026, the far ends.
 const NOWS: [i64; 4] = [0, 1_796_000_000, i64::MIN, i64::MAX];
@@ -57,6 +58,37 @@ fn body(bytes: &[u8]) {
             if let Ok(record) = serde_json::from_value::<RuleRecord>(item.clone()) {
                 rule(&record);
             }
+        }
+    }
+    if let Ok(created) = serde_json::from_value::<CreateAnswer<FlowRecord>>(value.clone()) {
+        flow(&created.rule);
+    }
+    if let Ok(record) = serde_json::from_value::<FlowRecord>(value.clone()) {
+        flow(&record);
+    }
+    for key in ["flowspec_ipv4_rw", "flowspec_ipv6_rw"] {
+        if let Some(serde_json::Value::Array(list)) = value.get(key) {
+            for item in list {
+                if let Ok(record) = serde_json::from_value::<FlowRecord>(item.clone()) {
+                    flow(&record);
+                }
+            }
+        }
+    }
+}
+
+fn flow(record: &FlowRecord) {
+    let _ = record.state();
+    if let Ok(prefix) = record.prefix() {
+        assert_eq!(Prefix::parse(&prefix.to_string()), Ok(prefix));
+    }
+    let ssh = FlowMatch::new(Some(FlowProtocol::Tcp), &[22]).expect("a valid match");
+    for rule_match in [FlowMatch::default(), ssh] {
+        let _ = record.has_match(&rule_match, "Discard");
+    }
+    for now in NOWS {
+        if let Ok(held) = record.held(Timestamp(now)) {
+            assert_eq!(held.handle, Some(record.id.to_string()));
         }
     }
 }

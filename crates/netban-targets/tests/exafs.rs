@@ -1,15 +1,20 @@
 //! The ExaFS target against the real ExaFS 1.4.1 and exabgp-process 1.0.5 (see
 //! `netban_testlab::peers::exafs` for how they are installed, started and seeded). Every test starts its own ExaFS on free
 //! loopback ports, calls the `Target` methods directly and asserts both the API state and the
-//! announce/withdraw lines exabgp-process prints. The daemon through this driver is tested in
+//! announce/withdraw lines exabgp-process prints (RTBH rules, and flowspec rules with
+//! `rule = "flowspec"`). The daemon through this driver is tested in
 //! netban-e2e (`drivers`), its benchmark is in bench/.
 #![cfg(feature = "exafs")]
 
 use netban_core::plan::{self, Desired, Held, Ownership, Plan};
 use netban_core::{Expiry, Prefix, Timestamp};
-use netban_targets::exafs::{Exafs, ExafsConfig, KeySetting, MARGIN_SECS, ROUNDING_SECS};
+use netban_targets::exafs::{
+    Exafs, ExafsConfig, FlowProtocol, KeySetting, RuleKind, MARGIN_SECS, ROUNDING_SECS,
+};
 use netban_targets::{ItemOutcome, OwnershipKind, Step, Target, TargetError};
-use netban_testlab::peers::exafs::{Peer, COMMUNITY, COMMUNITY_NAME, KEY, READ_ONLY_KEY};
+use netban_testlab::peers::exafs::{
+    Peer, COMMUNITY, COMMUNITY_NAME, DISCARD_ACTION, KEY, READ_ONLY_KEY,
+};
 use netban_testlab::plans::{in_secs, now, prefix as p};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -300,7 +305,7 @@ async fn wrong_read_only_and_exposed_keys_are_configuration_errors() {
     }
 
     let mut config = config_for(&peer, KEY);
-    config.community = 99;
+    config.community = Some(99);
     let mut unknown = Exafs::new("rtbh", config).unwrap();
     match unknown.prepare().await {
         Err(TargetError::Config(m)) => assert!(m.to_string().contains("1 (65535:65283)"), "{m}"),
@@ -519,4 +524,297 @@ async fn redirects_are_refused_and_the_key_never_follows() {
     );
     // Had netban followed the redirect to the plain-http ExaFS, that ExaFS would have taken
     // the key and prepare would have succeeded: the refusal above is the proof.
+}
+
+/// A flowspec target (`rule = "flowspec"`, the default action) matching `protocol` and
+/// destination `ports` besides the source.
+fn flowspec_target(peer: &Peer, protocol: Option<FlowProtocol>, ports: &[u16]) -> Exafs {
+    let config = ExafsConfig {
+        rule: RuleKind::Flowspec,
+        community: None,
+        protocol,
+        ports: ports.to_vec(),
+        ..config_for(peer, KEY)
+    };
+    Exafs::new("flowspec", config).expect("driver")
+}
+
+/// The flow line ExaFS has exabgp-process print for a rule of `source` (`proto` the
+/// protocol/next-header part, if any).
+fn flow_line(action: &str, source: &str, ports_and_proto: &str) -> String {
+    format!("{action} flow route {{ match {{ source {source}; {ports_and_proto}}} then {{ discard; }} }}")
+}
+
+/// Whether exabgp-process's `line` (whitespace already collapsed) is `want`.
+fn peer_line_is(line: &str, want: &str) -> bool {
+    line == want.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn id_of(rule: &serde_json::Value) -> String {
+    match &rule["id"] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Two flowspec targets on one ExaFS: one for an sshd jail (tcp, destination port 22), one
+/// matching the source alone. Their rules are created with the default action (Discard),
+/// IPv4 and IPv6, with the exact flow lines exabgp-process prints; each target reads back
+/// only its own match; a refresh keeps the id; a rule deleted behind netban's back comes back;
+/// a rule ExaFS withdrew is replaced (ExaFS makes a new one) and the withdrawn one deleted;
+/// unbans withdraw and delete; a source outside the organisation is rejected with ExaFS's
+/// reason; an action ExaFS does not offer is a configuration error.
+#[tokio::test]
+async fn flowspec_rules_per_match_with_their_flow_lines_and_drift_repaired() {
+    let peer = Peer::start();
+    let api = peer.api();
+    let mut ssh = flowspec_target(&peer, Some(FlowProtocol::Tcp), &[22]);
+    let mut any = flowspec_target(&peer, None, &[]);
+    ssh.prepare().await.expect("prepare ssh");
+    any.prepare().await.expect("prepare any");
+    assert!(observed(&mut ssh).await.is_empty());
+
+    let end = now().0 + 3_600;
+    let ssh_held = apply_ok(
+        &mut ssh,
+        &adds(&[
+            ("203.0.113.7", Expiry::At(Timestamp(end))),
+            ("2001:db8:a::7", Expiry::At(Timestamp(end))),
+        ]),
+    )
+    .await;
+    let any_held = apply_ok(&mut any, &adds(&[("203.0.113.7", Expiry::Never)])).await;
+
+    // In ExaFS: two rules for 203.0.113.7 (tcp/22, and any protocol), one for the IPv6 source,
+    // all active, Discard, with netban's comment and the ids the driver holds.
+    let v4_rules = api.flow_rules_for("203.0.113.7", 32).await;
+    assert_eq!(v4_rules.len(), 2, "{v4_rules:?}");
+    for rule in &v4_rules {
+        assert_eq!(rule["rstate"], "active rule", "{rule}");
+        assert_eq!(rule["action"], "Discard");
+        assert_eq!(rule["comment"], "netban");
+        let (held, want_proto, want_ports) = if rule["protocol"] == "tcp" {
+            (&ssh_held, "tcp", serde_json::json!("22"))
+        } else {
+            (&any_held, "all", serde_json::Value::Null)
+        };
+        assert_eq!(rule["protocol"], want_proto);
+        assert_eq!(rule["dest_port"], want_ports);
+        assert_eq!(Some(id_of(rule)), held[&p("203.0.113.7")].handle, "{rule}");
+    }
+    let v6_rule = api.flow_rules_for("2001:db8:a::7", 128).await.remove(0);
+    assert_eq!(
+        (&v6_rule["next_header"], &v6_rule["dest_port"]),
+        (&serde_json::json!("tcp"), &serde_json::json!("22"))
+    );
+    assert_eq!(Some(id_of(&v6_rule)), ssh_held[&p("2001:db8:a::7")].handle);
+    assert_expires_after(v6_rule["expires"].as_i64().unwrap(), end);
+
+    let ssh_v4 = flow_line(
+        "announce",
+        "203.0.113.7/32",
+        "destination-port [=22]; protocol =tcp; ",
+    );
+    let ssh_v6 = flow_line(
+        "announce",
+        "2001:db8:a::7/128",
+        "destination-port [=22]; next-header =tcp; ",
+    );
+    let any_v4 = flow_line("announce", "203.0.113.7/32", "");
+    for line in [&ssh_v4, &ssh_v6, &any_v4] {
+        assert!(
+            peer.wait_exact(line, 1),
+            "{line}\n{:?}",
+            peer.exabgp_lines()
+        );
+    }
+
+    // Each target reads back exactly its own rules.
+    assert_eq!(observed(&mut ssh).await, ssh_held);
+    assert_eq!(observed(&mut any).await, any_held);
+    // An operator's rule with another match belongs to neither.
+    api.create_flow(
+        serde_json::json!({"source": "203.0.113.9", "source_mask": 32, "protocol": "tcp",
+                           "dest_port": "80", "action": DISCARD_ACTION}),
+        now().0 + 3_600,
+    )
+    .await;
+    assert_eq!(observed(&mut ssh).await, ssh_held);
+    assert_eq!(observed(&mut any).await, any_held);
+
+    let owned = |held: &BTreeMap<Prefix, Held>| -> BTreeSet<(Prefix, Option<String>)> {
+        held.values()
+            .map(|h| (h.prefix, h.handle.clone()))
+            .collect()
+    };
+    let tracking = ssh.info().expiry;
+
+    // A longer ban is a refresh: same id, later expiry, announced again.
+    let later = now().0 + 7_200;
+    let desired: BTreeMap<Prefix, Expiry> = [
+        (p("203.0.113.7"), Expiry::At(Timestamp(later))),
+        (p("2001:db8:a::7"), Expiry::At(Timestamp(end))),
+    ]
+    .into();
+    let held: Vec<Held> = observed(&mut ssh).await.into_values().collect();
+    let refresh = plan::plan(
+        &desired,
+        &held,
+        &Ownership::Recorded(&owned(&ssh_held)),
+        tracking,
+    );
+    assert_eq!(refresh.refresh.len(), 1, "{refresh:?}");
+    let refreshed = apply_ok(&mut ssh, &refresh).await;
+    assert_eq!(
+        refreshed[&p("203.0.113.7")].handle,
+        ssh_held[&p("203.0.113.7")].handle
+    );
+    assert!(peer.wait_exact(&ssh_v4, 2));
+
+    // Deleted in ExaFS behind netban's back: the next resync's plan adds it again.
+    assert_eq!(
+        api.delete_flow(true, id_of(&v6_rule).parse().unwrap())
+            .await,
+        201
+    );
+    let withdraw_ssh_v6 = ssh_v6.replacen("announce", "withdraw", 1);
+    assert!(peer.wait_exact(&withdraw_ssh_v6, 1));
+    let held: Vec<Held> = observed(&mut ssh).await.into_values().collect();
+    let repair = plan::plan(
+        &desired,
+        &held,
+        &Ownership::Recorded(&owned(&ssh_held)),
+        tracking,
+    );
+    assert_eq!(repair.add.len(), 1, "{repair:?}");
+    apply_ok(&mut ssh, &repair).await;
+    assert!(peer.wait_exact(&ssh_v6, 2));
+
+    // Withdrawn by ExaFS (an operator re-sent the rule with a past expiry and ExaFS's
+    // cleaning job ran): read back as expired, re-sent; ExaFS makes a new rule beside the
+    // withdrawn one, and netban deletes the withdrawn one.
+    let old_id = any_held[&p("203.0.113.7")].handle.clone().unwrap();
+    let shortened = api
+        .create_flow(
+            serde_json::json!({"source": "203.0.113.7", "source_mask": 32, "protocol": "all",
+                               "action": DISCARD_ACTION}),
+            now().0 - 1_200,
+        )
+        .await;
+    assert_eq!(id_of(&shortened), old_id, "ExaFS updates the active rule");
+    api.withdraw_expired().await;
+    let withdraw_any = any_v4.replacen("announce", "withdraw", 1);
+    assert!(
+        peer.wait_exact(&withdraw_any, 1),
+        "{:?}",
+        peer.exabgp_lines()
+    );
+    let held: Vec<Held> = observed(&mut any).await.into_values().collect();
+    assert!(
+        matches!(held[0].expiry, Some(Expiry::At(t)) if t.0 <= now().0),
+        "{held:?}"
+    );
+    let permanent: BTreeMap<Prefix, Expiry> = [(p("203.0.113.7"), Expiry::Never)].into();
+    let revive = plan::plan(
+        &permanent,
+        &held,
+        &Ownership::Recorded(&owned(&any_held)),
+        tracking,
+    );
+    assert_eq!(revive.refresh.len(), 1, "{revive:?}");
+    let revived = apply_ok(&mut any, &revive).await;
+    let new_id = revived[&p("203.0.113.7")].handle.clone().unwrap();
+    assert_ne!(new_id, old_id);
+    assert!(peer.wait_exact(&any_v4, 3));
+    // The withdrawn rule's deletion (which makes ExaFS withdraw its flow) came before the new
+    // rule's announce: the flow is on the network.
+    let any_lines: Vec<String> = peer
+        .exabgp_lines()
+        .into_iter()
+        .filter(|l| peer_line_is(l, &any_v4) || peer_line_is(l, &withdraw_any))
+        .collect();
+    assert_eq!(
+        any_lines
+            .iter()
+            .map(|l| peer_line_is(l, &any_v4))
+            .collect::<Vec<_>>(),
+        [true, true, false, false, true],
+        "netban's announce, the operator's re-send (ExaFS announces it again), withdrawn by \
+         the job, withdrawn by the deletion, announced anew"
+    );
+    let any_rules: Vec<serde_json::Value> = api
+        .flow_rules_for("203.0.113.7", 32)
+        .await
+        .into_iter()
+        .filter(|r| r["protocol"] == "all")
+        .collect();
+    assert_eq!(
+        any_rules.len(),
+        1,
+        "the withdrawn rule is deleted: {any_rules:?}"
+    );
+    assert_eq!(id_of(&any_rules[0]), new_id);
+    assert_eq!(any_rules[0]["rstate"], "active rule");
+
+    // Unban everything: DELETE, and ExaBGP withdraws each flow.
+    for t in [&mut ssh, &mut any] {
+        let removes = Plan {
+            remove: observed(t).await.into_values().collect(),
+            ..Plan::default()
+        };
+        apply_ok(t, &removes).await;
+        assert!(observed(t).await.is_empty());
+    }
+    let withdraw_ssh_v4 = ssh_v4.replacen("announce", "withdraw", 1);
+    // The IPv6 rule was withdrawn once before (deleted by the operator), the any-protocol
+    // rule twice (ExaFS's job, then the deletion of the withdrawn rule).
+    for (line, times) in [
+        (&withdraw_ssh_v4, 1),
+        (&withdraw_ssh_v6, 2),
+        (&withdraw_any, 3),
+    ] {
+        assert!(
+            peer.wait_exact(line, times),
+            "{line}\n{:?}",
+            peer.exabgp_lines()
+        );
+    }
+    let left: Vec<String> = api
+        .flow_rules()
+        .await
+        .iter()
+        .map(|r| r["source"].to_string())
+        .collect();
+    assert_eq!(
+        left,
+        ["\"203.0.113.9\""],
+        "only the operator's rule is left"
+    );
+
+    // A source outside the organisation's ranges: rejected with ExaFS's reason.
+    let report = ssh
+        .apply(&adds(&[("198.51.100.7", in_secs(3_600))]))
+        .await
+        .expect("apply");
+    match &report.items[0].result {
+        ItemOutcome::Rejected { reason } => {
+            assert!(reason.contains("must be in organization range"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // An action ExaFS does not offer: a configuration error naming the ones it does.
+    let config = ExafsConfig {
+        action: Some(9),
+        ..ExafsConfig {
+            rule: RuleKind::Flowspec,
+            community: None,
+            ..config_for(&peer, KEY)
+        }
+    };
+    let mut unknown = Exafs::new("flowspec", config).unwrap();
+    match unknown.prepare().await {
+        Err(TargetError::Config(m)) => assert!(m.to_string().contains("4 (Discard)"), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -223,6 +223,32 @@ impl Host {
         succeeds_within(&mut cmd, timeout + Duration::from_secs(5))
     }
 
+    /// Sends `count` one-way UDP datagrams from this host to `addr:port`: traffic that needs
+    /// no answer, so it shows whether packets *from* this host get through (a blackhole route
+    /// for this host on the way kills only the answers to it). Count them where they arrive.
+    ///
+    /// # Panics
+    /// If `addr` is not an IP address.
+    pub fn send_udp(&self, addr: &str, port: u16, count: u32) -> io::Result<()> {
+        check_addr(addr);
+        let mut cmd = self.command(python());
+        cmd.args([
+            "-c",
+            probe::UDP_SEND,
+            addr,
+            &port.to_string(),
+            &count.to_string(),
+        ]);
+        if succeeds_within(&mut cmd, Duration::from_secs(10)) {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "sending {count} UDP datagrams from {} to {addr}:{port} failed",
+                self.netns
+            )))
+        }
+    }
+
     /// Starts a TCP listener on port `port` of every address (IPv4 and IPv6) that accepts and
     /// closes connections, and returns once it accepts one (bounded wait).
     pub fn spawn_tcp_listener(&self, port: u16) -> io::Result<Process> {

@@ -62,6 +62,16 @@ while True:
         sys.exit(0)
 "#;
 
+/// Sends COUNT one-way UDP datagrams to ADDRESS:PORT (nothing is awaited). argv: address,
+/// port, count. Exit 0 once all were handed to the kernel.
+pub(crate) const UDP_SEND: &str = r#"
+import socket, sys
+addr, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(count):
+    s.sendto(b"netban-testlab %d" % i, (addr, port))
+"#;
+
 /// Accepts TCP connections on [::]:PORT (IPv4 too), greets and closes each. argv: port.
 pub(crate) const TCP_LISTENER: &str = r#"
 import socket, sys

@@ -1,6 +1,7 @@
 //! The daemon through the ExaFS driver, against the real ExaFS 1.4.1 and exabgp-process 1.0.5
 //! (`netban_testlab::peers::exafs`): the longest source wins, deleted rules come back, rule ids
-//! survive a restart, an outage loses nothing, a wrong key shows in `netban status`.
+//! survive a restart, an outage loses nothing, a wrong key shows in `netban status`, flowspec
+//! targets split by jail.
 
 use netban_testlab::netban::{Binaries, Daemon};
 use netban_testlab::peers::exafs::{Peer, COMMUNITY, KEY};
@@ -198,4 +199,84 @@ fn a_wrong_key_shows_as_a_configuration_error_in_status() {
     assert!(shown, "{}", daemon.status());
     let out = daemon.client(&["status"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("refused the API key"));
+}
+
+/// Two flowspec targets (`rule = "flowspec"`) on one ExaFS, split by the common `sources` key:
+/// the sshd jail's bans become tcp/22 rules, the recidive jail's rules matching the source
+/// alone. The daemon reads the driver keys (`rule`, `protocol`, `ports`) from netban.toml; an
+/// unban withdraws and deletes.
+#[test]
+fn flowspec_targets_split_by_jail() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let peer = Peer::start();
+    let api = peer.api();
+    let key = peer.key_file("daemon.key", KEY, 0o600);
+    let dir = tempfile::tempdir().unwrap();
+    let target = |name: &str, jail: &str, matching: &str| {
+        format!(
+            "[[targets]]\nname = \"{name}\"\ntype = \"exafs\"\nurl = \"{}\"\n\
+             api_key_file = \"{}\"\nallow_insecure_http = true\nrule = \"flowspec\"\n\
+             sources = [\"{jail}\"]\n{matching}\n",
+            peer.url(),
+            key.display()
+        )
+    };
+    let config = format!(
+        "[policy]\nprotect_own_addresses = false\n\n\
+         [reconciler]\nresync_secs = 3600\nretry_min_secs = 1\nretry_max_secs = 2\n\n{}\n{}",
+        target("exafs-ssh", "sshd", "protocol = \"tcp\"\nports = [22]"),
+        target("exafs-recidive", "recidive", ""),
+    );
+    let daemon =
+        Daemon::start(&Binaries::locate(), &dir.path().join("netban"), &config).expect("daemon");
+    daemon.client_ok(&[
+        "ban",
+        "203.0.113.70",
+        "--source",
+        "sshd",
+        "--bantime",
+        "3600",
+    ]);
+    daemon.client_ok(&[
+        "ban",
+        "2001:db8:a::70",
+        "--source",
+        "recidive",
+        "--bantime",
+        "86400",
+    ]);
+    let ssh_line = "announce flow route { match { source 203.0.113.70/32; destination-port \
+                    [=22]; protocol =tcp; } then { discard; } }";
+    let recidive_line =
+        "announce flow route { match { source 2001:db8:a::70/128; } then { discard; } }";
+    for line in [ssh_line, recidive_line] {
+        assert!(
+            peer.wait_exact(line, 1),
+            "{line}\n{:?}\n{}",
+            peer.exabgp_lines(),
+            daemon.log()
+        );
+    }
+    let v4 = rt.block_on(api.flow_rules_for("203.0.113.70", 32));
+    assert_eq!(v4.len(), 1, "{v4:?}");
+    assert_eq!(v4[0]["protocol"], "tcp");
+    assert_eq!(v4[0]["dest_port"], "22");
+    let v6 = rt.block_on(api.flow_rules_for("2001:db8:a::70", 128));
+    assert_eq!(v6.len(), 1, "{v6:?}");
+    assert_eq!(v6[0]["next_header"], "all");
+    assert_eq!(v6[0]["action"], "Discard");
+
+    daemon.client_ok(&["unban", "203.0.113.70", "--source", "sshd"]);
+    let withdraw = ssh_line.replacen("announce", "withdraw", 1);
+    assert!(peer.wait_exact(&withdraw, 1), "{:?}", peer.exabgp_lines());
+    let gone = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        rt.block_on(api.flow_rules_for("203.0.113.70", 32))
+            .is_empty()
+    });
+    assert!(gone, "the rule is deleted");
+    assert_eq!(rt.block_on(api.flow_rules()).len(), 1);
+    let status = daemon.status();
+    for t in status["targets"].as_array().unwrap() {
+        assert_eq!(t["health"], "ok", "{status}");
+    }
 }

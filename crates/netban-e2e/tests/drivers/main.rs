@@ -4,7 +4,8 @@
 //! drivers' own tests, without the daemon, are netban-targets' `tests/<driver>.rs`.
 //!
 //! Needs the binaries built (`cargo build --workspace --bins`; `scripts/test.sh` does it) and
-//! the peers installed (`scripts/setup.sh`); the AWS placement test needs network namespaces.
+//! the peers installed (`scripts/setup.sh`); the AWS placement test and the source-based RTBH
+//! test (`srtbh`, BGP through BIRD and FRR) need network namespaces.
 
 mod aws;
 mod cisco_ios;
@@ -12,3 +13,4 @@ mod exafs;
 mod netconf;
 mod protection;
 mod secrets;
+mod srtbh;

@@ -1,15 +1,18 @@
 //! The ExaFS API v3 client: authentication (API key → JWT, reused until its `exp`, renewed
-//! once on 401), the four calls the driver needs, and what each answer means.
+//! once on 401), the calls the driver needs (the communities or actions offered, the rule
+//! lists, and create / read / delete one rule of a kind), and what each answer means.
 //!
 //! Not here: which rules to create or delete (the driver and the planner decide). The client
 //! is shared by the requests of one apply running concurrently; only the token is behind a
 //! lock, and only one task renews it at a time.
 
 use super::key::{ApiKeySource, KeyError};
-use super::rule::{validation_reason, CreateAnswer, RuleRecord, RuleRequest};
+use super::rule::{validation_reason, CreateAnswer, RuleRecord};
 use super::token::Token;
 use crate::TargetError;
+use netban_core::Family;
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 
@@ -99,10 +102,37 @@ impl Answer {
     }
 }
 
+/// Where the rules of one kind live in the API: `/rules/rtbh`, `/rules/ipv4` (IPv4 flowspec)
+/// or `/rules/ipv6` (IPv6 flowspec).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RulePath {
+    Rtbh,
+    Ipv4,
+    Ipv6,
+}
+
+impl RulePath {
+    /// The flowspec rules of `family`.
+    pub fn flowspec(family: Family) -> RulePath {
+        match family {
+            Family::V4 => RulePath::Ipv4,
+            Family::V6 => RulePath::Ipv6,
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            RulePath::Rtbh => "/rules/rtbh",
+            RulePath::Ipv4 => "/rules/ipv4",
+            RulePath::Ipv6 => "/rules/ipv6",
+        }
+    }
+}
+
 /// What creating (or re-sending) a rule came to.
 #[derive(Debug)]
-pub enum Created {
-    Rule(RuleRecord),
+pub enum Created<R = RuleRecord> {
+    Rule(R),
     /// 400 `validation_errors`: ExaFS will not take this rule (outside the organisation's
     /// ranges, an unknown community…). The reason is the server's.
     Invalid(String),
@@ -119,6 +149,9 @@ pub enum Deleted {
     /// 401: the rule is not this key's user's (and the user is not an admin).
     NotAllowed(String),
 }
+
+/// The body of a request without one.
+const NO_BODY: Option<&()> = None;
 
 /// The longest answer body read: a listing of 100,000 rules is about 50 MB of JSON; anything
 /// longer is not an ExaFS answer netban can use.
@@ -310,11 +343,11 @@ impl Client {
 
     /// A call with the token; on 401 (token lapsed) or 403 "auth token is invalid" (ExaFS
     /// restarted with another secret) it authenticates once more and repeats the call.
-    async fn call(
+    async fn call<B: serde::Serialize + ?Sized>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&RuleRequest<'_>>,
+        body: Option<&B>,
     ) -> Result<Answer, ClientError> {
         let url = format!("{}{path}", self.api);
         let mut stale: Option<String> = None;
@@ -365,76 +398,102 @@ impl Client {
 
     /// `GET /communities`: (id, name) of every RTBH community the key's user may use.
     pub async fn communities(&self) -> Result<Vec<(u32, String)>, ClientError> {
-        let what = "GET /api/v3/communities";
-        let answer = self.call(Method::GET, "/communities", None).await?;
+        self.offered("/communities").await
+    }
+
+    /// `GET /actions`: (id, name) of every flowspec action the key's user may use.
+    pub async fn actions(&self) -> Result<Vec<(u32, String)>, ClientError> {
+        self.offered("/actions").await
+    }
+
+    /// A list of (id, name) pairs; ExaFS answers 404 (JSON) when it is empty.
+    async fn offered(&self, path: &str) -> Result<Vec<(u32, String)>, ClientError> {
+        let what = format!("GET /api/v3{path}");
+        let answer = self.call(Method::GET, path, NO_BODY).await?;
         match answer.status.as_u16() {
             200 => serde_json::from_slice(&answer.body).map_err(|e| ClientError::Unexpected {
                 status: 200,
-                what: what.into(),
+                what,
                 detail: format!("not a list of [id, name]: {e}"),
             }),
             404 if is_json(&answer.body) => Ok(Vec::new()),
-            _ => Err(Self::unexpected(what, &answer)),
+            _ => Err(Self::unexpected(&what, &answer)),
         }
     }
 
-    /// `GET /rules`: the RTBH rules the key's user may change (`rtbh_any_rw`), unparsed.
-    pub async fn rtbh_rules(&self) -> Result<Vec<serde_json::Value>, ClientError> {
+    /// `GET /rules`: the rules of the named lists (`rtbh_any_rw`: the RTBH rules the key's
+    /// user may change; `flowspec_ipv4_rw`, `flowspec_ipv6_rw`: the flowspec rules in the
+    /// user's ranges with an action the user may use), unparsed, one list after the other.
+    pub async fn rules(&self, lists: &[&str]) -> Result<Vec<serde_json::Value>, ClientError> {
         let what = "GET /api/v3/rules";
         let answer = self
-            .call(Method::GET, "/rules?time_format=timestamp", None)
+            .call(Method::GET, "/rules?time_format=timestamp", NO_BODY)
             .await?;
         if answer.status != StatusCode::OK {
             return Err(Self::unexpected(what, &answer));
         }
-        let value: serde_json::Value =
+        let mut value: serde_json::Value =
             serde_json::from_slice(&answer.body).map_err(|_| ClientError::Unexpected {
                 status: 200,
                 what: what.into(),
                 detail: answer.detail(),
             })?;
-        match value.get("rtbh_any_rw") {
-            Some(serde_json::Value::Array(list)) => Ok(list.clone()),
-            _ => Err(ClientError::Unexpected {
-                status: 200,
-                what: what.into(),
-                detail: "no rtbh_any_rw list in the answer (not ExaFS API v3?)".into(),
-            }),
+        let mut all = Vec::new();
+        for list in lists {
+            match value.get_mut(*list).map(serde_json::Value::take) {
+                Some(serde_json::Value::Array(rules)) => all.extend(rules),
+                _ => {
+                    return Err(ClientError::Unexpected {
+                        status: 200,
+                        what: what.into(),
+                        detail: format!("no {list} list in the answer (not ExaFS API v3?)"),
+                    })
+                }
+            }
         }
+        Ok(all)
     }
 
-    /// `POST /rules/rtbh`: creates the rule, or (same prefix and community) sets the existing
-    /// rule's expiry and answers with its id.
-    pub async fn create(&self, rule: &RuleRequest<'_>) -> Result<Created, ClientError> {
-        let what = "POST /api/v3/rules/rtbh";
-        let answer = self.call(Method::POST, "/rules/rtbh", Some(rule)).await?;
+    /// `POST /rules/…`: creates the rule, or (the same rule exists) sets the existing rule's
+    /// expiry and answers with its id. ExaFS answers with the rule as it lists it (`R`).
+    pub async fn create<R: DeserializeOwned>(
+        &self,
+        kind: RulePath,
+        rule: &(impl serde::Serialize + Sync),
+    ) -> Result<Created<R>, ClientError> {
+        let what = format!("POST /api/v3{}", kind.path());
+        let answer = self.call(Method::POST, kind.path(), Some(rule)).await?;
         match answer.status.as_u16() {
             200 | 201 => {
-                let created: CreateAnswer =
+                let created: CreateAnswer<R> =
                     serde_json::from_slice(&answer.body).map_err(|e| ClientError::Unexpected {
                         status: answer.status.as_u16(),
-                        what: what.into(),
+                        what,
                         detail: format!("{e}: {}", answer.detail()),
                     })?;
                 Ok(Created::Rule(created.rule))
             }
             400 => match validation_reason(&answer.body) {
                 Some(reason) => Ok(Created::Invalid(reason)),
-                None => Err(Self::unexpected(what, &answer)),
+                None => Err(Self::unexpected(&what, &answer)),
             },
             403 if answer.detail().contains("limit") => Ok(Created::LimitReached(answer.detail())),
-            _ => Err(Self::unexpected(what, &answer)),
+            _ => Err(Self::unexpected(&what, &answer)),
         }
     }
 
-    /// `GET /rules/rtbh/{id}`: the rule, or `None` if there is none this user may see.
-    pub async fn rule(&self, id: i64) -> Result<Option<RuleRecord>, ClientError> {
-        let what = format!("GET /api/v3/rules/rtbh/{id}");
+    /// `GET /rules/…/{id}`: the rule, or `None` if there is none this user may see.
+    pub async fn rule<R: DeserializeOwned>(
+        &self,
+        kind: RulePath,
+        id: i64,
+    ) -> Result<Option<R>, ClientError> {
+        let what = format!("GET /api/v3{}/{id}", kind.path());
         let answer = self
             .call(
                 Method::GET,
-                &format!("/rules/rtbh/{id}?time_format=timestamp"),
-                None,
+                &format!("{}/{id}?time_format=timestamp", kind.path()),
+                NO_BODY,
             )
             .await?;
         match answer.status.as_u16() {
@@ -450,11 +509,11 @@ impl Client {
         }
     }
 
-    /// `DELETE /rules/rtbh/{id}`: ExaFS withdraws the route and deletes the rule.
-    pub async fn delete(&self, id: i64) -> Result<Deleted, ClientError> {
-        let what = format!("DELETE /api/v3/rules/rtbh/{id}");
+    /// `DELETE /rules/…/{id}`: ExaFS withdraws the route (or flow) and deletes the rule.
+    pub async fn delete(&self, kind: RulePath, id: i64) -> Result<Deleted, ClientError> {
+        let what = format!("DELETE /api/v3{}/{id}", kind.path());
         let answer = self
-            .call(Method::DELETE, &format!("/rules/rtbh/{id}"), None)
+            .call(Method::DELETE, &format!("{}/{id}", kind.path()), NO_BODY)
             .await?;
         match answer.status.as_u16() {
             200 | 201 | 204 => Ok(Deleted::Deleted),

@@ -1,5 +1,6 @@
 //! The `[[targets]]` section of an ExaFS target, and its checks.
 
+use super::flow::{FlowMatch, FlowProtocol};
 use crate::TargetError;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -12,7 +13,11 @@ use std::path::PathBuf;
 /// type = "exafs"
 /// url = "https://exafs.example.org"          # the ExaFS base URL (API v3 lives under /api/v3)
 /// api_key_file = "/etc/netban/exafs.key"     # mode 0600 (or 0400); or api_key_env = "EXAFS_API_KEY"
-/// community = 1                              # the RTBH community id (ExaFS: Administration > Communities)
+/// rule = "rtbh"                              # or "flowspec" (below)
+/// community = 1                              # rtbh: the community id (ExaFS: Administration > Communities)
+/// # action = 4                               # flowspec: the action id; default: the action named "Discard"
+/// # protocol = "tcp"                         # flowspec: "tcp", "udp", "icmp", "gre"; default: any
+/// # ports = [22]                             # flowspec: destination ports (protocol tcp or udp)
 /// comment = "netban"                         # stored on every rule netban creates
 /// max_in_flight = 8                          # concurrent requests within one apply
 /// timeout_secs = 30                          # per request
@@ -36,8 +41,23 @@ pub struct ExafsConfig {
     /// The name of an environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
-    /// The id of the RTBH community every rule is created with.
-    pub community: u32,
+    /// Which kind of ExaFS rule a ban becomes: RTBH (the default) or flowspec.
+    #[serde(default)]
+    pub rule: RuleKind,
+    /// `rule = "rtbh"`: the id of the RTBH community every rule is created with.
+    #[serde(default)]
+    pub community: Option<u32>,
+    /// `rule = "flowspec"`: the id of the ExaFS action every rule takes; `None`: the action
+    /// named "Discard" (ExaFS's seed data has it), found at start.
+    #[serde(default)]
+    pub action: Option<u32>,
+    /// `rule = "flowspec"`: the protocol every rule matches besides the source; `None`: any.
+    #[serde(default)]
+    pub protocol: Option<FlowProtocol>,
+    /// `rule = "flowspec"`: the destination ports every rule matches (needs `protocol` tcp
+    /// or udp); empty: any.
+    #[serde(default)]
+    pub ports: Vec<u16>,
     /// The comment stored on the rules netban creates.
     #[serde(default = "default_comment")]
     pub comment: String,
@@ -55,6 +75,31 @@ pub struct ExafsConfig {
     /// cross the network in clear. When allowed, every start logs a warning.
     #[serde(default)]
     pub allow_insecure_http: bool,
+}
+
+/// Which kind of ExaFS rule a ban becomes (`rule`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleKind {
+    /// An RTBH rule: ExaFS announces a route for the banned prefix with the community
+    /// (`POST /api/v3/rules/rtbh`).
+    #[default]
+    Rtbh,
+    /// A flowspec rule matching the banned prefix as source, then the action (discard):
+    /// `POST /api/v3/rules/ipv4` or `/ipv6`.
+    Flowspec,
+}
+
+/// What the target creates, once the configuration is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleSetting {
+    Rtbh {
+        community: u32,
+    },
+    Flowspec {
+        rule_match: FlowMatch,
+        action: Option<u32>,
+    },
 }
 
 /// The most requests in flight the configuration may ask for. ExaFS is one Flask application
@@ -75,6 +120,7 @@ fn default_timeout_secs() -> u64 {
 
 impl ExafsConfig {
     /// A configuration with the defaults for everything optional.
+    /// An RTBH configuration (`rule = "rtbh"`) in `community`.
     pub fn new(url: &str, key: KeySetting, community: u32) -> ExafsConfig {
         let (api_key_file, api_key_env) = match key {
             KeySetting::File(path) => (Some(path), None),
@@ -84,7 +130,11 @@ impl ExafsConfig {
             url: url.to_string(),
             api_key_file,
             api_key_env,
-            community,
+            rule: RuleKind::Rtbh,
+            community: Some(community),
+            action: None,
+            protocol: None,
+            ports: Vec::new(),
             comment: default_comment(),
             max_in_flight: default_max_in_flight(),
             timeout_secs: default_timeout_secs(),
@@ -137,9 +187,7 @@ impl ExafsConfig {
             }
             _ => {}
         }
-        if self.community == 0 {
-            return bad("exafs community must be an ExaFS community id (1 or more)".into());
-        }
+        self.rule_setting().map_err(TargetError::config)?;
         if !(1..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
             return bad(format!(
                 "exafs max_in_flight must be between 1 and {MAX_IN_FLIGHT} (got {})",
@@ -158,10 +206,63 @@ impl ExafsConfig {
                  characters"
             ));
         }
+        let mut ports = self.ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
         Ok(ExafsConfig {
             url: url.to_string(),
+            ports,
             ..self
         })
+    }
+
+    /// What the target creates, or what is wrong with the rule settings.
+    pub fn rule_setting(&self) -> Result<RuleSetting, String> {
+        match self.rule {
+            RuleKind::Rtbh => {
+                let flowspec_only = [
+                    ("action", self.action.is_some()),
+                    ("protocol", self.protocol.is_some()),
+                    ("ports", !self.ports.is_empty()),
+                ];
+                if let Some((key, _)) = flowspec_only.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "exafs {key} is a setting of flowspec rules: add rule = \"flowspec\", \
+                         or remove {key} for RTBH rules"
+                    ));
+                }
+                match self.community {
+                    Some(community) if community >= 1 => Ok(RuleSetting::Rtbh { community }),
+                    Some(_) => {
+                        Err("exafs community must be an ExaFS community id (1 or more)".into())
+                    }
+                    None => Err(
+                        "exafs: set community to the id of the RTBH community the rules \
+                                 are created in (ExaFS: Administration > Communities), or set \
+                                 rule = \"flowspec\""
+                            .into(),
+                    ),
+                }
+            }
+            RuleKind::Flowspec => {
+                if self.community.is_some() {
+                    return Err(
+                        "exafs community is a setting of RTBH rules; flowspec rules \
+                                (rule = \"flowspec\") carry an action instead: remove \
+                                community"
+                            .into(),
+                    );
+                }
+                if self.action == Some(0) {
+                    return Err("exafs action must be an ExaFS action id (1 or more)".into());
+                }
+                let rule_match = FlowMatch::new(self.protocol, &self.ports)?;
+                Ok(RuleSetting::Flowspec {
+                    rule_match,
+                    action: self.action,
+                })
+            }
+        }
     }
 }
 
@@ -248,5 +349,77 @@ mod tests {
         let err =
             parse(r#"{"url": "https://x", "api_key": "secret", "community": 1}"#).unwrap_err();
         assert!(err.contains("unknown field `api_key`"), "{err}");
+    }
+
+    #[test]
+    fn rule_kinds_and_their_settings() {
+        let base = r#""url": "https://x", "api_key_env": "K""#;
+        let rtbh = parse(&format!("{{{base}, \"community\": 3}}")).unwrap();
+        assert_eq!(rtbh.rule, RuleKind::Rtbh);
+        assert_eq!(rtbh.rule_setting(), Ok(RuleSetting::Rtbh { community: 3 }));
+        let flowspec = parse(&format!(
+            r#"{{{base}, "rule": "flowspec", "protocol": "tcp", "ports": [2222, 22, 22]}}"#
+        ))
+        .unwrap();
+        assert_eq!(flowspec.ports, [22, 2222]);
+        assert_eq!(
+            flowspec.rule_setting(),
+            Ok(RuleSetting::Flowspec {
+                rule_match: FlowMatch::new(Some(FlowProtocol::Tcp), &[22, 2222]).unwrap(),
+                action: None,
+            })
+        );
+        let any = parse(&format!(r#"{{{base}, "rule": "flowspec", "action": 4}}"#)).unwrap();
+        assert_eq!(
+            any.rule_setting(),
+            Ok(RuleSetting::Flowspec {
+                rule_match: FlowMatch::default(),
+                action: Some(4),
+            })
+        );
+        let cases = [
+            (format!("{{{base}}}"), "set community"),
+            (
+                format!(r#"{{{base}, "community": 1, "ports": [22]}}"#),
+                "ports is a setting of flowspec rules",
+            ),
+            (
+                format!(r#"{{{base}, "community": 1, "protocol": "udp"}}"#),
+                "protocol is a setting of flowspec rules",
+            ),
+            (
+                format!(r#"{{{base}, "rule": "flowspec", "community": 1}}"#),
+                "remove community",
+            ),
+            (
+                format!(r#"{{{base}, "rule": "flowspec", "ports": [22]}}"#),
+                "need protocol = \"tcp\" or \"udp\"",
+            ),
+            (
+                format!(r#"{{{base}, "rule": "flowspec", "action": 0}}"#),
+                "action id",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        for (text, want) in [
+            (
+                format!(r#"{{{base}, "rule": "blackhole"}}"#),
+                "unknown variant `blackhole`",
+            ),
+            (
+                format!(r#"{{{base}, "rule": "flowspec", "protocol": "sctp"}}"#),
+                "unknown variant `sctp`",
+            ),
+            (
+                format!(r#"{{{base}, "rule": "flowspec", "protocol": "tcp", "ports": [70000]}}"#),
+                "70000",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! ExaFS RTBH rules on the wire: the JSON netban sends (rendered only from a [`Prefix`]), the
-//! JSON ExaFS answers, and the expiry arithmetic between netban's bans and ExaFS's rules.
+//! JSON ExaFS answers, and the expiry arithmetic between netban's bans and ExaFS's rules (the
+//! same for flowspec rules, [`super::flow`]), with the rule states both kinds share.
 //!
 //! Expiry, as ExaFS 1.4.1 handles it: it rounds `expires` to the *nearest* 10 minutes of its
 //! local clock, stores a rule whose expiry is at or before now as "withdrawed" (never
@@ -97,7 +98,7 @@ pub enum RuleState {
 }
 
 impl RuleState {
-    fn from_description(text: &str) -> RuleState {
+    pub(super) fn from_description(text: &str) -> RuleState {
         match text {
             "active rule" => RuleState::Active,
             "withdrawed rule" | "withdrawn rule" => RuleState::Withdrawn,
@@ -150,31 +151,36 @@ impl RuleRecord {
     /// A whitelisted rule reads back with its expiry: ExaFS keeps it off the network on
     /// purpose, and re-sending it would not change that (reported, not fought).
     pub fn held(&self, now: Timestamp) -> Result<Held, String> {
-        let prefix = self.prefix()?;
-        let expiry = match self.state() {
-            RuleState::Active | RuleState::Whitelisted => {
-                if self.expires >= now.0.saturating_add(PERMANENT_READ_BACK_SECS) {
-                    Expiry::Never
-                } else {
-                    Expiry::At(Timestamp(self.expires))
-                }
-            }
-            RuleState::Withdrawn | RuleState::Other(_) => {
-                Expiry::At(Timestamp(self.expires.min(now.0)))
-            }
-        };
         Ok(Held {
-            prefix,
-            expiry: Some(expiry),
+            prefix: self.prefix()?,
+            expiry: Some(held_expiry(&self.state(), self.expires, now)),
             handle: Some(self.id.to_string()),
         })
     }
 }
 
-/// The answer to a successful `POST /api/v3/rules/rtbh`.
+/// The expiry a rule of either kind holds at `now`, as netban reads it back: a rule expiring
+/// beyond [`PERMANENT_READ_BACK_SECS`] is permanent; a rule not announced for lack of time
+/// (withdrawn, or a state netban does not know) holds nothing any more and reads back as
+/// expired (`min(expires, now)`).
+pub(super) fn held_expiry(state: &RuleState, expires: i64, now: Timestamp) -> Expiry {
+    match state {
+        RuleState::Active | RuleState::Whitelisted => {
+            if expires >= now.0.saturating_add(PERMANENT_READ_BACK_SECS) {
+                Expiry::Never
+            } else {
+                Expiry::At(Timestamp(expires))
+            }
+        }
+        RuleState::Withdrawn | RuleState::Other(_) => Expiry::At(Timestamp(expires.min(now.0))),
+    }
+}
+
+/// The answer to a successful `POST /api/v3/rules/rtbh` (an RTBH [`RuleRecord`]) or
+/// `/rules/ipv4|ipv6` (a [`super::flow::FlowRecord`]).
 #[derive(Debug, Deserialize)]
-pub struct CreateAnswer {
-    pub rule: RuleRecord,
+pub struct CreateAnswer<R = RuleRecord> {
+    pub rule: R,
 }
 
 /// The reason ExaFS gives in a 400 answer (`validation_errors`), as one line; `None` if the

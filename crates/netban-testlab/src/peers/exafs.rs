@@ -4,7 +4,11 @@
 //! Layout of the directory: `config.py` (what `exafs-db-init` and the app read from their
 //! working directory), `exafs.db` (SQLite, seeded below), `process.conf` (exabgp-process's
 //! HTTP listener), `exabgp.out` (exabgp-process's stdout: one `announce route …` or
-//! `withdraw route …` line per command ExaFS sends), `app.log`.
+//! `withdraw route …` line per RTBH command ExaFS sends, `announce flow route { … }` or
+//! `withdraw flow route { … }` per flowspec command), `app.log`.
+//!
+//! ExaFS's seed data offers the user four flowspec actions: 1-3 rate limits and 4 "Discard"
+//! ([`DISCARD_ACTION`]).
 //!
 //! The app is started with a three-line Python launcher using ExaFS's own factory
 //! (`flowapp.scripts._create_app`, the one `exafs-db-init` uses) and Flask's server; both run
@@ -29,6 +33,8 @@ pub const RANGES: &str = "203.0.113.0/24 2001:db8::/32";
 /// Community id 1 is "65535:65283" in ExaFS's seed data.
 pub const COMMUNITY: u32 = 1;
 pub const COMMUNITY_NAME: &str = "65535:65283";
+/// The flowspec action "Discard" (`then { discard; }`) in ExaFS's seed data.
+pub const DISCARD_ACTION: u32 = 4;
 
 const SEED: &str = r#"
 import sqlite3, sys
@@ -283,6 +289,20 @@ impl Peer {
             .collect()
     }
 
+    /// How many times exabgp-process printed exactly `line` (whitespace runs read as one
+    /// space: ExaFS writes `{  match {` and `discard;  }`).
+    pub fn count_exact(&self, line: &str) -> usize {
+        let want: String = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        self.exabgp_lines().iter().filter(|l| **l == want).count()
+    }
+
+    /// Waits (bounded) until exabgp-process printed exactly `line` `n` times.
+    pub fn wait_exact(&self, line: &str, n: usize) -> bool {
+        wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            self.count_exact(line) >= n
+        })
+    }
+
     /// How many times exabgp-process printed `action route PREFIX …`.
     pub fn count_lines(&self, action: &str, prefix: &str) -> usize {
         let head = format!("{action} route {prefix} ");
@@ -307,6 +327,7 @@ impl Peer {
         }
         Api {
             http: http.build().unwrap(),
+            root: self.url(),
             base: format!("{}/api/v3", self.url()),
         }
     }
@@ -326,6 +347,9 @@ impl Drop for Peer {
 /// The ExaFS API as an operator (or another tool) uses it, independent of the driver.
 pub struct Api {
     http: reqwest::Client,
+    /// The app's base URL (its non-API pages).
+    root: String,
+    /// `…/api/v3`.
     base: String,
 }
 
@@ -344,8 +368,8 @@ impl Api {
         answer["token"].as_str().expect("token").to_string()
     }
 
-    /// Every RTBH rule (`rtbh_any_rw`), times as epoch seconds.
-    pub async fn rules(&self) -> Vec<Value> {
+    /// The rules of the named lists of `GET /rules`, times as epoch seconds.
+    async fn lists(&self, lists: &[&str]) -> Vec<Value> {
         let token = self.token().await;
         let answer: Value = self
             .http
@@ -357,7 +381,80 @@ impl Api {
             .json()
             .await
             .expect("rules json");
-        answer["rtbh_any_rw"].as_array().expect("rtbh list").clone()
+        lists
+            .iter()
+            .flat_map(|l| answer[*l].as_array().expect("rule list").clone())
+            .collect()
+    }
+
+    /// Every RTBH rule (`rtbh_any_rw`), times as epoch seconds.
+    pub async fn rules(&self) -> Vec<Value> {
+        self.lists(&["rtbh_any_rw"]).await
+    }
+
+    /// Every flowspec rule, IPv4 then IPv6 (`flowspec_ipv4_rw`, `flowspec_ipv6_rw`).
+    pub async fn flow_rules(&self) -> Vec<Value> {
+        self.lists(&["flowspec_ipv4_rw", "flowspec_ipv6_rw"]).await
+    }
+
+    /// The flowspec rules with source `addr`/`mask`, in any state.
+    pub async fn flow_rules_for(&self, addr: &str, mask: u8) -> Vec<Value> {
+        self.flow_rules()
+            .await
+            .into_iter()
+            .filter(|r| r["source"] == addr && r["source_mask"] == mask)
+            .collect()
+    }
+
+    /// Creates a flowspec rule as an operator would: `body` is the rule's JSON without
+    /// expiry and comment; IPv6 if `source` is. Returns the rule as ExaFS answers it.
+    pub async fn create_flow(&self, mut body: Value, expires: i64) -> Value {
+        let token = self.token().await;
+        let family = if body["source"].as_str().unwrap_or("").contains(':') {
+            "ipv6"
+        } else {
+            "ipv4"
+        };
+        body["expires"] = json!(expires);
+        body["comment"] = json!("operator");
+        let response = self
+            .http
+            .post(format!("{}/rules/{family}", self.base))
+            .header("x-access-token", token)
+            .json(&body)
+            .send()
+            .await
+            .expect("create flow");
+        assert_eq!(response.status().as_u16(), 201);
+        let answer: Value = response.json().await.expect("create flow json");
+        answer["rule"].clone()
+    }
+
+    /// Deletes flowspec rule `id` (`v6`: of the IPv6 rules); the HTTP status.
+    pub async fn delete_flow(&self, v6: bool, id: i64) -> u16 {
+        let token = self.token().await;
+        let family = if v6 { "ipv6" } else { "ipv4" };
+        self.http
+            .delete(format!("{}/rules/{family}/{id}", self.base))
+            .header("x-access-token", token)
+            .send()
+            .await
+            .expect("delete flow")
+            .status()
+            .as_u16()
+    }
+
+    /// Runs ExaFS's cleaning job as its cron entry does (`GET /rules/withdraw_expired`, from
+    /// localhost): active rules whose expiry has passed are withdrawn (ExaBGP is told) and
+    /// marked so.
+    pub async fn withdraw_expired(&self) {
+        let response = self
+            .http
+            .get(format!("{}/rules/withdraw_expired", self.root))
+            .send()
+            .await
+            .expect("withdraw_expired");
+        assert_eq!(response.status().as_u16(), 200);
     }
 
     /// The rule for `addr`/`mask`, if any.
