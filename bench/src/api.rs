@@ -361,8 +361,22 @@ fn benchmarks(o: &Context, work: &Path, table: &mut Table) -> Result<(), String>
             held(&daemon)
         ));
     }
+    // What the daemon's own metrics say about the burst's commits.
+    let (_, text) = Https::new(port, &pki.ca)?.get("/metrics")?;
     drop(daemon);
-    table.row(Row::netban(format!("all {BURST} acknowledged"), ms(acked)));
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let commits = sample("netban_ledger_commit_duration_seconds_count");
+    table.row(
+        Row::netban(format!("all {BURST} acknowledged"), ms(acked)).note(format!(
+            "/metrics: {commits} commits, {:.1} requests and {:.2} ms each (mean)",
+            sample("netban_ledger_commit_group_size_sum") / commits,
+            sample("netban_ledger_commit_duration_seconds_sum") / commits * 1e3
+        )),
+    );
     table.row(Row::netban(
         format!("… and all {BURST} in the nft set (verified by nft)"),
         ms(enforced),
