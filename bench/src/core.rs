@@ -25,7 +25,7 @@ fn v4(i: usize) -> String {
 }
 
 /// Addresses only ever placed in sets (no traffic): 198.18.0.0/15 is the benchmarking range.
-fn addresses(count: usize, offset: usize) -> Vec<String> {
+pub(crate) fn addresses(count: usize, offset: usize) -> Vec<String> {
     (offset..offset + count)
         .map(|i| {
             if i < 64_000 {
@@ -51,7 +51,7 @@ fn nft_target(router: &Host, extra: &str) -> String {
     format!("[policy.escalation]\nenabled = false\n\n[[targets]]\nname = \"edge\"\ntype = \"nftables\"\nnetns = \"{}\"\n{extra}", router.name())
 }
 
-fn held(daemon: &Daemon) -> Option<u64> {
+pub(crate) fn held(daemon: &Daemon) -> Option<u64> {
     let status = netban::request(&daemon.socket, &json!({"op": "status"}))?;
     status["body"]["targets"][0]["held"].as_u64()
 }
@@ -368,7 +368,7 @@ fn rss_mib(pid: Option<u32>) -> f64 {
 }
 
 /// Writes `count` bans into a fresh ledger through the ledger's own code.
-fn fill_ledger(path: &Path, count: usize) -> Result<(), String> {
+pub(crate) fn fill_ledger(path: &Path, count: usize) -> Result<(), String> {
     use netban_core::{Ban, Expiry, Prefix, Source, Timestamp};
     use netban_ledger::{Ledger, Write};
     let mut ledger = netban_ledger::sqlite::SqliteLedger::open(path).map_err(|e| e.to_string())?;
@@ -406,7 +406,7 @@ fn fill_ledger(path: &Path, count: usize) -> Result<(), String> {
 
 /// Runs `command` inside `host`'s network namespace without `ip netns exec` (which would add
 /// its own cost to the reference); whether it exited 0.
-fn in_netns(host: &Host, command: &mut Command) -> Result<bool, String> {
+pub(crate) fn in_netns(host: &Host, command: &mut Command) -> Result<bool, String> {
     let program = format!("{command:?}");
     host.enter(|| {
         command

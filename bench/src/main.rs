@@ -5,9 +5,10 @@
 //! and a function that measures and adds rows to the [`Table`]. To add one, write a module
 //! with a `run(&Context, &mut Table)` function and list it in [`SECTIONS`]. Each section states
 //! its workload and its reference (a process per ban the way fail2ban or the seed scripts do
-//! it, GoBGP, netmiko, ncclient, boto3) and prints the ratio; the references' scripts are in
+//! it, GoBGP, netmiko, ncclient, boto3, CrowdSec's LAPI) and prints the ratio; the references' scripts are in
 //! `bench/reference/`.
 
+mod api;
 mod core;
 #[cfg(feature = "drivers")]
 mod drivers;
@@ -61,6 +62,11 @@ const SECTIONS: &[Section] = &[
         name: "core",
         group: Group::Core,
         run: core::run,
+    },
+    Section {
+        name: "api",
+        group: Group::Core,
+        run: api::run,
     },
     #[cfg(feature = "drivers")]
     Section {

@@ -16,7 +16,7 @@
 //! small and stable set).
 
 use crate::ban::{Expiry, Source};
-use crate::prefix::Prefix;
+use crate::prefix::{Family, Prefix};
 use crate::time::Timestamp;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -147,6 +147,17 @@ pub struct BanTable {
     source_ids: HashMap<Source, SourceId>,
     /// Number of (prefix, source) bans.
     pairs: usize,
+    /// (prefix, source) bans per source (indexed by [`SourceId`]) and family (IPv4, IPv6),
+    /// kept by every mutation so that counting them (a metrics scrape) is not a scan of a
+    /// million bans under the engine's lock.
+    per_source: Vec<[usize; 2]>,
+}
+
+fn family_index(prefix: &Prefix) -> usize {
+    match prefix.family() {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
 }
 
 impl BanTable {
@@ -161,7 +172,20 @@ impl BanTable {
         let id = SourceId::try_from(self.sources.len()).expect("fewer than 2^32 distinct sources");
         self.sources.push(source.clone());
         self.source_ids.insert(source.clone(), id);
+        self.per_source.push([0, 0]);
         id
+    }
+
+    /// One (prefix, source) ban more.
+    fn counted(&mut self, prefix: &Prefix, id: SourceId) {
+        self.pairs += 1;
+        self.per_source[id as usize][family_index(prefix)] += 1;
+    }
+
+    /// One (prefix, source) ban less.
+    fn uncounted(&mut self, prefix: &Prefix, id: SourceId) {
+        self.pairs -= 1;
+        self.per_source[id as usize][family_index(prefix)] -= 1;
     }
 
     /// Writes `source`'s ban on `prefix` to `new(old)`, where `old` is its current expiry.
@@ -173,11 +197,12 @@ impl BanTable {
     ) -> EffectiveChange {
         let id = self.intern(source);
         let sources = &self.sources;
+        let mut added = false;
         let (before, after) = match self.entries.entry(prefix) {
             Entry::Vacant(slot) => {
                 let expiry = new(None);
                 slot.insert(Slots::One(Slot::new(id, expiry)));
-                self.pairs += 1;
+                added = true;
                 (None, Some(expiry))
             }
             Entry::Occupied(mut slot) => {
@@ -193,12 +218,15 @@ impl BanTable {
                         let mut grown = slots.as_slice().to_vec();
                         grown.push(Slot::new(id, new(None)));
                         *slots = Slots::from_vec(grown, sources).expect("not empty");
-                        self.pairs += 1;
+                        added = true;
                     }
                 }
                 (Some(before), Some(slots.max_all()))
             }
         };
+        if added {
+            self.counted(&prefix, id);
+        }
         EffectiveChange {
             prefix,
             before,
@@ -232,7 +260,9 @@ impl BanTable {
         let before = Some(slot.get().max_all());
         let after = match source {
             None => {
-                self.pairs -= slot.remove().as_slice().len();
+                for gone in slot.remove().as_slice() {
+                    self.uncounted(&prefix, gone.id);
+                }
                 None
             }
             Some(source) => {
@@ -242,7 +272,6 @@ impl BanTable {
                 if slot.get().get(id).is_none() {
                     return unchanged(before);
                 }
-                self.pairs -= 1;
                 let rest: Vec<Slot> = slot
                     .get()
                     .as_slice()
@@ -250,7 +279,7 @@ impl BanTable {
                     .copied()
                     .filter(|s| s.id != id)
                     .collect();
-                match Slots::from_vec(rest, &self.sources) {
+                let after = match Slots::from_vec(rest, &self.sources) {
                     Some(slots) => {
                         let after = slots.max_all();
                         *slot.get_mut() = slots;
@@ -260,7 +289,9 @@ impl BanTable {
                         slot.remove();
                         None
                     }
-                }
+                };
+                self.uncounted(&prefix, id);
+                after
             }
         };
         EffectiveChange {
@@ -279,6 +310,7 @@ impl BanTable {
     pub fn expire(&mut self, now: Timestamp) -> (Vec<EffectiveChange>, Vec<(Prefix, Source)>) {
         let mut changes = Vec::new();
         let mut removed = Vec::new();
+        let mut gone_ids = Vec::new();
         let sources = &self.sources;
         self.entries.retain(|prefix, slots| {
             if !slots.as_slice().iter().any(|s| s.expiry().is_past(now)) {
@@ -293,6 +325,7 @@ impl BanTable {
                 gone.iter()
                     .map(|s| (*prefix, sources[s.id as usize].clone())),
             );
+            gone_ids.extend(gone.iter().map(|s| (*prefix, s.id)));
             let kept = Slots::from_vec(kept, sources);
             let after = kept.as_ref().map(Slots::max_all);
             if before != after {
@@ -310,7 +343,9 @@ impl BanTable {
                 None => false,
             }
         });
-        self.pairs -= removed.len();
+        for (prefix, id) in gone_ids {
+            self.uncounted(&prefix, id);
+        }
         (changes, removed)
     }
 
@@ -403,6 +438,16 @@ impl BanTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The number of (prefix, source) bans of each source and family that has any, kept as
+    /// the table changes: linear in the sources, not the bans.
+    pub fn counts_by_source(&self) -> impl Iterator<Item = (Family, &Source, usize)> + '_ {
+        self.sources
+            .iter()
+            .zip(&self.per_source)
+            .flat_map(|(source, [v4, v6])| [(Family::V4, source, *v4), (Family::V6, source, *v6)])
+            .filter(|(_, _, n)| *n > 0)
     }
 
     /// The earliest expiry of any (prefix, source) ban, to know when to call [`Self::expire`].
@@ -803,6 +848,14 @@ mod tests {
                 let want: Vec<_> = m.iter().map(|(k, e)| (k.clone(), *e)).collect();
                 prop_assert_eq!(pairs, want);
                 prop_assert_eq!(t.ban_count(), m.len());
+                // The counts kept per (family, source) are the model's, counted afresh.
+                let mut want_counts = BTreeMap::new();
+                for (q, s) in m.keys() {
+                    *want_counts.entry((q.family(), s.clone())).or_insert(0usize) += 1;
+                }
+                let counts: BTreeMap<_, _> =
+                    t.counts_by_source().map(|(f, s, n)| ((f, s.clone()), n)).collect();
+                prop_assert_eq!(counts, want_counts);
                 let model_prefixes: BTreeSet<Prefix> = m.keys().map(|(p, _)| *p).collect();
                 prop_assert_eq!(t.len(), model_prefixes.len());
                 for px in &prefixes {

@@ -336,15 +336,15 @@ impl Engine {
             .collect()
     }
 
-    /// Active (prefix, source) bans counted by family and source. Linear in the bans, under
-    /// the lock: for a scrape, not for the ban path.
-    pub fn ban_counts(&self) -> BTreeMap<(netban_core::Family, Source), u64> {
-        let state = self.state();
-        let mut counts = BTreeMap::new();
-        for (prefix, source, _) in state.table.iter_bans() {
-            *counts.entry((prefix.family(), source.clone())).or_insert(0) += 1;
-        }
-        counts
+    /// Active (prefix, source) bans counted by family and source: counts the table keeps as
+    /// it changes, so this is linear in the sources, not the bans (a scrape at a million bans
+    /// holds the lock for microseconds).
+    pub fn ban_counts(&self) -> Vec<(netban_core::Family, Source, u64)> {
+        self.state()
+            .table
+            .counts_by_source()
+            .map(|(family, source, n)| (family, source.clone(), n as u64))
+            .collect()
     }
 
     /// The bans overlapping `filter` (all without one), with every source's expiry.

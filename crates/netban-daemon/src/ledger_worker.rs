@@ -23,6 +23,7 @@
 //! the outage and the spool's depth ([`LedgerHealth`]).
 
 use crate::engine::Engine;
+use crate::instruments::LedgerInstruments;
 use netban_core::plan::Held;
 use netban_core::policy::Policy;
 use netban_core::{EventKind, OriginHost, Prefix, Timestamp};
@@ -148,13 +149,15 @@ const FORWARD_BATCH: usize = 1000;
 /// Starts the ledger thread, following the change feed from `cursor` (taken before the
 /// engine was loaded, so no write falls between the two), with `spool` for a shared ledger.
 /// It ends when every [`LedgerHandle`] is dropped. The returned receiver shows whether the
-/// ledger answers.
+/// ledger answers. The thread records each commit's duration and group size in
+/// `instruments`.
 pub fn start(
     mut ledger: Box<dyn Ledger>,
     mut cursor: FeedCursor,
     engine: Engine,
     origin: Option<OriginHost>,
     spool: Option<Spool>,
+    instruments: Arc<LedgerInstruments>,
 ) -> Result<
     (
         LedgerHandle,
@@ -196,6 +199,7 @@ pub fn start(
                 quarantined: (0, None),
                 damaged: None,
                 health,
+                instruments,
             };
             let mut writers_last_time = 1;
             while let Ok(first) = rx.recv() {
@@ -293,6 +297,8 @@ struct LedgerThread<'a> {
     /// What the integrity check at start found.
     damaged: Option<String>,
     health: watch::Sender<LedgerHealth>,
+    /// Commit durations and group sizes, for `/metrics`.
+    instruments: Arc<LedgerInstruments>,
 }
 
 /// What the ledger thread asks of the ledger, for reporting failures.
@@ -351,6 +357,10 @@ impl LedgerThread<'_> {
         let mut waiting: Vec<Waiting> = Vec::new();
         let mut expire = false;
         let mut after_commit = Vec::new();
+        let requests = jobs
+            .iter()
+            .filter(|j| matches!(j, Job::Ban { .. } | Job::Unban { .. } | Job::Lift { .. }))
+            .count();
         for job in jobs {
             match job {
                 Job::Ban {
@@ -381,6 +391,7 @@ impl LedgerThread<'_> {
             }
         }
 
+        let started = Instant::now();
         let outcomes = if writes.is_empty() {
             Ok(Vec::new())
         } else if self.outage.is_some() {
@@ -394,6 +405,10 @@ impl LedgerThread<'_> {
                 other => other,
             }
         };
+        if !writes.is_empty() {
+            self.instruments.commit.observe_duration(started.elapsed());
+            self.instruments.group_size.observe(requests as f64);
+        }
         let spooled = self.outage.is_some() && !writes.is_empty();
         match &outcomes {
             Err(e) => self.ledger_failed(LedgerOperation::Record, e),

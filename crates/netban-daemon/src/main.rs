@@ -16,6 +16,7 @@ mod engine;
 mod fault;
 mod feed_wake;
 mod housekeeping;
+mod instruments;
 mod leadership;
 mod ledger_worker;
 mod reconciler;
@@ -207,8 +208,15 @@ async fn serve(
     } else {
         None
     };
-    let (ledger_handle, ledger_health, ledger_thread) =
-        ledger_worker::start(ledger, cursor, engine.clone(), origin, spool)?;
+    let ledger_instruments = Arc::new(instruments::LedgerInstruments::new(spool.is_some()));
+    let (ledger_handle, ledger_health, ledger_thread) = ledger_worker::start(
+        ledger,
+        cursor,
+        engine.clone(),
+        origin,
+        spool,
+        ledger_instruments.clone(),
+    )?;
 
     // Who drives each target: this daemon, or (shared targets with a shared ledger) the
     // holder of the target's lease.
@@ -323,6 +331,7 @@ async fn serve(
         started_at,
         ledger_description,
         ledger_health,
+        ledger_instruments,
         access: access::Access::new(&config.daemon.access, own_uid()),
         limits: server::Limits::default(),
         refusals: api::Refusals::default(),

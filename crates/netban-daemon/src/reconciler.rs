@@ -15,6 +15,7 @@
 
 use crate::clock;
 use crate::engine::TargetHandle;
+use crate::instruments::{TargetErrorKind, TargetInstruments};
 use crate::leadership::{Leadership, LeaseLapsed};
 use crate::ledger_worker::{Job, LedgerHandle, LedgerRequestError};
 use netban_config::ReconcilerSection;
@@ -24,6 +25,7 @@ use netban_proto::{Health, TargetScope, TargetStatus};
 use netban_targets::{ItemOutcome, OwnershipKind, Step, Target, TargetError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -57,12 +59,18 @@ pub struct WorkerHandle {
     pub name: String,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<TargetStatus>,
+    instruments: Arc<TargetInstruments>,
 }
 
 impl WorkerHandle {
     /// The worker's latest status.
     pub fn status(&self) -> TargetStatus {
         self.status.borrow().clone()
+    }
+
+    /// What the worker measured: its device calls' durations and its errors.
+    pub fn instruments(&self) -> &TargetInstruments {
+        &self.instruments
     }
 
     /// What a full sync would change now, changing nothing.
@@ -111,6 +119,8 @@ pub struct Worker {
     settings: ReconcilerSection,
     /// Published to the server (`netban status`); only this worker writes it.
     status: watch::Sender<TargetStatus>,
+    /// Durations of its device calls and its errors, for `/metrics`; only this worker writes.
+    instruments: Arc<TargetInstruments>,
     commands: mpsc::Receiver<Command>,
     /// Whether this daemon may drive the target now (always, unless it is shared by a fleet).
     leadership: watch::Receiver<Leadership>,
@@ -165,10 +175,12 @@ impl Worker {
             driving_since: None,
         });
         let (tx, rx) = mpsc::channel(16);
+        let instruments = Arc::new(TargetInstruments::default());
         let handle = WorkerHandle {
             name: info.name.clone(),
             commands: tx,
             status: status_rx,
+            instruments: instruments.clone(),
         };
         let worker = Worker {
             target,
@@ -176,6 +188,7 @@ impl Worker {
             ledger,
             settings,
             status,
+            instruments,
             commands: rx,
             leadership: place.leadership,
             entries_key: place.entries_key,
@@ -374,10 +387,18 @@ impl Worker {
             fenced(self.fence(), self.target.prepare()).await?;
             self.prepared = true;
         }
-        let held = fenced(self.fence(), self.target.observe()).await?;
+        let held = self.observe().await?;
         self.engine.refresh_placement();
         let desired = self.engine.all_desired();
         Ok(self.plan_full(&desired, &held))
+    }
+
+    /// Observes the device (timed for `/metrics`).
+    async fn observe(&mut self) -> Result<Vec<Held>, TargetError> {
+        let start = Instant::now();
+        let held = fenced(self.fence(), self.target.observe()).await;
+        self.instruments.observe.observe_duration(start.elapsed());
+        held
     }
 
     fn plan_full(&self, desired: &BTreeMap<Prefix, Expiry>, held: &[Held]) -> Plan {
@@ -396,7 +417,7 @@ impl Worker {
             fenced(self.fence(), self.target.prepare()).await?;
             self.prepared = true;
         }
-        let held = fenced(self.fence(), self.target.observe()).await?;
+        let held = self.observe().await?;
         self.reached = true;
         self.engine.refresh_placement();
         let desired = self.engine.take_all_desired();
@@ -466,7 +487,10 @@ impl Worker {
         }
         let max = self.target.info().max_batch.max(1);
         for batch in split(plan, max) {
-            let report = match fenced(self.fence(), self.target.apply(&batch)).await {
+            let start = Instant::now();
+            let report = fenced(self.fence(), self.target.apply(&batch)).await;
+            self.instruments.apply.observe_duration(start.elapsed());
+            let report = match report {
                 Ok(report) => report,
                 Err(error) => {
                     self.engine.mark_dirty(batch_prefixes(&batch));
@@ -505,11 +529,13 @@ impl Worker {
                     ItemOutcome::Rejected { reason } => {
                         tracing::warn!(target = self.name(), prefix = %item.prefix, %reason, "device rejected");
                         self.set_error(format!("{} rejected: {reason}", item.prefix));
+                        self.instruments.error(TargetErrorKind::ItemRejected);
                         self.rejected.insert(item.prefix, reason);
                     }
                     ItemOutcome::Failed { reason } => {
                         tracing::warn!(target = self.name(), prefix = %item.prefix, %reason, "item failed; will retry");
                         self.set_error(format!("{} failed: {reason}", item.prefix));
+                        self.instruments.error(TargetErrorKind::ItemFailed);
                         self.failed.insert(item.prefix);
                     }
                 }
@@ -553,6 +579,7 @@ impl Worker {
 
     fn report_down(&self, error: &TargetError) {
         tracing::error!(target = self.name(), %error, retry_in = ?self.backoff(), "target failed");
+        self.instruments.error(TargetErrorKind::of(error));
         self.status.send_modify(|s| {
             s.health = Health::Down;
             s.last_error = Some(error.to_string());

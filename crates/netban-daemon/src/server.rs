@@ -64,6 +64,8 @@ pub struct Context {
     pub ledger_description: String,
     /// Published by the ledger thread.
     pub ledger_health: watch::Receiver<netban_proto::LedgerHealth>,
+    /// Measured by the ledger thread (commit durations, group sizes).
+    pub ledger_instruments: Arc<crate::instruments::LedgerInstruments>,
     pub access: Access,
     pub limits: Limits,
     /// Refusals counted for `/metrics` (both front ends).

@@ -383,6 +383,74 @@ fn the_api_bans_through_the_same_admission_path_and_refuses_what_it_must() {
         .unwrap()
             > 0.0
     );
+    // Measured where the work happens: the target's device calls, the ledger's commits.
+    let buckets = |name: &str, labels: &[(&str, &str)]| -> Vec<(f64, f64)> {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .unwrap_or_else(|| panic!("no histogram {name}\n{text}"));
+        let prometheus_parse::Value::Histogram(counts) = &sample.value else {
+            panic!("{name} is not a histogram\n{text}");
+        };
+        counts.iter().map(|c| (c.less_than, c.count)).collect()
+    };
+    for (name, labels, at_least) in [
+        (
+            "netban_target_apply_duration_seconds",
+            &[("target", "edge")][..],
+            1.0,
+        ),
+        (
+            "netban_target_observe_duration_seconds",
+            &[("target", "edge")][..],
+            1.0,
+        ),
+        // Each ban above was a group of its own: one request per commit at least.
+        ("netban_ledger_commit_duration_seconds", &[][..], 2.0),
+        ("netban_ledger_commit_group_size", &[][..], 2.0),
+    ] {
+        let counts = buckets(name, labels);
+        let count = value(&format!("{name}_count"), labels).unwrap();
+        let sum = value(&format!("{name}_sum"), labels).unwrap();
+        assert!(count >= at_least, "{name}: {count} observations\n{text}");
+        assert!(sum > 0.0, "{name}: sum {sum}");
+        assert!(
+            counts
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+            "{name}: buckets cumulative, bounds ascending: {counts:?}"
+        );
+        assert_eq!(
+            counts.last(),
+            Some(&(f64::INFINITY, count)),
+            "{name}: the +Inf bucket holds every observation"
+        );
+    }
+    // This test's requests come one at a time: groups of one.
+    let group = buckets("netban_ledger_commit_group_size", &[]);
+    assert!(group[0].0 == 1.0 && group[0].1 >= 1.0, "{group:?}");
+    for kind in [
+        "unreachable",
+        "device",
+        "configuration",
+        "item_failed",
+        "item_rejected",
+    ] {
+        assert_eq!(
+            value(
+                "netban_target_errors_total",
+                &[("target", "edge"), ("kind", kind)]
+            ),
+            Some(0.0),
+            "{kind}\n{text}"
+        );
+    }
+    assert_eq!(
+        value("netban_spool_depth", &[]),
+        None,
+        "no spool with a SQLite ledger, so no spool depth"
+    );
 
     // An unban by the token's source lifts it from nftables.
     let (status, body) = api.send(

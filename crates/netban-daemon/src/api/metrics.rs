@@ -1,17 +1,21 @@
 //! `/metrics`: the daemon's state in the Prometheus (OpenMetrics) text format.
 //!
-//! Gauges are read at scrape time from what already exists — the engine's ban table and
-//! event counts, each worker's published `TargetStatus`, the ledger's health — so nothing on
-//! the ban path does extra work for metrics. Names follow Prometheus conventions
-//! (`netban_` prefix, base units, counters ending in `_total`).
+//! Gauges are read at scrape time from what already exists — the engine's ban counts (kept by
+//! the ban table as it changes, so a scrape at a million bans does not count them) and event
+//! counts, each worker's published `TargetStatus`, the ledger's health. Durations and errors
+//! are recorded where the work happens, in lock-free [`crate::instruments`] (a worker around
+//! each device call, the ledger thread around each commit), and only read here. Names follow
+//! Prometheus conventions (`netban_` prefix, base units, counters ending in `_total`).
 
+use crate::instruments::HistogramSnapshot;
 use crate::server::Context;
 use netban_proto::Health;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -63,9 +67,46 @@ struct Target {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetKind {
+    target: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetState {
     target: String,
     state: String,
+}
+
+impl EncodeMetric for HistogramSnapshot {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count(), &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// One histogram per target, read at the scrape from each worker's instruments.
+#[derive(Debug)]
+struct PerTarget(Vec<(Target, HistogramSnapshot)>);
+
+impl EncodeMetric for PerTarget {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (target, histogram) in &self.0 {
+            histogram.encode(encoder.encode_family(target)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 const HEALTHS: [Health; 5] = [
@@ -81,7 +122,7 @@ pub fn render(context: &Context) -> String {
     let mut registry = Registry::with_prefix("netban");
 
     let active = Family::<FamilySource, Gauge>::default();
-    for ((family, source), n) in context.engine.ban_counts() {
+    for (family, source, n) in context.engine.ban_counts() {
         let family = match family {
             netban_core::Family::V4 => "ipv4",
             netban_core::Family::V6 => "ipv6",
@@ -182,14 +223,63 @@ pub fn render(context: &Context) -> String {
         registry.register(name, help, family);
     }
 
-    let ledger = context.ledger_health.borrow().clone();
-    let spool = Gauge::<i64>::default();
-    spool.set(ledger.spooled as i64);
+    let errors = Family::<TargetKind, Counter>::default();
+    let (mut apply, mut observe) = (Vec::new(), Vec::new());
+    for worker in &context.workers {
+        let instruments = worker.instruments();
+        for (kind, n) in instruments.errors() {
+            errors
+                .get_or_create(&TargetKind {
+                    target: worker.name.clone(),
+                    kind: kind.as_str().into(),
+                })
+                .inc_by(n);
+        }
+        let target = Target {
+            target: worker.name.clone(),
+        };
+        apply.push((target.clone(), instruments.apply.snapshot()));
+        observe.push((target, instruments.observe.snapshot()));
+    }
     registry.register(
-        "spool_depth",
-        "Writes acknowledged while the shared ledger was unreachable, waiting in the spool",
-        spool,
+        "target_errors",
+        "Failed device operations since start, by kind: a whole observe or apply \
+         (unreachable, device, configuration) or one item (item_failed, item_rejected)",
+        errors,
     );
+    registry.register(
+        "target_apply_duration_seconds",
+        "Time to apply one batch of changes to the target, successful or not",
+        PerTarget(apply),
+    );
+    registry.register(
+        "target_observe_duration_seconds",
+        "Time to read what the target holds (a full sync, a plan), successful or not",
+        PerTarget(observe),
+    );
+
+    let ledger_instruments = &context.ledger_instruments;
+    registry.register(
+        "ledger_commit_duration_seconds",
+        "Time to record one group of writes durably (one transaction and its fsync)",
+        ledger_instruments.commit.snapshot(),
+    );
+    registry.register(
+        "ledger_commit_group_size",
+        "Requests (bans, unbans, lifts) recorded by one transaction (group commit)",
+        ledger_instruments.group_size.snapshot(),
+    );
+
+    let ledger = context.ledger_health.borrow().clone();
+    if ledger_instruments.has_spool {
+        let spool = Gauge::<i64>::default();
+        spool.set(ledger.spooled as i64);
+        registry.register(
+            "spool_depth",
+            "Writes acknowledged while the shared ledger was unreachable, waiting in the spool",
+            spool,
+        );
+    }
     let unreachable = Gauge::<i64>::default();
     unreachable.set(i64::from(ledger.unreachable_since.is_some()));
     registry.register(
