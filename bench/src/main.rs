@@ -11,6 +11,7 @@
 mod core;
 #[cfg(feature = "drivers")]
 mod drivers;
+mod feed;
 mod fleet;
 mod table;
 
@@ -91,6 +92,11 @@ const SECTIONS: &[Section] = &[
         name: "aws",
         group: Group::Drivers,
         run: drivers::aws::run,
+    },
+    Section {
+        name: "feed",
+        group: Group::Core,
+        run: feed::run,
     },
     Section {
         name: "fleet",

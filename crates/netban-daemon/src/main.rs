@@ -77,6 +77,15 @@ fn run(args: Args) -> Result<()> {
     let built =
         targets::build(&config.targets).with_context(|| format!("in {}", args.config.display()))?;
     config.check_inline_secrets(targets::inline_secrets(&built))?;
+    let feeds =
+        targets::feed_boards(&built).with_context(|| format!("in {}", args.config.display()))?;
+    if let (Some(feed), None) = (feeds.first(), &config.api) {
+        anyhow::bail!(
+            "target {} is a feed, served on the HTTP API's listener: add an [api] section \
+             (listen, and tls_cert/tls_key unless it listens on loopback); see docs/targets/feed.md",
+            feed.name()
+        );
+    }
     let (management, unresolved) = targets::management_protections(&built);
     for problem in &unresolved {
         tracing::warn!("{problem}");
@@ -107,7 +116,8 @@ fn run(args: Args) -> Result<()> {
         tracing::warn!("no [[targets]] configured: bans are recorded but enforced nowhere");
     }
     let started_at = clock::now();
-    let loaded = load(&config, built, policy, started_at)?;
+    let mut loaded = load(&config, built, policy, started_at)?;
+    loaded.feeds = feeds;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -126,6 +136,8 @@ struct Loaded {
     scopes: Vec<TargetScope>,
     /// Banned prefixes the policy covers, to lift at once.
     lifted: Vec<Prefix>,
+    /// The feed targets' boards, for the HTTP API.
+    feeds: Vec<netban_targets::feed::Board>,
 }
 
 fn load(
@@ -172,6 +184,7 @@ fn load(
         drivers,
         scopes,
         lifted,
+        feeds: Vec::new(),
     })
 }
 
@@ -191,6 +204,7 @@ async fn serve(
         drivers,
         scopes,
         lifted,
+        feeds,
     } = loaded;
     let location = &config.daemon.ledger;
     let password_file = config.daemon.ledger_password_file.as_deref();
@@ -326,6 +340,7 @@ async fn serve(
         access: access::Access::new(&config.daemon.access, own_uid()),
         limits: server::Limits::default(),
         refusals: api::Refusals::default(),
+        feeds,
     });
     let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
     // The HTTP API and /metrics, when configured (`[api]`).
