@@ -17,16 +17,21 @@ const TOKEN: &str = "feed-token-3x9";
 
 /// A CA, and a certificate it signed for 127.0.0.1 (an IP SAN: the clients connect by address).
 fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL (curl, Python) takes a leaf whose issuer is its own subject
+    // for a self-signed certificate.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "netban feed test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "netban feed test server");
+    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
     let paths = (dir.join("ca.pem"), dir.join("api.crt"), dir.join("api.key"));
     std::fs::write(&paths.0, ca.pem()).unwrap();
     std::fs::write(&paths.1, cert.pem()).unwrap();
