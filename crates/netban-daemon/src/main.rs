@@ -116,8 +116,7 @@ fn run(args: Args) -> Result<()> {
         tracing::warn!("no [[targets]] configured: bans are recorded but enforced nowhere");
     }
     let started_at = clock::now();
-    let mut loaded = load(&config, built, policy, started_at)?;
-    loaded.feeds = feeds;
+    let loaded = load(&config, built, feeds, policy, started_at)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -143,6 +142,7 @@ struct Loaded {
 fn load(
     config: &Config,
     built: Vec<targets::Built>,
+    feeds: Vec<netban_targets::feed::Board>,
     policy: netban_core::policy::Policy,
     started_at: netban_core::Timestamp,
 ) -> Result<Loaded> {
@@ -184,7 +184,7 @@ fn load(
         drivers,
         scopes,
         lifted,
-        feeds: Vec::new(),
+        feeds,
     })
 }
 

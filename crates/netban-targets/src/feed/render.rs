@@ -2,8 +2,8 @@
 //!
 //! Every consumer netban documents (PAN-OS EDL, FortiGate threat feeds, Cisco FMC Security
 //! Intelligence, pfSense/OPNsense URL tables) reads one IPv4/IPv6 address or `address/len`
-//! per line, and skips lines starting with `#` (PAN-OS: the text after an entry's first space
-//! is a comment, and a line that is not an entry is skipped with a log line). So the body is
+//! per line; FortiOS and FMC document whole-line `#` comments, PAN-OS only comments after an
+//! entry (so the header is optional, off by default). So the body is
 //! LF-terminated lines of entries, in netban's order (IPv4 before IPv6, by address), with an
 //! optional `#` header that names the feed and its entry count — nothing that changes
 //! without the entries changing, so the ETag of an unchanged list survives a restart.
