@@ -6,7 +6,7 @@
 #   --drivers  also each driver's benchmark against its real peer and its seed's way (minutes each)
 #   --fleet    also the fleet's benchmarks: 4 daemons on one PostgreSQL ledger, beside
 #              `ssh B fail2ban-client set JAIL banip` (a few minutes)
-#   --only     just these sections (core, api, exafs, bgp, cisco_ios, netconf, aws, fleet)
+#   --only     just these sections (core, api, feed, exafs, bgp, cisco_ios, netconf, aws, fleet)
 # The sections are listed in bench/src/main.rs; the references' scripts are in bench/reference/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -12,6 +12,7 @@ mod api;
 mod core;
 #[cfg(feature = "drivers")]
 mod drivers;
+mod feed;
 mod fleet;
 mod table;
 
@@ -97,6 +98,11 @@ const SECTIONS: &[Section] = &[
         name: "aws",
         group: Group::Drivers,
         run: drivers::aws::run,
+    },
+    Section {
+        name: "feed",
+        group: Group::Core,
+        run: feed::run,
     },
     Section {
         name: "fleet",

@@ -172,6 +172,28 @@ pub fn status(report: &StatusReport, as_json: bool) -> Result<()> {
         if let Some(e) = &t.last_error {
             println!("    last error: {e}");
         }
+        for c in &t.consumers {
+            let agent = c
+                .user_agent
+                .as_deref()
+                .map(|ua| format!(", {ua}"))
+                .unwrap_or_default();
+            let holds = match (&c.etag, c.since) {
+                (Some(_), Some(since)) => format!(
+                    "holds {} entries ({}) since {}",
+                    c.entries,
+                    if c.current { "current" } else { "OUTDATED" },
+                    time(since)
+                ),
+                _ => "holds nothing from netban yet".to_string(),
+            };
+            println!(
+                "    consumer {} ({}{agent}): last pull {}, {holds}",
+                c.address,
+                c.identity,
+                time(c.last_seen)
+            );
+        }
     }
     Ok(())
 }

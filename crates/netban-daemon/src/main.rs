@@ -78,6 +78,15 @@ fn run(args: Args) -> Result<()> {
     let built =
         targets::build(&config.targets).with_context(|| format!("in {}", args.config.display()))?;
     config.check_inline_secrets(targets::inline_secrets(&built))?;
+    let feeds =
+        targets::feed_boards(&built).with_context(|| format!("in {}", args.config.display()))?;
+    if let (Some(feed), None) = (feeds.first(), &config.api) {
+        anyhow::bail!(
+            "target {} is a feed, served on the HTTP API's listener: add an [api] section \
+             (listen, and tls_cert/tls_key unless it listens on loopback); see docs/targets/feed.md",
+            feed.name()
+        );
+    }
     let (management, unresolved) = targets::management_protections(&built);
     for problem in &unresolved {
         tracing::warn!("{problem}");
@@ -108,7 +117,7 @@ fn run(args: Args) -> Result<()> {
         tracing::warn!("no [[targets]] configured: bans are recorded but enforced nowhere");
     }
     let started_at = clock::now();
-    let loaded = load(&config, built, policy, started_at)?;
+    let loaded = load(&config, built, feeds, policy, started_at)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -127,11 +136,14 @@ struct Loaded {
     scopes: Vec<TargetScope>,
     /// Banned prefixes the policy covers, to lift at once.
     lifted: Vec<Prefix>,
+    /// The feed targets' boards, for the HTTP API.
+    feeds: Vec<netban_targets::feed::Board>,
 }
 
 fn load(
     config: &Config,
     built: Vec<targets::Built>,
+    feeds: Vec<netban_targets::feed::Board>,
     policy: netban_core::policy::Policy,
     started_at: netban_core::Timestamp,
 ) -> Result<Loaded> {
@@ -173,6 +185,7 @@ fn load(
         drivers,
         scopes,
         lifted,
+        feeds,
     })
 }
 
@@ -192,6 +205,7 @@ async fn serve(
         drivers,
         scopes,
         lifted,
+        feeds,
     } = loaded;
     let location = &config.daemon.ledger;
     let password_file = config.daemon.ledger_password_file.as_deref();
@@ -335,6 +349,7 @@ async fn serve(
         access: access::Access::new(&config.daemon.access, own_uid()),
         limits: server::Limits::default(),
         refusals: api::Refusals::default(),
+        feeds,
     });
     let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
     // The HTTP API and /metrics, when configured (`[api]`).

@@ -173,6 +173,7 @@ impl Worker {
             scope: place.scope,
             driver: None,
             driving_since: None,
+            consumers: Vec::new(),
         });
         let (tx, rx) = mpsc::channel(16);
         let instruments = Arc::new(TargetInstruments::default());

@@ -95,7 +95,11 @@ pub async fn handle(
             ledger: context.ledger_description.clone(),
             started_at: context.started_at,
             active_bans: context.engine.active_bans(),
-            targets: context.workers.iter().map(WorkerHandle::status).collect(),
+            targets: context
+                .workers
+                .iter()
+                .map(|worker| crate::api::feeds::with_consumers(worker.status(), &context.feeds))
+                .collect(),
             ledger_health: context.ledger_health.borrow().clone(),
         })),
         Request::Plan { target } => {

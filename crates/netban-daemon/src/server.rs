@@ -70,6 +70,8 @@ pub struct Context {
     pub limits: Limits,
     /// Refusals counted for `/metrics` (both front ends).
     pub refusals: crate::api::Refusals,
+    /// The feed targets' boards, served by the HTTP API (`api/feeds.rs`).
+    pub feeds: Vec<netban_targets::feed::Board>,
 }
 
 /// Connections held by users other than root and the daemon's own, per uid.

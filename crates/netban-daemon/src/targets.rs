@@ -32,6 +32,7 @@ use netban_core::policy::{Protected, Protection};
 use netban_core::{Prefix, Source};
 use netban_proto::TargetScope;
 use netban_targets::config::{ManagementAddress, TargetKind};
+use netban_targets::feed::{Board, Feed};
 use netban_targets::{Target, TargetError};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,6 +58,14 @@ pub enum TargetConfigError {
         "target {0}: fallback_only, but no target names it as its fallback (it would hold nothing)"
     )]
     UnusedFallbackOnly(String),
+    #[error(
+        "target {target}: path {path} is already target {other}'s; give each feed its own path"
+    )]
+    FeedPath {
+        target: String,
+        other: String,
+        path: String,
+    },
     /// `aggregate_*` settings that cannot work.
     #[error("target {target}: {problem}")]
     Aggregation { target: String, problem: String },
@@ -173,6 +182,25 @@ pub struct Built {
     pub management: Vec<ManagementAddress>,
     /// The secrets written inline in this table, as `targets.NAME.KEY`.
     pub inline_secrets: Vec<String>,
+    /// A feed's board, which the HTTP API serves (`api/feeds.rs`).
+    pub feed: Option<Board>,
+}
+
+/// The boards of the feeds among `built`, each at a path of its own.
+pub fn feed_boards(built: &[Built]) -> Result<Vec<Board>, TargetConfigError> {
+    let mut paths = BTreeMap::new();
+    let mut boards = Vec::new();
+    for board in built.iter().filter_map(|b| b.feed.clone()) {
+        if let Some(other) = paths.insert(board.path().to_string(), board.name().to_string()) {
+            return Err(TargetConfigError::FeedPath {
+                target: board.name().to_string(),
+                other,
+                path: board.path().to_string(),
+            });
+        }
+        boards.push(board);
+    }
+    Ok(boards)
 }
 
 /// The secrets written inline in every table, as `targets.NAME.KEY`.
@@ -282,12 +310,19 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, TargetConfigError> {
             .map(|key| format!("targets.{}.{key}", common.name))
             .collect();
         let management = kind.management_addresses();
-        let driver = kind
-            .build(&common.name)
-            .map_err(|source| TargetConfigError::Driver {
-                target: label.clone(),
-                source,
-            })?;
+        let driver_error = |source| TargetConfigError::Driver {
+            target: label.clone(),
+            source,
+        };
+        // A feed is built here rather than through `build`, to keep a handle on its board.
+        let (driver, feed): (Box<dyn Target>, _) = match &kind {
+            TargetKind::Feed(config) => {
+                let feed = Feed::new(&common.name, config.clone()).map_err(driver_error)?;
+                let board = feed.board();
+                (Box::new(feed), Some(board))
+            }
+            _ => (kind.build(&common.name).map_err(driver_error)?, None),
+        };
         let info = driver.info().clone();
         let capacity = Capacity {
             v4: min_some(info.capacity.v4, common.capacity_v4),
@@ -316,6 +351,7 @@ pub fn build(tables: &[toml::Table]) -> Result<Vec<Built>, TargetConfigError> {
             scope: target_scope,
             management,
             inline_secrets,
+            feed,
         });
     }
     for (position, common) in commons.iter().enumerate() {

@@ -224,6 +224,35 @@ pub struct TargetStatus {
     /// Since when `driver` drives it.
     #[serde(default)]
     pub driving_since: Option<Timestamp>,
+    /// A feed's consumers: who pulled it, when, and which version each holds (the most
+    /// recent first). Empty for every other kind of target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<FeedConsumer>,
+}
+
+/// One consumer of a feed (a firewall that pulls the list), as the feed last saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedConsumer {
+    /// Its address, as the API listener saw it.
+    pub address: String,
+    /// Who it authenticated as: the HTTP basic user, `token`, or `anonymous`.
+    pub identity: String,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// Its last request (a GET or a HEAD).
+    pub last_seen: Timestamp,
+    /// The entity tag of the version it was last given or confirmed (304), if any.
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// The entries of that version.
+    #[serde(default)]
+    pub entries: usize,
+    /// When it got or confirmed that version.
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+    /// Whether that version is the one published now.
+    #[serde(default)]
+    pub current: bool,
 }
 
 /// Who enforces a target: every host itself, or one host for the whole fleet.

@@ -116,6 +116,13 @@ drivers! {
         docs: "nftables.md",
         shared: false,
     },
+    Feed {
+        kind: "feed",
+        config: crate::feed::FeedConfig,
+        driver: crate::feed::Feed,
+        docs: "feed.md",
+        shared: false,
+    },
     #[cfg(feature = "exafs")]
     Exafs {
         kind: "exafs",

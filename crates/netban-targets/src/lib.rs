@@ -31,6 +31,7 @@ pub mod cisco_ios;
 pub mod config;
 #[cfg(feature = "exafs")]
 pub mod exafs;
+pub mod feed;
 #[cfg(feature = "netconf")]
 pub mod netconf;
 pub mod nftables;

@@ -241,6 +241,35 @@ pub fn render(context: &Context) -> String {
         apply.push((target.clone(), instruments.apply.snapshot()));
         observe.push((target, instruments.observe.snapshot()));
     }
+
+    // Feeds: who pulls them, and how many consumers hold an older version than the one
+    // published (a firewall that stopped pulling shows here).
+    let consumers = Family::<Target, Gauge>::default();
+    let outdated = Family::<Target, Gauge>::default();
+    for board in &context.feeds {
+        let target = Target {
+            target: board.name().to_string(),
+        };
+        let current = board.current().map(|p| p.etag.clone());
+        let all = board.consumers();
+        let stale = all
+            .iter()
+            .filter(|c| c.holds.as_ref().map(|h| &h.etag) != current.as_ref())
+            .count();
+        consumers.get_or_create(&target).set(all.len() as i64);
+        outdated.get_or_create(&target).set(stale as i64);
+    }
+    registry.register(
+        "feed_consumers",
+        "Consumers (address and identity) that pulled the feed since start",
+        consumers,
+    );
+    registry.register(
+        "feed_consumers_outdated",
+        "Consumers whose copy of the feed is not the version published now",
+        outdated,
+    );
+
     registry.register(
         "target_errors",
         "Failed device operations since start, by kind: a whole observe or apply \

@@ -11,11 +11,13 @@
 //! - `metrics.rs`: `/metrics` in the Prometheus text format, read from the engine and the
 //!   workers' status at scrape time.
 //! - `tls.rs`: the TLS listener (rustls).
+//! - `feeds.rs`: the feed targets' lists (`/feeds/…`), with their own credentials.
 //!
 //! The answers are the socket protocol's types in JSON, so a client (the web console, a
 //! script) sees the same shapes as `netban --json`.
 
 mod auth;
+pub mod feeds;
 pub mod metrics;
 mod routes;
 mod tls;
@@ -30,6 +32,27 @@ use tokio::task::JoinHandle;
 
 pub use metrics::Refusals;
 use routes::{router, ApiState};
+
+/// The address of the client of a connection (`ConnectInfo<ClientAddress>`), whichever
+/// listener accepted it.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddress(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>>
+    for ClientAddress
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> ClientAddress {
+        ClientAddress(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
+    for ClientAddress
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> ClientAddress {
+        ClientAddress(*stream.remote_addr())
+    }
+}
 
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +85,9 @@ pub async fn start(
     };
     let gate = auth::Gate::open(&section.tokens, section.rate_per_second)?;
     let state = Arc::new(ApiState { context, gate });
-    let app = router(state.clone(), section.metrics_on_api());
+    let app = router(state.clone(), section.metrics_on_api())
+        .merge(feeds::router(&state.context.feeds))
+        .into_make_service_with_connect_info::<ClientAddress>();
     let bind = |address: SocketAddr| async move {
         TcpListener::bind(address)
             .await

@@ -10,6 +10,7 @@
 mod aws;
 mod cisco_ios;
 mod exafs;
+mod feed;
 mod netconf;
 mod protection;
 mod secrets;
