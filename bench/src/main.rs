@@ -10,6 +10,8 @@
 
 mod core;
 #[cfg(feature = "drivers")]
+mod crowdsec;
+#[cfg(feature = "drivers")]
 mod drivers;
 mod fleet;
 mod table;
@@ -91,6 +93,12 @@ const SECTIONS: &[Section] = &[
         name: "aws",
         group: Group::Drivers,
         run: drivers::aws::run,
+    },
+    #[cfg(feature = "drivers")]
+    Section {
+        name: "crowdsec",
+        group: Group::Drivers,
+        run: crowdsec::run,
     },
     Section {
         name: "fleet",

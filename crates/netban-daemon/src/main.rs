@@ -12,6 +12,7 @@ mod access;
 mod api;
 mod args;
 mod clock;
+mod crowdsec;
 mod engine;
 mod fault;
 mod feed_wake;
@@ -314,6 +315,16 @@ async fn serve(
     );
     tasks.push(tokio::spawn(housekeeping.run(shutdown_rx.clone())));
 
+    // CrowdSec Local APIs polled for bans (`[[sources]]`).
+    let (crowdsec, source_tasks) = crowdsec::start(
+        &config.sources,
+        host.clone(),
+        &engine,
+        &ledger_handle,
+        &shutdown_rx,
+    )?;
+    tasks.extend(source_tasks);
+
     // The socket.
     let context = Arc::new(server::Context {
         engine,
@@ -326,6 +337,7 @@ async fn serve(
         access: access::Access::new(&config.daemon.access, own_uid()),
         limits: server::Limits::default(),
         refusals: api::Refusals::default(),
+        crowdsec,
     });
     let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
     // The HTTP API and /metrics, when configured (`[api]`).

@@ -97,6 +97,7 @@ pub async fn handle(
             active_bans: context.engine.active_bans(),
             targets: context.workers.iter().map(WorkerHandle::status).collect(),
             ledger_health: context.ledger_health.borrow().clone(),
+            sources: context.crowdsec.statuses(),
         })),
         Request::Plan { target } => {
             let workers = select_workers(&context.workers, target.as_deref())?;

@@ -68,6 +68,8 @@ pub struct Context {
     pub limits: Limits,
     /// Refusals counted for `/metrics` (both front ends).
     pub refusals: crate::api::Refusals,
+    /// CrowdSec sources' status; what the decision server needs.
+    pub crowdsec: crate::crowdsec::Crowdsec,
 }
 
 /// Connections held by users other than root and the daemon's own, per uid.

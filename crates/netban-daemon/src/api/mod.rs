@@ -15,7 +15,7 @@
 //! The answers are the socket protocol's types in JSON, so a client (the web console, a
 //! script) sees the same shapes as `netban --json`.
 
-mod auth;
+pub(crate) mod auth;
 pub mod metrics;
 mod routes;
 mod tls;
@@ -29,7 +29,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use metrics::Refusals;
-use routes::{router, ApiState};
+use routes::router;
+pub(crate) use routes::ApiState;
 
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
