@@ -119,21 +119,39 @@ fn bad_request(message: String) -> Response {
         .into_response()
 }
 
-/// The key's token name, or the answer that refuses it.
-fn admit(server: &DecisionServer, headers: &HeaderMap) -> Result<String, Response> {
+/// Why a key was refused.
+#[derive(Clone, Copy, Debug)]
+enum KeyRefused {
+    Forbidden,
+    RateLimited,
+    StoreUnreadable,
+}
+
+impl IntoResponse for KeyRefused {
+    fn into_response(self) -> Response {
+        match self {
+            KeyRefused::Forbidden => forbidden(),
+            KeyRefused::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(serde_json::json!({"message": "over this key's rate; retry later"})),
+            )
+                .into_response(),
+            KeyRefused::StoreUnreadable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"message": "the token store cannot be read"})),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The key's token name, or why it is refused.
+fn admit(server: &DecisionServer, headers: &HeaderMap) -> Result<String, KeyRefused> {
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     match server.api.gate.admit_api_key(key) {
         Ok(token) => Ok(token.name),
-        Err(Rejected::RateLimited) => Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(serde_json::json!({"message": "over this key's rate; retry later"})),
-        )
-            .into_response()),
-        Err(Rejected::StoreUnreadable) => Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"message": "the token store cannot be read"})),
-        )
-            .into_response()),
+        Err(Rejected::RateLimited) => Err(KeyRefused::RateLimited),
+        Err(Rejected::StoreUnreadable) => Err(KeyRefused::StoreUnreadable),
         Err(Rejected::Unauthenticated(why)) => {
             tracing::debug!(why, "decision server: key refused");
             server
@@ -141,7 +159,7 @@ fn admit(server: &DecisionServer, headers: &HeaderMap) -> Result<String, Respons
                 .context
                 .refusals
                 .count(crate::api::Refusals::UNAUTHENTICATED);
-            Err(forbidden())
+            Err(KeyRefused::Forbidden)
         }
     }
 }
@@ -189,7 +207,7 @@ async fn stream(
 ) -> Response {
     let name = match admit(&server, &headers) {
         Ok(name) => name,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     if method == Method::HEAD {
         return StatusCode::OK.into_response();
@@ -360,7 +378,7 @@ async fn decisions(
     Query(query): Query<DecisionsQuery>,
 ) -> Response {
     if let Err(refused) = admit(&server, &headers) {
-        return refused;
+        return refused.into_response();
     }
     if method == Method::HEAD {
         return StatusCode::OK.into_response();
