@@ -6,7 +6,7 @@
 #   --drivers  also each driver's benchmark against its real peer and its seed's way (minutes each)
 #   --fleet    also the fleet's benchmarks: 4 daemons on one PostgreSQL ledger, beside
 #              `ssh B fail2ban-client set JAIL banip` (a few minutes)
-#   --only     just these sections (core, api, feed, exafs, bgp, cisco_ios, netconf, aws, fleet)
+#   --only     just these sections (core, api, feed, exafs, bgp, cisco_ios, netconf, aws, crowdsec, fleet)
 # The sections are listed in bench/src/main.rs; the references' scripts are in bench/reference/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ bash scripts/setup.sh
 features=()
 args=" $* "
 if [[ "$args" == *" --only "* && "$args" != *" --drivers "* ]] \
-    && ! grep -Eq -- '--only [^ ]*(exafs|bgp|cisco_ios|netconf|aws)' <<<"$args"; then
+    && ! grep -Eq -- '--only [^ ]*(exafs|bgp|cisco_ios|netconf|aws|crowdsec)' <<<"$args"; then
     features=(--no-default-features)
 fi
 cargo build --release -p netban-daemon -p netban-cli -p netban-bench --bins "${features[@]}"

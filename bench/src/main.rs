@@ -11,6 +11,8 @@
 mod api;
 mod core;
 #[cfg(feature = "drivers")]
+mod crowdsec;
+#[cfg(feature = "drivers")]
 mod drivers;
 mod feed;
 mod fleet;
@@ -98,6 +100,12 @@ const SECTIONS: &[Section] = &[
         name: "aws",
         group: Group::Drivers,
         run: drivers::aws::run,
+    },
+    #[cfg(feature = "drivers")]
+    Section {
+        name: "crowdsec",
+        group: Group::Drivers,
+        run: crowdsec::run,
     },
     Section {
         name: "feed",

@@ -146,7 +146,8 @@ pub enum TokenCommand {
     Add {
         /// A name for it (letters, digits, '_' and '-'); history names its bans `api.NAME`.
         name: String,
-        /// What it may do: read, ban (ban and unban under a source) or admin.
+        /// What it may do: read, ban (ban and unban under a source), admin, or bouncer (a
+        /// CrowdSec bouncer's X-Api-Key on /v1/decisions; served every effective ban).
         #[arg(long, value_enum, default_value = "ban")]
         role: RoleArg,
         /// The only sources it may ban as (comma-separated; default: any).
@@ -173,4 +174,6 @@ pub enum RoleArg {
     Read,
     Ban,
     Admin,
+    /// A CrowdSec bouncer's key (`X-Api-Key` on /v1/decisions), nothing else.
+    Bouncer,
 }

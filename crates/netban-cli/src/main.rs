@@ -282,6 +282,13 @@ fn run(cli: Cli) -> Result<()> {
                     if report.ledger_health.damaged.is_some() {
                         broken.push("the ledger file is damaged".into());
                     }
+                    broken.extend(
+                        report
+                            .sources
+                            .iter()
+                            .filter(|s| s.down_since.is_some())
+                            .map(|s| format!("source {} does not answer", s.name)),
+                    );
                     if broken.is_empty() {
                         Ok(())
                     } else {

@@ -143,6 +143,27 @@ pub fn status(report: &StatusReport, as_json: bool) -> Result<()> {
             health.last_quarantined.as_deref().unwrap_or("?")
         );
     }
+    for s in &report.sources {
+        let last = s.last_poll.map(time).unwrap_or_else(|| "never".into());
+        match s.down_since {
+            Some(since) => println!(
+                "source {} ({}, {}): DOWN since {} (nothing lifted meanwhile; retry in {} s): {}",
+                s.name,
+                s.kind,
+                s.url,
+                time(since),
+                s.retry_in_secs.unwrap_or(0),
+                s.last_error.as_deref().unwrap_or("no answer")
+            ),
+            None => println!(
+                "source {} ({}, {}): up — {} decisions, {} bans and {} unbans recorded, {} refused, last poll {}",
+                s.name, s.kind, s.url, s.decisions, s.bans, s.unbans, s.refused, last
+            ),
+        }
+        if let Some(refusal) = &s.last_refusal {
+            println!("    last refusal: {refusal}");
+        }
+    }
     if report.targets.is_empty() {
         println!("no targets configured");
     }

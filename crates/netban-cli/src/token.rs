@@ -26,6 +26,7 @@ pub fn run(store_path: &Path, command: TokenCommand) -> Result<()> {
                     RoleArg::Read => TokenRole::Read,
                     RoleArg::Ban => TokenRole::Ban,
                     RoleArg::Admin => TokenRole::Admin,
+                    RoleArg::Bouncer => TokenRole::Bouncer,
                 },
                 sha256: String::new(),
                 sources: (!sources.is_empty()).then_some(sources),

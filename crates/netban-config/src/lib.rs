@@ -31,6 +31,7 @@
 pub mod api;
 pub mod infrastructure;
 pub mod secret;
+pub mod sources;
 pub mod tokens;
 
 use netban_core::policy::{Breadth, Escalation, Policy, Protected, Protection};
@@ -112,6 +113,9 @@ pub struct Config {
     /// One table per enforcement point; typed by the daemon.
     #[serde(default)]
     pub targets: Vec<toml::Table>,
+    /// Detectors the daemon polls for bans (`[[sources]]`: CrowdSec LAPIs).
+    #[serde(default)]
+    pub sources: Vec<sources::SourceSection>,
     /// Where this configuration was read from ([`Config::load`]).
     #[serde(skip)]
     pub file: Option<ConfigFile>,
@@ -134,6 +138,7 @@ impl std::fmt::Debug for Config {
             .field("reconciler", &self.reconciler)
             .field("api", &self.api)
             .field("targets", &targets)
+            .field("sources", &self.sources)
             .field("file", &self.file)
             .finish()
     }
@@ -154,6 +159,8 @@ struct ClientView {
     api: Option<api::ApiSection>,
     #[serde(default, rename = "targets")]
     _targets: serde::de::IgnoredAny,
+    #[serde(default, rename = "sources")]
+    _sources: serde::de::IgnoredAny,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -362,6 +369,7 @@ impl Config {
             reconciler: view.reconciler,
             api: view.api,
             targets: Vec::new(),
+            sources: Vec::new(),
             file: file_of(path),
         };
         config.finish(path)
@@ -392,6 +400,13 @@ impl Config {
         }
         anchor(&mut config.daemon.spool);
         config.policy.allowlist_files.iter_mut().for_each(anchor);
+        for source in &mut config.sources {
+            let sources::SourceSection::Crowdsec(c) = source;
+            if let Some(path) = &mut c.api_key_file {
+                anchor(path);
+            }
+        }
+        sources::check(&config.sources)?;
         if config.reconciler.retry_min_secs == 0
             || config.reconciler.retry_max_secs < config.reconciler.retry_min_secs
         {
@@ -415,6 +430,12 @@ impl Config {
         };
         if self.daemon.ledger.has_inline_password() {
             inline_target_secrets.insert(0, "daemon.ledger (a password in the URL)".into());
+        }
+        for source in &self.sources {
+            let sources::SourceSection::Crowdsec(c) = source;
+            if c.has_inline_secret() {
+                inline_target_secrets.push(format!("sources.{}.api_key", c.name));
+            }
         }
         secret::check_inline(&file.path, file.mode, &inline_target_secrets)?;
         Ok(())

@@ -55,13 +55,16 @@ pub enum TokenError {
     Random(String),
 }
 
-/// What a token may do (the socket's roles, by the same names).
+/// What a token may do (the socket's roles, by the same names), or `bouncer`: a CrowdSec
+/// bouncer's key, taken only as `X-Api-Key` on the decision routes (`/v1/decisions…`) and
+/// refused everywhere else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenRole {
     Read,
     Ban,
     Admin,
+    Bouncer,
 }
 
 impl TokenRole {
@@ -70,6 +73,7 @@ impl TokenRole {
             TokenRole::Read => "read",
             TokenRole::Ban => "ban",
             TokenRole::Admin => "admin",
+            TokenRole::Bouncer => "bouncer",
         }
     }
 }

@@ -191,12 +191,13 @@ macro_rules! validated_name {
 }
 
 validated_name!(
-    /// Who asked for a ban: a fail2ban jail name, or another named origin (`manual`, `api`).
+    /// Who asked for a ban: a fail2ban jail name, or another named origin (`manual`, `api`,
+    /// `crowdsec:crowdsecurity.ssh-bf` for a CrowdSec scenario).
     Source,
     "source (jail name)",
     64,
-    "letters, digits, '.', '_', '-' and '@'",
-    |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@')
+    "letters, digits, '.', '_', '-', '@' and ':'",
+    |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b':')
 );
 
 validated_name!(
@@ -288,6 +289,7 @@ mod tests {
             "nginx-http-auth",
             "postfix.sasl",
             "f2b@host1",
+            "crowdsec:crowdsecurity.ssh-bf",
         ] {
             assert!(Source::new(good).is_ok(), "{good:?}");
         }

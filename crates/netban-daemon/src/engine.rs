@@ -347,6 +347,25 @@ impl Engine {
             .collect()
     }
 
+    /// Every banned prefix with its effective expiry (the latest of its sources): a linear
+    /// copy under the lock, for the CrowdSec decision server's snapshot.
+    pub fn effective_bans(&self) -> Vec<(Prefix, Expiry)> {
+        let state = self.state();
+        let mut bans = Vec::with_capacity(state.table.len());
+        bans.extend(state.table.iter_effective());
+        bans
+    }
+
+    /// A number that grows whenever a ledger event is applied (the sum of
+    /// [`Engine::events_applied`]): equal numbers, equal ban table.
+    pub fn generation(&self) -> u64 {
+        self.shared
+            .events_applied
+            .iter()
+            .map(|n| n.load(std::sync::atomic::Ordering::Acquire))
+            .sum()
+    }
+
     /// The bans overlapping `filter` (all without one), with every source's expiry.
     pub fn list(&self, filter: Option<Prefix>) -> Vec<ListedBan> {
         let state = self.state();

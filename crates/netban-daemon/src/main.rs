@@ -12,6 +12,7 @@ mod access;
 mod api;
 mod args;
 mod clock;
+mod crowdsec;
 mod engine;
 mod fault;
 mod feed_wake;
@@ -336,6 +337,16 @@ async fn serve(
     );
     tasks.push(tokio::spawn(housekeeping.run(shutdown_rx.clone())));
 
+    // CrowdSec Local APIs polled for bans (`[[sources]]`).
+    let (crowdsec, source_tasks) = crowdsec::start(
+        &config.sources,
+        host.clone(),
+        &engine,
+        &ledger_handle,
+        &shutdown_rx,
+    )?;
+    tasks.extend(source_tasks);
+
     // The socket.
     let context = Arc::new(server::Context {
         engine,
@@ -350,6 +361,7 @@ async fn serve(
         limits: server::Limits::default(),
         refusals: api::Refusals::default(),
         feeds,
+        crowdsec,
     });
     let server = tokio::spawn(server::run(listener, context.clone(), shutdown_rx.clone()));
     // The HTTP API and /metrics, when configured (`[api]`).

@@ -101,6 +101,7 @@ pub async fn handle(
                 .map(|worker| crate::api::feeds::with_consumers(worker.status(), &context.feeds))
                 .collect(),
             ledger_health: context.ledger_health.borrow().clone(),
+            sources: context.crowdsec.statuses(),
         })),
         Request::Plan { target } => {
             let workers = select_workers(&context.workers, target.as_deref())?;

@@ -72,6 +72,8 @@ pub struct Context {
     pub refusals: crate::api::Refusals,
     /// The feed targets' boards, served by the HTTP API (`api/feeds.rs`).
     pub feeds: Vec<netban_targets::feed::Board>,
+    /// CrowdSec sources' status; what the decision server needs.
+    pub crowdsec: crate::crowdsec::Crowdsec,
 }
 
 /// Connections held by users other than root and the daemon's own, per uid.

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 mod api;
+mod crowdsec;
 mod fleet;
 mod hardening;
 

@@ -174,6 +174,34 @@ pub struct StatusReport {
     /// Whether the ledger answers, and what waits for it.
     #[serde(default)]
     pub ledger_health: LedgerHealth,
+    /// The detectors the daemon polls (`[[sources]]`: CrowdSec LAPIs).
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
+}
+
+/// How a polled source (a CrowdSec LAPI) is doing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    pub name: String,
+    /// `crowdsec`.
+    pub kind: String,
+    /// Where it is polled (no credentials in it).
+    pub url: String,
+    /// Since when it has not answered; `None` while it answers. Nothing is lifted meanwhile.
+    pub down_since: Option<Timestamp>,
+    pub last_error: Option<String>,
+    /// The last answered poll.
+    pub last_poll: Option<Timestamp>,
+    /// Seconds until the next attempt while it is down (doubling, at most 60).
+    pub retry_in_secs: Option<u64>,
+    /// Its active decisions netban follows (after the filters).
+    pub decisions: usize,
+    /// Bans and unbans recorded from it since the daemon started.
+    pub bans: u64,
+    pub unbans: u64,
+    /// Decisions policy refused (allowlist, protected, too broad) or netban cannot read.
+    pub refused: u64,
+    pub last_refusal: Option<String>,
 }
 
 /// How the ledger is doing, from this daemon's side.

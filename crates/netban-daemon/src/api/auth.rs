@@ -5,7 +5,7 @@
 //! working with the next request. A store that cannot be read refuses everyone (and says why
 //! in the log) rather than keep honouring tokens an operator may just have revoked.
 
-use netban_config::tokens::{StoredToken, TokenError, TokenStore};
+use netban_config::tokens::{StoredToken, TokenError, TokenRole, TokenStore};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -112,7 +112,30 @@ impl Gate {
         let token = store
             .find(presented)
             .cloned()
-            .ok_or(Rejected::Unauthenticated("unknown or revoked token"))?;
+            .filter(|t| t.role != TokenRole::Bouncer)
+            .ok_or(Rejected::Unauthenticated(
+                "unknown or revoked token (a bouncer token is only an X-Api-Key on /v1/decisions)",
+            ))?;
+        self.spend(&token.name)?;
+        Ok(token)
+    }
+
+    /// The bouncer token an `X-Api-Key` header value presents (CrowdSec's decision routes),
+    /// if it is in the store with the `bouncer` role and within its rate. Tokens of other
+    /// roles are refused here, as bouncer tokens are refused as bearer tokens.
+    pub fn admit_api_key(&self, api_key: Option<&str>) -> Result<StoredToken, Rejected> {
+        let presented = api_key
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(Rejected::Unauthenticated("an X-Api-Key is needed"))?;
+        let store = self.current().ok_or(Rejected::StoreUnreadable)?;
+        let token = store
+            .find(presented)
+            .cloned()
+            .filter(|t| t.role == TokenRole::Bouncer)
+            .ok_or(Rejected::Unauthenticated(
+                "unknown, revoked or not a bouncer key",
+            ))?;
         self.spend(&token.name)?;
         Ok(token)
     }

@@ -73,6 +73,11 @@ struct TargetKind {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceName {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetState {
     target: String,
     state: String,
@@ -316,6 +321,52 @@ pub fn render(context: &Context) -> String {
         "1 while the (shared) ledger does not answer",
         unreachable,
     );
+
+    let source_gauges = [
+        (
+            "source_up",
+            "1 while the polled source (a CrowdSec LAPI) answers",
+        ),
+        (
+            "source_decisions",
+            "The source's active decisions netban follows",
+        ),
+    ]
+    .map(|(name, help)| (name, help, Family::<SourceName, Gauge>::default()));
+    let source_counters = [
+        ("source_bans", "Bans recorded from the source since start"),
+        (
+            "source_unbans",
+            "Unbans recorded from the source since start",
+        ),
+        (
+            "source_refused",
+            "Decisions of the source refused since start",
+        ),
+    ]
+    .map(|(name, help)| (name, help, Family::<SourceName, Counter>::default()));
+    for status in context.crowdsec.statuses() {
+        let label = SourceName {
+            source: status.name.clone(),
+        };
+        let gauges = [
+            i64::from(status.down_since.is_none() && status.last_poll.is_some()),
+            status.decisions as i64,
+        ];
+        for ((_, _, family), value) in source_gauges.iter().zip(gauges) {
+            family.get_or_create(&label).set(value);
+        }
+        let counters = [status.bans, status.unbans, status.refused];
+        for ((_, _, family), value) in source_counters.iter().zip(counters) {
+            family.get_or_create(&label).inc_by(value);
+        }
+    }
+    for (name, help, family) in source_gauges {
+        registry.register(name, help, family);
+    }
+    for (name, help, family) in source_counters {
+        registry.register(name, help, family);
+    }
 
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String does not fail");

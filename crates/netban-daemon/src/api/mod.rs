@@ -16,7 +16,7 @@
 //! The answers are the socket protocol's types in JSON, so a client (the web console, a
 //! script) sees the same shapes as `netban --json`.
 
-mod auth;
+pub(crate) mod auth;
 pub mod feeds;
 pub mod metrics;
 mod routes;
@@ -31,7 +31,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use metrics::Refusals;
-use routes::{router, ApiState};
+use routes::router;
+pub(crate) use routes::ApiState;
 
 /// The address of the client of a connection (`ConnectInfo<ClientAddress>`), whichever
 /// listener accepted it.

@@ -31,7 +31,7 @@ pub const MAX_BODY_BYTES: usize = 8 << 20;
 /// What the handlers share.
 pub struct ApiState {
     pub context: Arc<Context>,
-    pub(super) gate: Gate,
+    pub(crate) gate: Gate,
 }
 
 type Route = (&'static str, &'static str, MethodRouter<Arc<ApiState>>);
@@ -72,7 +72,9 @@ pub fn router(state: Arc<ApiState>, with_metrics: bool) -> Router {
         )
     })
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-    .with_state(state)
+    .with_state(state.clone())
+    // CrowdSec's decision routes, authenticated by X-Api-Key (bouncer tokens).
+    .merge(crate::crowdsec::server::router(state))
 }
 
 /// `/metrics` alone, for a listener of its own.
@@ -187,6 +189,8 @@ fn role(token: &StoredToken) -> Role {
         TokenRole::Read => Role::Read,
         TokenRole::Ban => Role::Ban,
         TokenRole::Admin => Role::Admin,
+        // Never reaches a route here: the gate refuses bouncer tokens as bearer tokens.
+        TokenRole::Bouncer => Role::Read,
     }
 }
 

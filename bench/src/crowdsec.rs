@@ -1,0 +1,193 @@
+//! CrowdSec (issue 15): netban as a CrowdSec source beside Debian's crowdsec-firewall-bouncer
+//! 0.0.25, both reading the same Local API (crowdsec 1.4.6) and enforcing in nftables, in one
+//! lab namespace that holds the LAPI, netban's daemon (nftables target there) and the bouncer
+//! (its own tables there). They run one after the other, never at once.
+//!
+//! - One `cscli decisions add` → the address in the enforcing nftables set, netban polling
+//!   every 1 s and the bouncer's `update_frequency` 1 s (median of a few; both bound by the
+//!   interval, so netban's added latency over it is what to read).
+//! - 100,000 decisions in the LAPI (`cscli decisions import` of a CSV) → all in the set, from
+//!   the consumer's start: netban's daemon started with the LAPI as a source; the bouncer
+//!   started. Goal (issue 15): netban ≤ 2 s and faster than the bouncer. The bouncer commits in
+//!   chunks of 200 with a full set dump after each (quadratic; the field notes measured 33 min
+//!   for 110k), so it is given `NETBAN_BENCH_CROWDSEC_BOUNCER_SECS` (default 300) and what it
+//!   reached by then is reported.
+//!   `NETBAN_BENCH_CROWDSEC_DECISIONS` changes the 100,000.
+
+use crate::drivers::size_from_env;
+use crate::table::{duration, median, ratio, Row, Table};
+use crate::Context;
+use netban_testlab::netban::Daemon;
+use netban_testlab::peers::crowdsec::{FirewallBouncer, Lapi};
+use netban_testlab::{nft, wait_until, Lab};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const LAPI_PORT: u16 = 18_931;
+const SINGLES: u32 = 5;
+
+pub fn run(context: &Context, table: &mut Table) -> Result<(), String> {
+    let work = std::env::temp_dir().join(format!("netban-bench-crowdsec-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let result = benchmarks(context, &work, table);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn benchmarks(context: &Context, work: &Path, table: &mut Table) -> Result<(), String> {
+    let decisions: u32 = size_from_env("NETBAN_BENCH_CROWDSEC_DECISIONS", 100_000);
+    let bouncer_budget =
+        Duration::from_secs(size_from_env("NETBAN_BENCH_CROWDSEC_BOUNCER_SECS", 300));
+    let lab = Lab::new("ncsbench").map_err(|e| e.to_string())?;
+    let host = lab.host("cs").map_err(|e| e.to_string())?;
+    let listen: SocketAddr = ([127, 0, 0, 1], LAPI_PORT).into();
+    let lapi = Lapi::start_in(&host, &work.join("lapi"), listen).map_err(|e| e.to_string())?;
+    let netban_key = work.join("netban.key");
+    std::fs::write(&netban_key, lapi.add_bouncer("netban")).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(
+        &netban_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .map_err(|e| e.to_string())?;
+    let bouncer_key = lapi.add_bouncer("fw");
+    let netban_config = format!(
+        "[[targets]]\nname = \"local\"\ntype = \"nftables\"\nnetns = \"{}\"\n\n\
+         [[sources]]\ntype = \"crowdsec\"\nname = \"lapi\"\nurl = \"{}\"\napi_key_file = \"{}\"\n\
+         interval_secs = 1\n",
+        host.name(),
+        lapi.url(),
+        netban_key.display()
+    );
+    let netban_has = |address: &str| nft::elements(&host).contains(address);
+
+    // One decision → enforced, at a 1 s interval each.
+    let mut daemon = Daemon::start_in(
+        &host,
+        &context.bins,
+        &work.join("netban"),
+        &work.join("netban/ledger.db").display().to_string(),
+        "bench",
+        &netban_config,
+    )
+    .map_err(|e| e.to_string())?;
+    let netban_single = single_adds(&lapi, "203.0.113", |a| netban_has(a))?;
+    daemon.stop();
+    let mut bouncer =
+        FirewallBouncer::start(&host, &work.join("bouncer"), &lapi.url(), &bouncer_key, 1)
+            .map_err(|e| e.to_string())?;
+    let bouncer_single = single_adds(&lapi, "198.51.100", |a| {
+        bouncer.elements_v4().iter().any(|e| e == a)
+    })?;
+    bouncer.stop();
+    lapi.cscli_ok(&["decisions", "delete", "--all"]);
+
+    table.section(&format!(
+        "crowdsec: crowdsec 1.4.6 LAPI; netban (source, interval 1 s, nftables target) vs \
+         crowdsec-firewall-bouncer 0.0.25 (nftables, update_frequency 1 s), same LAPI, one at a time"
+    ));
+    table.row(
+        Row::versus(
+            format!("one cscli decisions add → in the nft set (median of {SINGLES})"),
+            median(netban_single.clone()),
+            median(bouncer_single.clone()),
+        )
+        .note("both bound by the 1 s poll"),
+    );
+
+    // 100,000 decisions, imported in one CSV.
+    let csv = work.join("decisions.csv");
+    let mut text = String::from("duration,scope,value,reason\n");
+    for i in 0..decisions {
+        text.push_str(&format!(
+            "24h,ip,100.{}.{}.{},bench\n",
+            64 + (i >> 16),
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    std::fs::write(&csv, text).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    lapi.cscli_ok(&["decisions", "import", "-i", &csv.display().to_string()]);
+    let import = t.elapsed();
+    table.row(Row::netban(
+        format!("(cscli decisions import of {decisions}: the LAPI's own time)"),
+        duration(import),
+    ));
+
+    // netban: a fresh daemon (new ledger) with the LAPI as its source.
+    std::fs::remove_dir_all(work.join("netban")).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let daemon = Daemon::start_in(
+        &host,
+        &context.bins,
+        &work.join("netban"),
+        &work.join("netban/ledger.db").display().to_string(),
+        "bench",
+        &netban_config,
+    )
+    .map_err(|e| e.to_string())?;
+    let enforced = wait_until(Duration::from_secs(120), Duration::from_millis(50), || {
+        nft::count(&host, "ban4") >= decisions as usize
+    });
+    let netban_bulk = t.elapsed();
+    if !enforced {
+        return Err(format!(
+            "netban enforced {} of {decisions} in 120 s\n{}",
+            nft::count(&host, "ban4"),
+            daemon.log()
+        ));
+    }
+    drop(daemon);
+
+    // The bouncer, started with the same decisions in the LAPI.
+    let t = Instant::now();
+    let mut bouncer =
+        FirewallBouncer::start(&host, &work.join("bouncer2"), &lapi.url(), &bouncer_key, 1)
+            .map_err(|e| e.to_string())?;
+    let bouncer_done = wait_until(bouncer_budget, Duration::from_secs(1), || {
+        bouncer.elements_v4().len() >= decisions as usize
+    });
+    let bouncer_bulk = t.elapsed();
+    let bouncer_count = bouncer.elements_v4().len();
+    bouncer.stop();
+    let what = format!("{decisions} decisions in the LAPI → all in the nft set, from start");
+    if bouncer_done {
+        table.row(Row::versus(what, netban_bulk, bouncer_bulk).note("goal: netban ≤ 2 s"));
+    } else {
+        table.row(Row {
+            what,
+            netban: duration(netban_bulk),
+            reference: format!("> {}", duration(bouncer_bulk)),
+            ratio: Some(ratio(bouncer_bulk, netban_bulk)),
+            note: format!(
+                "bouncer had {bouncer_count} of {decisions} when stopped; ratio is a lower bound"
+            ),
+        });
+    }
+    drop(lapi);
+    drop(lab);
+    Ok(())
+}
+
+/// `SINGLES` times: one `cscli decisions add` of a new address in `net`.0/24 and the time until
+/// `present` sees it.
+fn single_adds(
+    lapi: &Lapi,
+    net: &str,
+    present: impl Fn(&str) -> bool,
+) -> Result<Vec<Duration>, String> {
+    let mut times = Vec::new();
+    for i in 0..SINGLES {
+        let address = format!("{net}.{}", 10 + i);
+        let t = Instant::now();
+        lapi.cscli_ok(&["decisions", "add", "-i", &address, "-d", "1h"]);
+        if !wait_until(Duration::from_secs(30), Duration::from_millis(10), || {
+            present(&address)
+        }) {
+            return Err(format!("{address} not enforced within 30 s"));
+        }
+        times.push(t.elapsed());
+    }
+    Ok(times)
+}
