@@ -13,8 +13,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 mod api;
+mod console;
 mod fleet;
 mod hardening;
+mod remote;
 
 const PORT: u16 = 8080;
 const SHORT: Duration = Duration::from_millis(800);

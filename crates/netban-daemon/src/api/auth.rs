@@ -113,6 +113,11 @@ impl Gate {
             .find(presented)
             .cloned()
             .ok_or(Rejected::Unauthenticated("unknown or revoked token"))?;
+        if token.expired_at(crate::clock::now().0) {
+            return Err(Rejected::Unauthenticated(
+                "expired token (make a new one with `netban token add --expires`)",
+            ));
+        }
         self.spend(&token.name)?;
         Ok(token)
     }
@@ -151,6 +156,7 @@ mod tests {
             prefix_lengths_v4: None,
             prefix_lengths_v6: None,
             created: 0,
+            expires: None,
         }
     }
 
@@ -188,5 +194,36 @@ mod tests {
             gate.admit(Some(header.as_str())),
             Err(Rejected::Unauthenticated(_))
         ));
+
+        // An expired token is refused like a revoked one; one expiring later is let in.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let expired = store
+            .add(StoredToken {
+                expires: Some(now - 1),
+                ..entry("old")
+            })
+            .unwrap();
+        let later = store
+            .add(StoredToken {
+                expires: Some(now + 3600),
+                ..entry("later")
+            })
+            .unwrap();
+        store.save(&path).unwrap();
+        assert_eq!(
+            gate.admit(Some(format!("Bearer {expired}").as_str())),
+            Err(Rejected::Unauthenticated(
+                "expired token (make a new one with `netban token add --expires`)"
+            ))
+        );
+        assert_eq!(
+            gate.admit(Some(format!("Bearer {later}").as_str()))
+                .unwrap()
+                .name,
+            "later"
+        );
     }
 }

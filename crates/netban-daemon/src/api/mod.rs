@@ -11,11 +11,14 @@
 //! - `metrics.rs`: `/metrics` in the Prometheus text format, read from the engine and the
 //!   workers' status at scrape time.
 //! - `tls.rs`: the TLS listener (rustls).
+//! - `console/`: the web console under `/ui/` (server-rendered views behind the same tokens,
+//!   live updates by server-sent events; see `docs/api/console.md`).
 //!
 //! The answers are the socket protocol's types in JSON, so a client (the web console, a
 //! script) sees the same shapes as `netban --json`.
 
 mod auth;
+mod console;
 pub mod metrics;
 mod routes;
 mod tls;
@@ -62,7 +65,8 @@ pub async fn start(
     };
     let gate = auth::Gate::open(&section.tokens, section.rate_per_second)?;
     let state = Arc::new(ApiState { context, gate });
-    let app = router(state.clone(), section.metrics_on_api());
+    let app = router(state.clone(), section.metrics_on_api())
+        .merge(console::router(state.clone(), shutdown.clone()));
     let bind = |address: SocketAddr| async move {
         TcpListener::bind(address)
             .await

@@ -6,6 +6,8 @@
 
 #[cfg(feature = "bgp")]
 pub mod bgp_routers;
+#[cfg(feature = "chromium")]
+pub mod chromium;
 #[cfg(feature = "exafs")]
 pub mod exafs;
 #[cfg(feature = "aws")]
