@@ -151,7 +151,8 @@ fn run(cli: Cli) -> Result<()> {
         return serve(None, &args);
     }
     if let (Some(server), false) = (&cli.server, matches!(cli.command, Command::Token { .. })) {
-        let remote = remote::Remote::open(server, cli.token_file.as_deref(), cli.ca_file.as_deref())?;
+        let remote =
+            remote::Remote::open(server, cli.token_file.as_deref(), cli.ca_file.as_deref())?;
         return remote::run(&remote, cli.command);
     }
     let config = load_config(&cli.config)?;

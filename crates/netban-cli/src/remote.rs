@@ -29,7 +29,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum RemoteError {
     #[error("--server {0:?}: {1}")]
     BadServer(String, &'static str),
-    #[error("--server needs --token-file FILE (or NETBAN_TOKEN_FILE): a file holding the API token")]
+    #[error(
+        "--server needs --token-file FILE (or NETBAN_TOKEN_FILE): a file holding the API token"
+    )]
     NoTokenFile,
     #[error(transparent)]
     TokenFile(#[from] SecretError),
@@ -198,7 +200,9 @@ impl Remote {
     }
 
     pub fn list(&self, filter: Option<netban_core::Prefix>) -> Result<Vec<ListedBan>, RemoteError> {
-        let query = filter.map_or(String::new(), |p| format!("?prefix={}", encode(&p.to_string())));
+        let query = filter.map_or(String::new(), |p| {
+            format!("?prefix={}", encode(&p.to_string()))
+        });
         self.call_as("GET", &format!("/v1/bans{query}"), None, Some("bans"))
     }
 
@@ -224,12 +228,7 @@ impl Remote {
     pub fn sync(&self, target: Option<&str>) -> Result<Vec<String>, RemoteError> {
         let names = match target {
             Some(name) => vec![name.to_string()],
-            None => self
-                .status()?
-                .targets
-                .into_iter()
-                .map(|t| t.name)
-                .collect(),
+            None => self.status()?.targets.into_iter().map(|t| t.name).collect(),
         };
         let mut synced = Vec::new();
         for name in names {
@@ -254,7 +253,9 @@ fn checked_base(server: &str) -> Result<String, RemoteError> {
         return Err(bad("use https://HOST:PORT"));
     };
     if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
-        return Err(bad("give only the scheme, host and port (https://HOST:PORT)"));
+        return Err(bad(
+            "give only the scheme, host and port (https://HOST:PORT)",
+        ));
     }
     if !secure {
         let host = match rest.strip_prefix('[') {
@@ -279,7 +280,8 @@ fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, RemoteError
         message,
     };
     let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| error(e.to_string()))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| error(e.to_string()))?;
     if certificates.is_empty() {
         return Err(error("no certificate in it (PEM expected)".into()));
     }
@@ -327,10 +329,9 @@ pub fn run(remote: &Remote, command: Command) -> anyhow::Result<()> {
             json,
         } => {
             if origin_host.is_some() {
-                return Err(RemoteError::NotRemote(
-                    "--origin-host (history names the API token)",
-                )
-                .into());
+                return Err(
+                    RemoteError::NotRemote("--origin-host (history names the API token)").into(),
+                );
             }
             let prefixes = crate::parse_addresses(addresses, stdin)?;
             let mut results = Vec::new();
@@ -363,10 +364,9 @@ pub fn run(remote: &Remote, command: Command) -> anyhow::Result<()> {
                 return Err(RemoteError::NotRemote("unban --all").into());
             }
             if origin_host.is_some() {
-                return Err(RemoteError::NotRemote(
-                    "--origin-host (history names the API token)",
-                )
-                .into());
+                return Err(
+                    RemoteError::NotRemote("--origin-host (history names the API token)").into(),
+                );
             }
             let mut results = Vec::new();
             for prefix in crate::parse_addresses(addresses, stdin)? {

@@ -4,8 +4,8 @@
 //! stored.
 
 use crate::args::{RoleArg, TokenCommand};
-use anyhow::Result;
 use crate::output;
+use anyhow::Result;
 use netban_config::tokens::{parse_expiry, StoredToken, TokenRole, TokenStore};
 use netban_core::Source;
 use std::path::Path;
@@ -77,7 +77,11 @@ pub fn run(store_path: &Path, command: TokenCommand) -> Result<()> {
                         None => "expires=never".to_string(),
                         Some(at) => format!(
                             "{}={}",
-                            if t.expired_at(now) { "EXPIRED" } else { "expires" },
+                            if t.expired_at(now) {
+                                "EXPIRED"
+                            } else {
+                                "expires"
+                            },
                             output::time(netban_core::Timestamp(at)).replace(' ', "T")
                         ),
                     };

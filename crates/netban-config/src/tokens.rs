@@ -198,7 +198,20 @@ fn rfc3339(text: &str) -> Option<i64> {
         _ => return None,
     };
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month[(month - 1) as usize]
@@ -416,9 +429,19 @@ mod tests {
             1_835_438_400 + 1800
         );
         for bad in [
-            "", "30", "d", "30x", "-5d", "30 d", "2027-01-31", "2027-02-30T00:00:00Z",
-            "2027-01-31T24:00:00Z", "2027-01-31T00:00:00", "2027-01-31T00:00:00+0100",
-            "2027-1-31T00:00:00Z", "99999999999999999999d",
+            "",
+            "30",
+            "d",
+            "30x",
+            "-5d",
+            "30 d",
+            "2027-01-31",
+            "2027-02-30T00:00:00Z",
+            "2027-01-31T24:00:00Z",
+            "2027-01-31T00:00:00",
+            "2027-01-31T00:00:00+0100",
+            "2027-1-31T00:00:00Z",
+            "99999999999999999999d",
         ] {
             assert!(
                 matches!(parse_expiry(bad, now), Err(TokenError::BadExpiry(_))),
@@ -429,7 +452,10 @@ mod tests {
             parse_expiry("2025-12-01T00:00:00Z", now),
             Err(TokenError::ExpiryPast(_))
         ));
-        assert!(matches!(parse_expiry("0s", now), Err(TokenError::ExpiryPast(_))));
+        assert!(matches!(
+            parse_expiry("0s", now),
+            Err(TokenError::ExpiryPast(_))
+        ));
 
         let mut token = entry("siem");
         assert!(!token.expired_at(now));

@@ -252,7 +252,9 @@ impl Engine {
         drop(state);
         self.wake(woken);
         if !events.is_empty() {
-            self.shared.changes.send_modify(|generation| *generation += 1);
+            self.shared
+                .changes
+                .send_modify(|generation| *generation += 1);
         }
     }
 

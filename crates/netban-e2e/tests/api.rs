@@ -105,7 +105,11 @@ impl Api {
 }
 
 /// `netban token add NAME ARGS…` through the real client; the token it prints.
-pub(super) fn add_token(daemon: &netban_testlab::netban::Daemon, name: &str, args: &[&str]) -> String {
+pub(super) fn add_token(
+    daemon: &netban_testlab::netban::Daemon,
+    name: &str,
+    args: &[&str],
+) -> String {
     let mut all = vec!["token", "add", name];
     all.extend_from_slice(args);
     let out = daemon.client_ok(&all);

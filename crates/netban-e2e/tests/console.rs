@@ -96,10 +96,16 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
         json!(true),
         "no reload"
     );
-    assert!(browser.text(&shown).contains("sshd"), "{}", browser.text(&shown));
     assert!(
-        wait_until(WAIT, Duration::from_millis(20), || nft_elements(&edge.router)
-            .contains(attacker)),
+        browser.text(&shown).contains("sshd"),
+        "{}",
+        browser.text(&shown)
+    );
+    assert!(
+        wait_until(WAIT, Duration::from_millis(20), || nft_elements(
+            &edge.router
+        )
+        .contains(attacker)),
         "the CLI's ban reaches nftables"
     );
 
@@ -109,13 +115,17 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
         .expect("an unban button per source");
     browser.click(&unban);
     assert!(
-        wait_until(WAIT, Duration::from_millis(20), || !nft_elements(&edge.router)
-            .contains(attacker)),
+        wait_until(WAIT, Duration::from_millis(20), || !nft_elements(
+            &edge.router
+        )
+        .contains(attacker)),
         "the page's unban reaches nftables\n{}",
         daemon.log()
     );
     assert!(
-        wait_until(WAIT, Duration::from_millis(25), || browser.find(&row).is_none()),
+        wait_until(WAIT, Duration::from_millis(25), || browser
+            .find(&row)
+            .is_none()),
         "the row leaves the page"
     );
     let notice = browser.find("#notice").map(|n| browser.text(&n));
@@ -124,7 +134,9 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
     // History: the CLI's ban with its reason shown as text, not run; the page's unban named
     // by its token.
     browser.goto(&format!("{base}/ui/history?address={attacker}"));
-    let history = browser.wait_for("#history", WAIT).expect("the history view");
+    let history = browser
+        .wait_for("#history", WAIT)
+        .expect("the history view");
     let text = browser.text(&history);
     assert!(text.contains(hostile), "{text}");
     assert!(text.contains("api.ops") && text.contains("unban"), "{text}");
@@ -140,7 +152,9 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
         .wait_for("#targets tr[data-target=edge]", WAIT)
         .expect("the target's row");
     assert!(
-        browser.find("#targets tr[data-target=edge] .health.ok").is_some(),
+        browser
+            .find("#targets tr[data-target=edge] .health.ok")
+            .is_some(),
         "{}",
         browser.text(&edge_row)
     );
@@ -157,9 +171,18 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
     let second = "203.0.113.66";
     daemon.client_ok(&["ban", second, "--source", "sshd"]);
     let row = format!("#bans tr[data-prefix='{second}']");
-    assert!(browser.wait_for(&row, WAIT).is_some(), "the read token sees bans live");
-    assert!(browser.find("#ban-form").is_none(), "no ban form for a read token");
-    assert!(browser.find("button.unban").is_none(), "no unban button for a read token");
+    assert!(
+        browser.wait_for(&row, WAIT).is_some(),
+        "the read token sees bans live"
+    );
+    assert!(
+        browser.find("#ban-form").is_none(),
+        "no ban form for a read token"
+    );
+    assert!(
+        browser.find("button.unban").is_none(),
+        "no unban button for a read token"
+    );
     let refused = browser.execute(
         "return fetch('/v1/bans/' + arguments[0] + '?source=sshd', {method: 'DELETE', \
          headers: {Authorization: 'Bearer ' + sessionStorage.getItem('netban-token')}}) \
@@ -171,10 +194,21 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
 
     // A phone: every view fits its width (tables stack), with bans and a long error listed.
     browser.set_viewport(390, 844);
-    daemon.client_ok(&["ban", "2001:db8:a:ffff:ffff:ffff:ffff:7", "--source", "recidive"]);
+    daemon.client_ok(&[
+        "ban",
+        "2001:db8:a:ffff:ffff:ffff:ffff:7",
+        "--source",
+        "recidive",
+    ]);
     for (url, ready) in [
-        (format!("{base}/ui/bans"), format!("#bans tr[data-prefix='{second}']")),
-        (format!("{base}/ui/targets"), "#targets tr[data-target=edge]".to_string()),
+        (
+            format!("{base}/ui/bans"),
+            format!("#bans tr[data-prefix='{second}']"),
+        ),
+        (
+            format!("{base}/ui/targets"),
+            "#targets tr[data-target=edge]".to_string(),
+        ),
         (
             format!("{base}/ui/history?address={attacker}"),
             "#history table".to_string(),
@@ -182,7 +216,10 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
     ] {
         let (width, window) = overflow(&browser, &url, &ready);
         assert!(window <= 390, "{url}: window {window}");
-        assert!(width <= window, "{url}: {width} px wide in a {window} px window");
+        assert!(
+            width <= window,
+            "{url}: {width} px wide in a {window} px window"
+        );
     }
 
     // The daemon stops promptly with the page's event stream open.
@@ -193,7 +230,9 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
         .status()
         .unwrap();
     assert!(
-        wait_until(WAIT, Duration::from_millis(20), || daemon.exited().is_some()),
+        wait_until(WAIT, Duration::from_millis(20), || daemon
+            .exited()
+            .is_some()),
         "the daemon stops with an event stream open\n{}",
         daemon.log()
     );

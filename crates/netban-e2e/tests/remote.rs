@@ -55,7 +55,11 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
         "the API listens\n{}",
         daemon.log()
     );
-    let admin = token_file(dir, "admin.token", &add_token(&daemon, "ops", &["--role", "admin"]));
+    let admin = token_file(
+        dir,
+        "admin.token",
+        &add_token(&daemon, "ops", &["--role", "admin"]),
+    );
     let unknown = token_file(
         dir,
         "unknown.token",
@@ -78,8 +82,16 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
 
     // A ban over the API: acknowledged, printed as the socket path prints it, enforced.
     let attacker = Edge::ATTACKER_V4;
-    let out = remote(&admin, &["ban", attacker, "--source", "sshd", "--bantime", "600"]);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = remote(
+        &admin,
+        &["ban", attacker, "--source", "sshd", "--bantime", "600"],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(
         text(&out.stdout).starts_with(&format!("banned {attacker} until ")),
         "{}",
@@ -103,7 +115,11 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
     ] {
         let over_api = remote(&admin, args);
         let over_socket = daemon.client(args);
-        assert_eq!(over_api.status.code(), over_socket.status.code(), "{args:?}");
+        assert_eq!(
+            over_api.status.code(),
+            over_socket.status.code(),
+            "{args:?}"
+        );
         assert_eq!(
             text(&over_api.stdout),
             text(&over_socket.stdout),
@@ -113,9 +129,18 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
     }
     let status = remote(&admin, &["status"]);
     assert!(status.status.success(), "{}", text(&status.stderr));
-    assert!(text(&status.stdout).contains("edge"), "{}", text(&status.stdout));
+    assert!(
+        text(&status.stdout).contains("edge"),
+        "{}",
+        text(&status.stdout)
+    );
     let synced = remote(&admin, &["sync"]);
-    assert_eq!(text(&synced.stdout), "synced: edge\n", "{}", text(&synced.stderr));
+    assert_eq!(
+        text(&synced.stdout),
+        "synced: edge\n",
+        "{}",
+        text(&synced.stderr)
+    );
 
     // Refused input: the same message and exit status as the socket path, nothing changed.
     for args in [
@@ -127,9 +152,21 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
         let over_api = remote(&admin, args);
         let over_socket = daemon.client(args);
         assert!(!over_api.status.success(), "{args:?}");
-        assert_eq!(over_api.status.code(), over_socket.status.code(), "{args:?}");
-        assert_eq!(text(&over_api.stderr), text(&over_socket.stderr), "{args:?}");
-        assert_eq!(text(&over_api.stdout), text(&over_socket.stdout), "{args:?}");
+        assert_eq!(
+            over_api.status.code(),
+            over_socket.status.code(),
+            "{args:?}"
+        );
+        assert_eq!(
+            text(&over_api.stderr),
+            text(&over_socket.stderr),
+            "{args:?}"
+        );
+        assert_eq!(
+            text(&over_api.stdout),
+            text(&over_socket.stdout),
+            "{args:?}"
+        );
     }
     assert_eq!(daemon.listed(), vec![attacker.to_string()]);
 
@@ -147,7 +184,11 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
     std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = remote(&loose, &["list"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("chmod 600"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("chmod 600"),
+        "{}",
+        text(&out.stderr)
+    );
     // No server there: exit status 3, as when the daemon's socket is not there.
     let nobody = format!("https://127.0.0.1:{}", free_port());
     let out = daemon.client(&[
@@ -160,7 +201,11 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
         "list",
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("cannot reach"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot reach"),
+        "{}",
+        text(&out.stderr)
+    );
     // Without the private CA the server's certificate is not trusted: no answer, exit 3.
     let out = daemon.client(&[
         "--server",
@@ -179,7 +224,11 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
         "list",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("in clear"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("in clear"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Token expiry: works until then, refused (401) afterwards like a revoked token; `token
     // list` shows it.
@@ -217,11 +266,20 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
     assert!(line("ops").contains("expires=never"), "{listed}");
     let out = daemon.client(&["token", "add", "late", "--expires", "2020-01-01T00:00:00Z"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("in the past"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("in the past"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The unban over the API lifts it from nftables.
     let out = remote(&admin, &["unban", attacker, "--source", "sshd"]);
-    assert_eq!(text(&out.stdout), format!("unbanned {attacker}\n"), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("unbanned {attacker}\n"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(
         wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
             !nft_elements(&edge.router).contains(attacker)

@@ -217,8 +217,12 @@ impl Browser {
     }
 
     pub fn click(&self, element: &Element) {
-        self.call("POST", &format!("/element/{}/click", element.0), Some(json!({})))
-            .unwrap_or_else(|e| panic!("clicking: {e}"));
+        self.call(
+            "POST",
+            &format!("/element/{}/click", element.0),
+            Some(json!({})),
+        )
+        .unwrap_or_else(|e| panic!("clicking: {e}"));
     }
 
     /// Types `text` into an input (after what it holds).
@@ -232,8 +236,12 @@ impl Browser {
     }
 
     pub fn clear(&self, element: &Element) {
-        self.call("POST", &format!("/element/{}/clear", element.0), Some(json!({})))
-            .unwrap_or_else(|e| panic!("clearing: {e}"));
+        self.call(
+            "POST",
+            &format!("/element/{}/clear", element.0),
+            Some(json!({})),
+        )
+        .unwrap_or_else(|e| panic!("clearing: {e}"));
     }
 
     /// The element's rendered text.

@@ -280,7 +280,9 @@ pub(super) async fn history(
         Err(e) => {
             return (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                fragment(html! { h1 { "History" } (form) p.error { (format!("{address:?}: {e}")) } }),
+                fragment(
+                    html! { h1 { "History" } (form) p.error { (format!("{address:?}: {e}")) } },
+                ),
             )
                 .into_response()
         }
