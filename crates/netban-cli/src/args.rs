@@ -19,6 +19,19 @@ pub struct Cli {
     /// The daemon's socket (overrides the configuration).
     #[arg(long, global = true, env = "NETBAN_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Talk to a daemon's HTTP API instead of the local socket (https://HOST:PORT; plain
+    /// http only to a loopback address). ban, unban, list, history, status, plan and sync
+    /// work this way, with the same output; nothing is recorded locally if it does not answer.
+    #[arg(long, global = true, env = "NETBAN_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// With --server: a file holding the API token (`netban token add`), readable by its
+    /// owner only.
+    #[arg(long, global = true, env = "NETBAN_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// With --server: trust the CAs in this PEM file (a private CA) instead of the built-in
+    /// public roots.
+    #[arg(long, global = true, env = "NETBAN_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -159,6 +172,10 @@ pub enum TokenCommand {
         /// The only IPv6 prefix lengths it may ban (comma-separated; default: any).
         #[arg(long, value_delimiter = ',')]
         prefix_lengths_v6: Vec<u8>,
+        /// When it stops working: a duration from now (30d, 12h, 90m, 2w) or an RFC 3339
+        /// time (2027-01-31T00:00:00Z); default: never.
+        #[arg(long)]
+        expires: Option<String>,
     },
     /// The tokens (names, roles, limits; never the tokens).
     List {

@@ -6,8 +6,12 @@
 //! is not running, `ban` and `unban` record directly in the ledger (durably, under the same
 //! policy) and the daemon enforces them when it starts; `list` and `history` read the ledger.
 //!
+//! With `--server https://…` the same commands go to a daemon's HTTP API instead
+//! (`remote.rs`: a blocking HTTP client, set up only then), printed the same, without the
+//! local fallback.
+//!
 //! Exit status: 0 success; 1 refused or invalid input (nothing changed for that input);
-//! 2 usage error; 3 the daemon is needed and not reachable; 4 (`status`, `plan`) the daemon
+//! 2 usage error; 3 the daemon (or the `--server`) is needed and not reachable; 4 (`status`, `plan`) the daemon
 //! answers but something is broken: a target is down or cannot be planned, or the ledger does
 //! not answer (for monitoring checks).
 
@@ -15,6 +19,7 @@ mod args;
 mod client;
 mod fallback;
 mod output;
+mod remote;
 mod token;
 
 use anyhow::{anyhow, Context as _, Result};
@@ -62,7 +67,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<Refused>() => ExitCode::from(1),
-        Err(e) if e.is::<DaemonDown>() => {
+        Err(e)
+            if e.is::<DaemonDown>()
+                || matches!(
+                    e.downcast_ref::<remote::RemoteError>(),
+                    Some(remote::RemoteError::Unreachable { .. })
+                ) =>
+        {
             eprintln!("netban: error: {e}");
             ExitCode::from(3)
         }
@@ -94,7 +105,7 @@ fn load_config(path: &Option<PathBuf>) -> Result<Config> {
 }
 
 /// Parses every input address; prints each bad one and refuses the whole command if any.
-fn parse_addresses(mut inputs: Vec<String>, stdin: bool) -> Result<Vec<Prefix>> {
+pub(crate) fn parse_addresses(mut inputs: Vec<String>, stdin: bool) -> Result<Vec<Prefix>> {
     if stdin {
         for line in std::io::stdin().lock().lines() {
             let line = line.context("reading standard input")?;
@@ -138,6 +149,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         args.push("--check-config".into());
         return serve(None, &args);
+    }
+    if let (Some(server), false) = (&cli.server, matches!(cli.command, Command::Token { .. })) {
+        let remote =
+            remote::Remote::open(server, cli.token_file.as_deref(), cli.ca_file.as_deref())?;
+        return remote::run(&remote, cli.command);
     }
     let config = load_config(&cli.config)?;
     if let Command::Token { store, action } = cli.command {
@@ -268,52 +284,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status { json } => {
             let mut conn = connect().map_err(daemon_down)?;
             match conn.call(&Request::Status)? {
-                Body::Status(report) => {
-                    output::status(&report, json)?;
-                    let mut broken: Vec<String> = report
-                        .targets
-                        .iter()
-                        .filter(|t| t.health == netban_proto::Health::Down)
-                        .map(|t| format!("target {} is down", t.name))
-                        .collect();
-                    if report.ledger_health.unreachable_since.is_some() {
-                        broken.push("the ledger does not answer".into());
-                    }
-                    if report.ledger_health.damaged.is_some() {
-                        broken.push("the ledger file is damaged".into());
-                    }
-                    broken.extend(
-                        report
-                            .sources
-                            .iter()
-                            .filter(|s| s.down_since.is_some())
-                            .map(|s| format!("source {} does not answer", s.name)),
-                    );
-                    if broken.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(Unhealthy(broken.join("; ")).into())
-                    }
-                }
+                Body::Status(report) => show_status(&report, json),
                 other => Err(anyhow!("unexpected answer from the daemon: {other:?}")),
             }
         }
         Command::Plan { target, json } => {
             let mut conn = connect().map_err(daemon_down)?;
             match conn.call(&Request::Plan { target })? {
-                Body::Plan { targets } => {
-                    output::plan(&targets, json)?;
-                    let failed: Vec<&str> = targets
-                        .iter()
-                        .filter(|t| t.error.is_some())
-                        .map(|t| t.target.as_str())
-                        .collect();
-                    if failed.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(Unhealthy(format!("cannot plan {}", failed.join(", "))).into())
-                    }
-                }
+                Body::Plan { targets } => show_plan(&targets, json),
                 other => Err(anyhow!("unexpected answer from the daemon: {other:?}")),
             }
         }
@@ -346,6 +324,50 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve { .. } | Command::CheckConfig | Command::Token { .. } => {
             unreachable!("handled above")
         }
+    }
+}
+
+/// Prints `netban status`; exit status 4 when a target is down or the ledger is in trouble.
+pub(crate) fn show_status(report: &netban_proto::StatusReport, json: bool) -> Result<()> {
+    output::status(report, json)?;
+    let mut broken: Vec<String> = report
+        .targets
+        .iter()
+        .filter(|t| t.health == netban_proto::Health::Down)
+        .map(|t| format!("target {} is down", t.name))
+        .collect();
+    if report.ledger_health.unreachable_since.is_some() {
+        broken.push("the ledger does not answer".into());
+    }
+    if report.ledger_health.damaged.is_some() {
+        broken.push("the ledger file is damaged".into());
+    }
+    broken.extend(
+        report
+            .sources
+            .iter()
+            .filter(|s| s.down_since.is_some())
+            .map(|s| format!("source {} does not answer", s.name)),
+    );
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(Unhealthy(broken.join("; ")).into())
+    }
+}
+
+/// Prints `netban plan`; exit status 4 when a target cannot be planned.
+pub(crate) fn show_plan(targets: &[netban_proto::TargetPlan], json: bool) -> Result<()> {
+    output::plan(targets, json)?;
+    let failed: Vec<&str> = targets
+        .iter()
+        .filter(|t| t.error.is_some())
+        .map(|t| t.target.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Unhealthy(format!("cannot plan {}", failed.join(", "))).into())
     }
 }
 

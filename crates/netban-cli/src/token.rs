@@ -4,13 +4,17 @@
 //! stored.
 
 use crate::args::{RoleArg, TokenCommand};
+use crate::output;
 use anyhow::Result;
-use netban_config::tokens::{StoredToken, TokenRole, TokenStore};
+use netban_config::tokens::{parse_expiry, StoredToken, TokenRole, TokenStore};
 use netban_core::Source;
 use std::path::Path;
 
 pub fn run(store_path: &Path, command: TokenCommand) -> Result<()> {
     let mut store = TokenStore::load(store_path)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     match command {
         TokenCommand::Add {
             name,
@@ -18,7 +22,9 @@ pub fn run(store_path: &Path, command: TokenCommand) -> Result<()> {
             sources,
             prefix_lengths_v4,
             prefix_lengths_v6,
+            expires,
         } => {
+            let expires = expires.map(|e| parse_expiry(&e, now)).transpose()?;
             let some = |v: Vec<u8>| (!v.is_empty()).then_some(v);
             let entry = StoredToken {
                 name,
@@ -32,9 +38,8 @@ pub fn run(store_path: &Path, command: TokenCommand) -> Result<()> {
                 sources: (!sources.is_empty()).then_some(sources),
                 prefix_lengths_v4: some(prefix_lengths_v4),
                 prefix_lengths_v6: some(prefix_lengths_v6),
-                created: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64),
+                created: now,
+                expires,
             };
             let token = store.add(entry)?;
             store.save(store_path)?;
@@ -54,6 +59,7 @@ pub fn run(store_path: &Path, command: TokenCommand) -> Result<()> {
                             "name": t.name, "role": t.role, "sources": t.sources,
                             "prefix_lengths_v4": t.prefix_lengths_v4,
                             "prefix_lengths_v6": t.prefix_lengths_v6, "created": t.created,
+                            "expires": t.expires, "expired": t.expired_at(now),
                         })
                     })
                     .collect();
@@ -68,13 +74,26 @@ pub fn run(store_path: &Path, command: TokenCommand) -> Result<()> {
                     let sources = t.sources.as_ref().map_or("any".to_string(), |s| {
                         s.iter().map(Source::as_str).collect::<Vec<_>>().join(",")
                     });
+                    let expires = match t.expires {
+                        None => "expires=never".to_string(),
+                        Some(at) => format!(
+                            "{}={}",
+                            if t.expired_at(now) {
+                                "EXPIRED"
+                            } else {
+                                "expires"
+                            },
+                            output::time(netban_core::Timestamp(at)).replace(' ', "T")
+                        ),
+                    };
                     println!(
-                        "{:<20} {:<6} sources={} v4={} v6={}",
+                        "{:<20} {:<6} sources={} v4={} v6={} {}",
                         t.name,
                         t.role.as_str(),
                         sources,
                         list(&t.prefix_lengths_v4),
-                        list(&t.prefix_lengths_v6)
+                        list(&t.prefix_lengths_v6),
+                        expires
                     );
                 }
             }

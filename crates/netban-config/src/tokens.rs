@@ -16,7 +16,11 @@
 //! prefix_lengths_v4 = [32]      # optional: the only IPv4 prefix lengths it may ban
 //! prefix_lengths_v6 = [64, 128]
 //! created = 1764640000
+//! expires = 1767232000          # optional: refused (401) from this second on
 //! ```
+//!
+//! `netban token add NAME --expires 30d` (or an RFC 3339 time) sets `expires`; an expired
+//! token is refused like a revoked one, and `netban token list` shows when each expires.
 
 use netban_core::{Prefix, Source};
 use serde::{Deserialize, Serialize};
@@ -53,6 +57,13 @@ pub enum TokenError {
     BadName(String),
     #[error("the operating system's random generator failed: {0}")]
     Random(String),
+    #[error(
+        "expiry {0:?}: give a duration (30d, 12h, 90m, 2w) or an RFC 3339 time \
+         (2027-01-31T00:00:00Z)"
+    )]
+    BadExpiry(String),
+    #[error("expiry {0:?} is in the past")]
+    ExpiryPast(String),
 }
 
 /// What a token may do (the socket's roles, by the same names), or `bouncer`: a CrowdSec
@@ -97,6 +108,9 @@ pub struct StoredToken {
     /// Seconds since the epoch.
     #[serde(default)]
     pub created: i64,
+    /// Seconds since the epoch from which the token is refused; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
 }
 
 impl StoredToken {
@@ -114,6 +128,120 @@ impl StoredToken {
         };
         lengths.as_ref().is_none_or(|l| l.contains(&prefix.len()))
     }
+
+    /// Whether it has expired at `now` (seconds since the epoch).
+    pub fn expired_at(&self, now: i64) -> bool {
+        self.expires.is_some_and(|at| now >= at)
+    }
+}
+
+/// When a token made at `now` (seconds since the epoch) expires, from what an operator
+/// wrote: a duration from now (`30d`, `12h`, `90m`, `3600s`, `2w`) or an RFC 3339 time
+/// (`2027-01-31T00:00:00Z`, `2027-01-31T01:00:00+01:00`). A time in the past is refused.
+pub fn parse_expiry(text: &str, now: i64) -> Result<i64, TokenError> {
+    let bad = || TokenError::BadExpiry(text.to_string());
+    let at = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(split) if split > 0 && text.len() - split == 1 => {
+            let count: i64 = text[..split].parse().map_err(|_| bad())?;
+            let unit = match &text[split..] {
+                "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                "w" => 7 * 86_400,
+                _ => return Err(bad()),
+            };
+            count
+                .checked_mul(unit)
+                .and_then(|s| now.checked_add(s))
+                .ok_or_else(bad)?
+        }
+        _ => rfc3339(text).ok_or_else(bad)?,
+    };
+    if at <= now {
+        return Err(TokenError::ExpiryPast(text.to_string()));
+    }
+    Ok(at)
+}
+
+/// Seconds since the epoch of an RFC 3339 date-time (`T` or a space between date and time;
+/// fractions of a second dropped), without a time zone database.
+fn rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20 || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+        return None;
+    }
+    let number = |from, to| number_in(text, from, to);
+    let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    if b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &fraction[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = (number_in(rest, 1, 3)?, number_in(rest, 4, 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month[(month - 1) as usize]
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days since 1970-01-01 from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset)
+}
+
+fn number_in(text: &str, from: usize, to: usize) -> Option<i64> {
+    let part = text.get(from..to)?;
+    if !part.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    part.parse().ok()
 }
 
 /// The whole store.
@@ -232,6 +360,7 @@ mod tests {
             prefix_lengths_v4: Some(vec![32]),
             prefix_lengths_v6: None,
             created: 0,
+            expires: None,
         }
     }
 
@@ -281,5 +410,61 @@ mod tests {
         assert!(token.allows_prefix(&"203.0.113.7".parse().unwrap()));
         assert!(!token.allows_prefix(&"203.0.113.0/24".parse().unwrap()));
         assert!(token.allows_prefix(&"2001:db8::/64".parse().unwrap()));
+    }
+
+    #[test]
+    fn expiry_is_a_duration_or_an_rfc3339_time_and_never_in_the_past() {
+        let now = 1_764_640_000; // 2025-12-02T01:46:40Z
+        assert_eq!(parse_expiry("30d", now).unwrap(), now + 30 * 86_400);
+        assert_eq!(parse_expiry("12h", now).unwrap(), now + 12 * 3600);
+        assert_eq!(parse_expiry("90m", now).unwrap(), now + 90 * 60);
+        assert_eq!(parse_expiry("2w", now).unwrap(), now + 14 * 86_400);
+        assert_eq!(parse_expiry("5s", now).unwrap(), now + 5);
+        assert_eq!(
+            parse_expiry("2027-01-31T00:00:00Z", now).unwrap(),
+            1_801_353_600
+        );
+        assert_eq!(
+            parse_expiry("2027-01-31T01:00:00.250+01:00", now).unwrap(),
+            1_801_353_600
+        );
+        assert_eq!(
+            parse_expiry("2028-02-29 12:00:00-00:30", now).unwrap(),
+            1_835_438_400 + 1800
+        );
+        for bad in [
+            "",
+            "30",
+            "d",
+            "30x",
+            "-5d",
+            "30 d",
+            "2027-01-31",
+            "2027-02-30T00:00:00Z",
+            "2027-01-31T24:00:00Z",
+            "2027-01-31T00:00:00",
+            "2027-01-31T00:00:00+0100",
+            "2027-1-31T00:00:00Z",
+            "99999999999999999999d",
+        ] {
+            assert!(
+                matches!(parse_expiry(bad, now), Err(TokenError::BadExpiry(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse_expiry("2025-12-01T00:00:00Z", now),
+            Err(TokenError::ExpiryPast(_))
+        ));
+        assert!(matches!(
+            parse_expiry("0s", now),
+            Err(TokenError::ExpiryPast(_))
+        ));
+
+        let mut token = entry("siem");
+        assert!(!token.expired_at(now));
+        token.expires = Some(now + 10);
+        assert!(!token.expired_at(now + 9));
+        assert!(token.expired_at(now + 10));
     }
 }

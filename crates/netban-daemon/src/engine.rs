@@ -121,6 +121,9 @@ struct Shared {
     wakes: Vec<Notify>,
     /// Events applied since start, by kind (in `EventKind::ALL` order): the metrics' counters.
     events_applied: [std::sync::atomic::AtomicU64; 5],
+    /// A generation counter bumped after each batch of events, for whoever shows the ban
+    /// table live (the web console's event stream): a change is pushed, never polled.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// Everything the engine knows. Private to this file: read it top to bottom below.
@@ -171,6 +174,7 @@ impl Engine {
                 }),
                 wakes,
                 events_applied: Default::default(),
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -247,6 +251,17 @@ impl Engine {
         let woken = state.touch(&touched);
         drop(state);
         self.wake(woken);
+        if !events.is_empty() {
+            self.shared
+                .changes
+                .send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// Told after each batch of events the ban table took (the value is a generation
+    /// counter: compare, do not count).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changes.subscribe()
     }
 
     /// The expiry `source` holds on `prefix`, if that ban is active at `now`.
@@ -742,15 +757,22 @@ mod tests {
     fn events_mark_dirty_only_when_the_effective_ban_changes() {
         let engine = Engine::new(Policy::default(), vec![spec("edge", None)]);
         let edge = engine.target(TargetId::nth(0));
+        let mut changes = engine.changes();
+        engine.apply_events(&[]);
+        assert!(!changes.has_changed().unwrap(), "no event, no change");
         engine.apply_events(&[event(1, EventKind::Ban, "203.0.113.7", "sshd", 100)]);
+        assert!(changes.has_changed().unwrap(), "watchers are told");
+        changes.mark_unchanged();
         let dirty = edge.take_dirty();
         assert_eq!(
             dirty.get(&prefix("203.0.113.7")),
             Some(&Some(Expiry::At(Timestamp(100))))
         );
-        // A second source with an earlier expiry changes nothing the target holds.
+        // A second source with an earlier expiry changes nothing the target holds (but the
+        // list of sources a console shows: watchers are told).
         engine.apply_events(&[event(2, EventKind::Ban, "203.0.113.7", "web", 50)]);
         assert!(edge.take_dirty().is_empty());
+        assert!(changes.has_changed().unwrap());
         // The longer source's unban shortens the effective ban: dirty again.
         engine.apply_events(&[event(3, EventKind::Unban, "203.0.113.7", "sshd", 0)]);
         assert_eq!(

@@ -73,6 +73,11 @@ impl WorkerHandle {
         &self.instruments
     }
 
+    /// The worker's status as it changes (the web console's event stream).
+    pub fn status_changes(&self) -> watch::Receiver<TargetStatus> {
+        self.status.clone()
+    }
+
     /// What a full sync would change now, changing nothing.
     pub async fn plan(&self) -> Result<Plan, WorkerError> {
         self.ask(Command::Plan).await

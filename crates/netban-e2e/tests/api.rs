@@ -9,21 +9,21 @@ use netban_testlab::{free_port, require_netns, wait_until};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// A CA, and a server certificate it signed for `netban.test`.
-struct Pki {
-    ca: String,
-    cert: String,
-    key: String,
+/// A CA, and a server certificate it signed for `netban.test` and 127.0.0.1.
+pub(super) struct Pki {
+    pub(super) ca: String,
+    pub(super) cert: String,
+    pub(super) key: String,
 }
 
-fn pki() -> Pki {
+pub(super) fn pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["netban.test".to_string()])
+    let cert = CertificateParams::new(vec!["netban.test".to_string(), "127.0.0.1".to_string()])
         .unwrap()
         .signed_by(&key, &ca, &ca_key)
         .unwrap();
@@ -105,7 +105,11 @@ impl Api {
 }
 
 /// `netban token add NAME ARGS…` through the real client; the token it prints.
-fn add_token(daemon: &netban_testlab::netban::Daemon, name: &str, args: &[&str]) -> String {
+pub(super) fn add_token(
+    daemon: &netban_testlab::netban::Daemon,
+    name: &str,
+    args: &[&str],
+) -> String {
     let mut all = vec!["token", "add", name];
     all.extend_from_slice(args);
     let out = daemon.client_ok(&all);

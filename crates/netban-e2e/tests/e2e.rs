@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 mod api;
 mod crowdsec;
+mod console;
 mod fleet;
 mod hardening;
+mod remote;
 
 const PORT: u16 = 8080;
 const SHORT: Duration = Duration::from_millis(800);

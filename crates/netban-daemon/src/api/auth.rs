@@ -116,6 +116,7 @@ impl Gate {
             .ok_or(Rejected::Unauthenticated(
                 "unknown or revoked token (a bouncer token is only an X-Api-Key on /v1/decisions)",
             ))?;
+        refuse_expired(&token)?;
         self.spend(&token.name)?;
         Ok(token)
     }
@@ -136,6 +137,7 @@ impl Gate {
             .ok_or(Rejected::Unauthenticated(
                 "unknown, revoked or not a bouncer key",
             ))?;
+        refuse_expired(&token)?;
         self.spend(&token.name)?;
         Ok(token)
     }
@@ -160,6 +162,16 @@ impl Gate {
     }
 }
 
+/// An expired token is refused like a revoked one, whichever way it was presented.
+fn refuse_expired(token: &StoredToken) -> Result<(), Rejected> {
+    if token.expired_at(crate::clock::now().0) {
+        return Err(Rejected::Unauthenticated(
+            "expired token (make a new one with `netban token add --expires`)",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +186,7 @@ mod tests {
             prefix_lengths_v4: None,
             prefix_lengths_v6: None,
             created: 0,
+            expires: None,
         }
     }
 
@@ -211,5 +224,37 @@ mod tests {
             gate.admit(Some(header.as_str())),
             Err(Rejected::Unauthenticated(_))
         ));
+
+        // An expired token is refused like a revoked one; one expiring later is let in.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let expired = store
+            .add(StoredToken {
+                expires: Some(now - 1),
+                ..entry("old")
+            })
+            .unwrap();
+        let later = store
+            .add(StoredToken {
+                expires: Some(now + 3600),
+                ..entry("later")
+            })
+            .unwrap();
+        store.save(&path).unwrap();
+        assert_eq!(
+            gate.admit(Some(format!("Bearer {expired}").as_str())),
+            Err(Rejected::Unauthenticated(
+                "expired token (make a new one with `netban token add --expires`)"
+            ))
+        );
+        assert_eq!(
+            gate.admit(Some(format!("Bearer {later}").as_str()))
+                .unwrap()
+                .name,
+            "later"
+        );
     }
 }
+

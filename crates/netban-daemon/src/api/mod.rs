@@ -12,11 +12,14 @@
 //!   workers' status at scrape time.
 //! - `tls.rs`: the TLS listener (rustls).
 //! - `feeds.rs`: the feed targets' lists (`/feeds/…`), with their own credentials.
+//! - `console/`: the web console under `/ui/` (server-rendered views behind the same tokens,
+//!   live updates by server-sent events; see `docs/api/console.md`).
 //!
 //! The answers are the socket protocol's types in JSON, so a client (the web console, a
 //! script) sees the same shapes as `netban --json`.
 
 pub(crate) mod auth;
+mod console;
 pub mod feeds;
 pub mod metrics;
 mod routes;
@@ -87,6 +90,7 @@ pub async fn start(
     let gate = auth::Gate::open(&section.tokens, section.rate_per_second)?;
     let state = Arc::new(ApiState { context, gate });
     let app = router(state.clone(), section.metrics_on_api())
+        .merge(console::router(state.clone(), shutdown.clone()))
         .merge(feeds::router(&state.context.feeds))
         .into_make_service_with_connect_info::<ClientAddress>();
     let bind = |address: SocketAddr| async move {

@@ -143,8 +143,8 @@ impl From<Refusal> for ApiError {
 }
 
 /// Lets a request with a valid token in (as an `Extension<StoredToken>`), before its body
-/// is read.
-async fn authenticate(
+/// is read. (The web console's views and event stream sit behind it too.)
+pub(super) async fn authenticate(
     State(state): State<Arc<ApiState>>,
     mut request: HttpRequest,
     next: Next,
@@ -270,6 +270,10 @@ struct BanBody {
     reason: Option<Reason>,
     #[serde(default)]
     failures: Option<u32>,
+    /// fail2ban restoring its bans at start (`netban --server … ban --restored 1`): never
+    /// escalates.
+    #[serde(default)]
+    restored: bool,
 }
 
 async fn ban(
@@ -285,7 +289,7 @@ async fn ban(
         reason: b.reason,
         failures: b.failures,
         origin_host: None,
-        restored: false,
+        restored: b.restored,
     });
     let Body::Banned { results } = answer(&state, &token, request).await? else {
         unreachable!("a ban is answered with results")

@@ -8,6 +8,8 @@
 pub mod bgp_routers;
 #[cfg(feature = "crowdsec")]
 pub mod crowdsec;
+#[cfg(feature = "chromium")]
+pub mod chromium;
 #[cfg(feature = "exafs")]
 pub mod exafs;
 #[cfg(feature = "aws")]
