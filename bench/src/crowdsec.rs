@@ -82,10 +82,10 @@ fn benchmarks(context: &Context, work: &Path, table: &mut Table) -> Result<(), S
     bouncer.stop();
     lapi.cscli_ok(&["decisions", "delete", "--all"]);
 
-    table.section(&format!(
+    table.section(
         "crowdsec: crowdsec 1.4.6 LAPI; netban (source, interval 1 s, nftables target) vs \
-         crowdsec-firewall-bouncer 0.0.25 (nftables, update_frequency 1 s), same LAPI, one at a time"
-    ));
+         crowdsec-firewall-bouncer 0.0.25 (nftables, update_frequency 1 s), same LAPI, one at a time",
+    );
     table.row(
         Row::versus(
             format!("one cscli decisions add → in the nft set (median of {SINGLES})"),

@@ -87,7 +87,9 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
     let attacker = Edge::ATTACKER_V4;
     let hostile = "<img src=x onerror=window.ncnRan=1> & \"quoted\"";
     daemon.client_ok(&["ban", attacker, "--source", "sshd", "--reason", hostile]);
-    let row = format!("#bans tr[data-prefix='{attacker}']");
+    // Bans are shown by prefix: an address is its /32.
+    let prefix = format!("{attacker}/32");
+    let row = format!("#bans tr[data-prefix='{prefix}']");
     let shown = browser
         .wait_for(&row, WAIT)
         .unwrap_or_else(|| panic!("the CLI's ban appears live\n{}", daemon.log()));
@@ -129,16 +131,22 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
         "the row leaves the page"
     );
     let notice = browser.find("#notice").map(|n| browser.text(&n));
-    assert_eq!(notice.as_deref(), Some(&*format!("Unbanned {attacker}")));
+    assert_eq!(notice.as_deref(), Some(&*format!("Unbanned {prefix}")));
 
     // History: the CLI's ban with its reason shown as text, not run; the page's unban named
     // by its token.
     browser.goto(&format!("{base}/ui/history?address={attacker}"));
-    let history = browser
-        .wait_for("#history", WAIT)
-        .expect("the history view");
-    let text = browser.text(&history);
-    assert!(text.contains(hostile), "{text}");
+    // The view is swapped in once the page has the token: wait for its content, not only
+    // for an element (an early one goes stale).
+    let mut text = String::new();
+    let shown = wait_until(WAIT, Duration::from_millis(25), || {
+        text = browser
+            .find("#history")
+            .map(|history| browser.text(&history))
+            .unwrap_or_default();
+        text.contains(hostile)
+    });
+    assert!(shown, "the reason is shown as text: {text}");
     assert!(text.contains("api.ops") && text.contains("unban"), "{text}");
     assert_eq!(
         browser.execute("return window.ncnRan === undefined", vec![]),
@@ -170,7 +178,7 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
     log_in(&browser, &reader);
     let second = "203.0.113.66";
     daemon.client_ok(&["ban", second, "--source", "sshd"]);
-    let row = format!("#bans tr[data-prefix='{second}']");
+    let row = format!("#bans tr[data-prefix='{second}/32']");
     assert!(
         browser.wait_for(&row, WAIT).is_some(),
         "the read token sees bans live"
@@ -190,7 +198,7 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
         vec![Value::from(second)],
     );
     assert_eq!(refused, json!(403), "the API refuses a read token's unban");
-    assert!(daemon.listed().contains(&second.to_string()));
+    assert!(daemon.listed().contains(&format!("{second}/32")));
 
     // A phone: every view fits its width (tables stack), with bans and a long error listed.
     browser.set_viewport(390, 844);
@@ -203,7 +211,7 @@ fn the_console_shows_bans_live_and_unbans_them_for_admins_only() {
     for (url, ready) in [
         (
             format!("{base}/ui/bans"),
-            format!("#bans tr[data-prefix='{second}']"),
+            format!("#bans tr[data-prefix='{second}/32']"),
         ),
         (
             format!("{base}/ui/targets"),

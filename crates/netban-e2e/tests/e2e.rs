@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 mod api;
-mod crowdsec;
 mod console;
+mod crowdsec;
 mod fleet;
 mod hardening;
 mod remote;

@@ -93,7 +93,7 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
         text(&out.stderr)
     );
     assert!(
-        text(&out.stdout).starts_with(&format!("banned {attacker} until ")),
+        text(&out.stdout).starts_with(&format!("banned {attacker}/32 until ")),
         "{}",
         text(&out.stdout)
     );
@@ -168,7 +168,7 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
             "{args:?}"
         );
     }
-    assert_eq!(daemon.listed(), vec![attacker.to_string()]);
+    assert_eq!(daemon.listed(), vec![format!("{attacker}/32")]);
 
     // A bad token: a clear error, non-zero, nothing changed.
     let out = remote(&unknown, &["ban", "203.0.113.9"]);
@@ -276,7 +276,7 @@ fn the_client_works_remotely_with_the_socket_paths_output_and_tokens_expire() {
     let out = remote(&admin, &["unban", attacker, "--source", "sshd"]);
     assert_eq!(
         text(&out.stdout),
-        format!("unbanned {attacker}\n"),
+        format!("unbanned {attacker}/32\n"),
         "{}",
         text(&out.stderr)
     );

@@ -6,10 +6,10 @@
 
 #[cfg(feature = "bgp")]
 pub mod bgp_routers;
-#[cfg(feature = "crowdsec")]
-pub mod crowdsec;
 #[cfg(feature = "chromium")]
 pub mod chromium;
+#[cfg(feature = "crowdsec")]
+pub mod crowdsec;
 #[cfg(feature = "exafs")]
 pub mod exafs;
 #[cfg(feature = "aws")]
