@@ -195,7 +195,12 @@ fn daemon_fills_waf_sets_repairs_drift_and_keeps_foreign_entries() {
             && contents("nb6", &id6) == set_of(&["2001:db8:b::/64"])
     });
     assert!(emptied, "{:?}\n{}", contents("nb4", &id4), daemon.log());
-    assert_eq!(daemon.status()["targets"][0]["health"], "ok");
+    // The worker publishes its health after its apply returns, so just after the device
+    // changed it may still read "starting".
+    let healthy = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        daemon.status()["targets"][0]["health"] == "ok"
+    });
+    assert!(healthy, "{}", daemon.status());
 }
 
 fn set_of(v: &[&str]) -> BTreeSet<String> {

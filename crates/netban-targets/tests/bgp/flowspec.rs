@@ -125,12 +125,17 @@ async fn rules_follow_bans_and_survive_a_restart(kind: Kind, tag: &str) {
     if kind == Kind::Frr {
         // FRR advertises the rules it took back to netban (eBGP, AS_PATH 65000 65001); netban
         // reads and drops them, and the session stays up.
-        let summary = router
-            .control(&["show bgp ipv4 flowspec summary json"])
-            .unwrap_or_default();
-        let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        // (FRR advertises after its own update delay: wait for it.)
+        let mut summary = serde_json::Value::Null;
+        let echoed = wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            let text = router
+                .control(&["show bgp ipv4 flowspec summary json"])
+                .unwrap_or_default();
+            summary = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+            summary["peers"]["198.18.0.2"]["pfxSnt"] == 1
+        });
+        assert!(echoed, "FRR did not echo the rule: {summary}");
         let peer = &summary["peers"]["198.18.0.2"];
-        assert_eq!(peer["pfxSnt"], 1, "FRR did not echo the rule: {summary}");
         assert_eq!(
             (&peer["connectionsEstablished"], &peer["connectionsDropped"]),
             (&serde_json::json!(1), &serde_json::json!(0)),
