@@ -14,7 +14,7 @@ cargo test --workspace --no-fail-fast -- --test-threads 2
 # The Debian package, from the binaries just tested (the client relinked static, as shipped):
 # lintian, contents, installed into an isolated root, the demo scenario on the installed binaries.
 bash scripts/build-client.sh --profile dev
-bash scripts/test-package.sh --prebuilt target/debug
+bash scripts/test-package.sh --prebuilt "${CARGO_TARGET_DIR:-target}/debug"
 # The fuzz targets (fuzz/): each replays its saved corpus, then mutates for 10 s, so an input
 # that once broke a parser, or a new panic that is quick to find, fails the run.
 NETBAN_FUZZ_DEV=1 bash scripts/fuzz.sh 10
