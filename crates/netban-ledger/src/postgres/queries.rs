@@ -54,47 +54,14 @@ pub const PRIOR_BANS_EACH_SQL: &str = "SELECT count(e.id)
 pub const EXPIRED_SQL: &str =
     "SELECT prefix::text, source FROM bans WHERE expires >= 0 AND expires <= $1";
 
-/// One ban, in one round trip: the SQLite ledger's decision (a ban of an active pair keeps
-/// the later expiry, keeps `created` and refreshes only the details given, and is an
-/// `extend` with escalation step 0; otherwise the row is replaced and it is a `ban`) as one
-/// statement. `old` sees the row as it was before the statement; the caller holds the
-/// prefix's bucket lock, so nobody else changes it meanwhile. `ON CONFLICT` also covers a
-/// row another host inserted. Parameters: prefix, source, created, expires, reason,
-/// failures, origin host, now, escalation step. Returns the event id, kind and expiry.
-const BAN_SQL: &str = "
-    WITH old AS (
-        SELECT expires < 0 OR expires > $8 AS active
-        FROM bans WHERE prefix = $1::text::cidr AND source = $2
-    ), stored AS (
-        INSERT INTO bans AS b (prefix, source, created, expires, reason, failures, origin_host)
-        VALUES ($1::text::cidr, $2, $3, $4, $5, $6, $7)
-        ON CONFLICT (prefix, source) DO UPDATE SET
-            created = CASE WHEN b.expires < 0 OR b.expires > $8
-                           THEN b.created ELSE excluded.created END,
-            expires = CASE WHEN NOT (b.expires < 0 OR b.expires > $8) THEN excluded.expires
-                           WHEN b.expires < 0 OR excluded.expires < 0 THEN -1
-                           ELSE greatest(b.expires, excluded.expires) END,
-            reason = CASE WHEN b.expires < 0 OR b.expires > $8
-                          THEN COALESCE(excluded.reason, b.reason) ELSE excluded.reason END,
-            failures = CASE WHEN b.expires < 0 OR b.expires > $8
-                            THEN COALESCE(excluded.failures, b.failures) ELSE excluded.failures END,
-            origin_host = CASE WHEN b.expires < 0 OR b.expires > $8
-                               THEN COALESCE(excluded.origin_host, b.origin_host)
-                               ELSE excluded.origin_host END
-        RETURNING expires
-    ), kind AS (
-        SELECT COALESCE((SELECT active FROM old), false) AS extend
-    )
-    INSERT INTO events (at, kind, prefix, source, expires, reason, failures, origin_host,
-                        escalation_step)
-    SELECT $8, CASE WHEN kind.extend THEN 'extend' ELSE 'ban' END, $1::text::cidr, $2,
-           stored.expires, $5, $6, $7, CASE WHEN kind.extend THEN 0 ELSE $9::bigint END
-    FROM stored, kind
-    RETURNING id, kind, expires";
-
-/// [`BAN_SQL`] for many bans in one statement (one round trip, not one per ban): the same
-/// decisions, row by row. The pairs must be distinct (a row cannot be updated twice by one
-/// statement); [`record_bans`] splits a group where one repeats. Parameters: arrays of
+/// Bans, any number in one statement (one round trip, not one per ban), each decided as the
+/// SQLite ledger's `record_ban` decides: a ban of an active pair keeps the later expiry, keeps
+/// `created` and refreshes only the details given, and is an `extend` with escalation step 0;
+/// otherwise the row is replaced and it is a `ban`. `input` reads the rows as they were before
+/// the statement; the caller holds the prefixes' bucket locks, so nobody else changes them
+/// meanwhile, and `ON CONFLICT` also covers a row another host inserted. The pairs must be
+/// distinct (a row cannot be updated twice by one statement); [`record_bans`] splits a group
+/// where one repeats. Parameters: arrays of
 /// prefix, source, created, expires, reason, failures, origin host, escalation step, then now.
 /// Returns, in the order given, each ban's event id, kind and expiry.
 const BAN_MANY_SQL: &str = "
@@ -145,7 +112,6 @@ const BAN_MANY_SQL: &str = "
 /// The statements of one connection.
 pub(super) struct Statements {
     lock_buckets: Statement,
-    ban: Statement,
     ban_many: Statement,
     event_insert: Statement,
     unban_source: Statement,
@@ -172,7 +138,6 @@ impl Statements {
             lock_buckets: prepare(
                 "SELECT pg_advisory_xact_lock($1::int4, k) FROM unnest($2::int4[]) AS k",
             )?,
-            ban: prepare(BAN_SQL)?,
             ban_many: prepare(BAN_MANY_SQL)?,
             event_insert: prepare(
                 "INSERT INTO events (at, kind, prefix, source, expires, reason, failures,
@@ -300,46 +265,14 @@ fn append_event(
     Ok(row.try_get(0)?)
 }
 
-/// As the SQLite ledger's `record_ban`: the same decisions, the same events ([`BAN_SQL`]).
-fn record_ban(
-    tx: &mut Transaction<'_>,
-    st: &Statements,
-    ban: &Ban,
-    escalation_step: u32,
-    now: Timestamp,
-) -> Result<Outcome, LedgerError> {
-    let row = tx.query_one(
-        &st.ban,
-        &[
-            &ban.prefix.to_string(),
-            &ban.source.as_str(),
-            &ban.created.0,
-            &expiry_to_sql(ban.expiry),
-            &ban.reason.as_ref().map(Reason::as_str),
-            &u32_to_sql(ban.failures),
-            &ban.origin_host.as_ref().map(OriginHost::as_str),
-            &now.0,
-            &i64::from(escalation_step),
-        ],
-    )?;
-    Ok(Outcome::Banned {
-        event: row.try_get(0)?,
-        kind: kind_from_sql(row.try_get(1)?)?,
-        expiry: Expiry::from_epoch_or_minus_one(row.try_get(2)?),
-    })
-}
-
-/// Many bans: [`record_ban`] of each, in one statement ([`BAN_MANY_SQL`]) when there is more
-/// than one. The (prefix, source) pairs must be distinct.
+/// Records `bans` in one statement ([`BAN_MANY_SQL`]): the same decisions and events as the
+/// SQLite ledger's. The (prefix, source) pairs must be distinct.
 fn record_bans(
     tx: &mut Transaction<'_>,
     st: &Statements,
     bans: &[(&Ban, u32)],
     now: Timestamp,
 ) -> Result<Vec<Outcome>, LedgerError> {
-    if let [(ban, escalation_step)] = bans {
-        return Ok(vec![record_ban(tx, st, ban, *escalation_step, now)?]);
-    }
     let column = |f: &dyn Fn(&Ban, u32) -> Option<String>| -> Vec<Option<String>> {
         bans.iter().map(|(b, step)| f(b, *step)).collect()
     };

@@ -49,15 +49,7 @@ impl RouteAttributes {
 
     /// ORIGIN, AS_PATH, LOCAL_PREF (if any) and COMMUNITIES (if any), in type-code order.
     fn common(&self) -> Vec<Attribute> {
-        let mut attrs = vec![Attribute::Origin(Origin::Igp)];
-        attrs.push(Attribute::AsPath(if self.as_path.is_empty() {
-            Vec::new()
-        } else {
-            vec![AsSegment::Sequence(self.as_path.clone())]
-        }));
-        if let Some(lp) = self.local_pref {
-            attrs.push(Attribute::LocalPref(lp));
-        }
+        let mut attrs = self.path();
         if !self.communities.is_empty() {
             attrs.push(Attribute::Communities(self.communities.clone()));
         }
