@@ -11,12 +11,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# Only core sections asked for: build without the drivers (no AWS SDK; minutes, not half an hour).
-features=()
-args=" $* "
-if [[ "$args" == *" --only "* && "$args" != *" --drivers "* ]] \
-    && ! grep -Eq -- '--only [^ ]*(exafs|bgp|cisco_ios|netconf|aws|crowdsec)' <<<"$args"; then
-    features=(--no-default-features)
+# Build only what the sections asked for need: a driver's section needs its driver in the daemon
+# and its peer in the bench (`--only bgp` builds the BGP driver alone, in minutes); `--drivers`
+# builds every driver (the AWS SDK: half an hour on two cores).
+features=(--no-default-features)
+only=""
+prev=""
+for arg in "$@"; do
+    [ "$prev" = --only ] && only=$arg
+    [ "$arg" = --drivers ] && features=()
+    prev=$arg
+done
+if [ ${#features[@]} -gt 0 ]; then
+    for section in ${only//,/ }; do
+        case "$section" in
+            exafs|bgp|netconf|aws) features+=(--features "netban-daemon/$section,netban-bench/$section") ;;
+            cisco_ios) features+=(--features "netban-daemon/cisco-ios,netban-bench/cisco-ios") ;;
+            crowdsec) features+=(--features "netban-bench/crowdsec") ;;
+        esac
+    done
 fi
 cargo build --release -p netban-daemon -p netban-cli -p netban-bench --bins "${features[@]}"
 # The client as the package ships it: linked static (static-pie).

@@ -10,9 +10,8 @@
 
 mod api;
 mod core;
-#[cfg(feature = "drivers")]
+#[cfg(feature = "crowdsec")]
 mod crowdsec;
-#[cfg(feature = "drivers")]
 mod drivers;
 mod feed;
 mod fleet;
@@ -42,7 +41,17 @@ impl Context {
 
 /// Which runs include a section.
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(feature = "drivers"), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        feature = "exafs",
+        feature = "bgp",
+        feature = "cisco-ios",
+        feature = "netconf",
+        feature = "aws",
+        feature = "crowdsec"
+    )),
+    allow(dead_code)
+)]
 enum Group {
     /// Every run.
     Core,
@@ -71,37 +80,37 @@ const SECTIONS: &[Section] = &[
         group: Group::Core,
         run: api::run,
     },
-    #[cfg(feature = "drivers")]
+    #[cfg(feature = "exafs")]
     Section {
         name: "exafs",
         group: Group::Drivers,
         run: drivers::exafs::run,
     },
-    #[cfg(feature = "drivers")]
+    #[cfg(feature = "bgp")]
     Section {
         name: "bgp",
         group: Group::Drivers,
         run: drivers::bgp::run,
     },
-    #[cfg(feature = "drivers")]
+    #[cfg(feature = "cisco-ios")]
     Section {
         name: "cisco_ios",
         group: Group::Drivers,
         run: drivers::cisco_ios::run,
     },
-    #[cfg(feature = "drivers")]
+    #[cfg(feature = "netconf")]
     Section {
         name: "netconf",
         group: Group::Drivers,
         run: drivers::netconf::run,
     },
-    #[cfg(feature = "drivers")]
+    #[cfg(feature = "aws")]
     Section {
         name: "aws",
         group: Group::Drivers,
         run: drivers::aws::run,
     },
-    #[cfg(feature = "drivers")]
+    #[cfg(feature = "crowdsec")]
     Section {
         name: "crowdsec",
         group: Group::Drivers,

@@ -1,10 +1,27 @@
 //! One benchmark per driver, each against its real peer (started by `netban_testlab::peers`)
 //! and beside the way the seed scripts or the usual tool do it, one process per ban.
+// A build without the driver sections (`bench/run.sh --only core`) leaves the helpers unused.
+#![cfg_attr(
+    not(any(
+        feature = "exafs",
+        feature = "bgp",
+        feature = "cisco-ios",
+        feature = "netconf",
+        feature = "aws",
+        feature = "crowdsec"
+    )),
+    allow(dead_code)
+)]
 
+#[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "bgp")]
 pub mod bgp;
+#[cfg(feature = "cisco-ios")]
 pub mod cisco_ios;
+#[cfg(feature = "exafs")]
 pub mod exafs;
+#[cfg(feature = "netconf")]
 pub mod netconf;
 
 use netban_core::plan::{Desired, Plan};
