@@ -8,7 +8,7 @@ use netban_core::plan::Held;
 use netban_core::{Ban, Expiry, OriginHost, Prefix, Reason, Source, Timestamp};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Client, Row, Statement, Transaction};
+use postgres::{Client, GenericClient, Row, Statement, Transaction};
 use std::collections::HashSet;
 
 /// The columns of an event row, as [`event_from_row`] reads them. (Output columns get names
@@ -182,20 +182,82 @@ impl Statements {
     }
 }
 
-/// Takes the advisory locks of the buckets of `prefix_texts` (see the module documentation of
-/// [`super`]): before the transaction's first write.
-fn lock_buckets<'a>(
-    tx: &mut Transaction<'_>,
-    st: &Statements,
-    prefix_texts: impl IntoIterator<Item = &'a str>,
-) -> Result<(), LedgerError> {
+/// The sorted, distinct bucket keys of `prefix_texts` (see the module documentation of
+/// [`super`]): the advisory locks a writer takes before its first write.
+fn bucket_keys<'a>(prefix_texts: impl IntoIterator<Item = &'a str>) -> Vec<i32> {
     let mut keys: Vec<i32> = prefix_texts.into_iter().map(bucket).collect();
     keys.sort_unstable();
     keys.dedup();
+    keys
+}
+
+/// Takes the advisory locks of `keys` (sorted): before the transaction's first write.
+fn lock_buckets(
+    tx: &mut Transaction<'_>,
+    st: &Statements,
+    keys: &[i32],
+) -> Result<(), LedgerError> {
     if !keys.is_empty() {
         tx.execute(&st.lock_buckets, &[&LOCK_SPACE, &keys])?;
     }
     Ok(())
+}
+
+/// The transaction of [`Ledger::record`], in as few round trips as PostgreSQL allows: it is
+/// opened together with its bucket locks in one simple query (`BEGIN; SELECT
+/// pg_advisory_xact_lock…`: one round trip where `Client::transaction` and the lock statement
+/// took two), and committed together with its NOTIFY (`NOTIFY …; COMMIT`: one, not two). A
+/// ban is then three round trips: this, its statement, the commit. Dropped uncommitted (an
+/// error on the way), it is rolled back.
+struct WriteTransaction<'a> {
+    client: &'a mut Client,
+    open: bool,
+}
+
+impl<'a> WriteTransaction<'a> {
+    /// Opens the transaction and takes the locks of `keys` (sorted, so that `unnest` yields
+    /// them in ascending order and two writers cannot deadlock on them). The keys are
+    /// integers this crate computed, so they are written into the query as numbers.
+    fn begin(client: &'a mut Client, keys: &[i32]) -> Result<Self, LedgerError> {
+        let mut sql = String::from("BEGIN");
+        if !keys.is_empty() {
+            let list: Vec<String> = keys.iter().map(i32::to_string).collect();
+            sql.push_str(&format!(
+                "; SELECT pg_advisory_xact_lock({LOCK_SPACE}, k) FROM unnest('{{{}}}'::int4[]) AS k",
+                list.join(",")
+            ));
+        }
+        let tx = WriteTransaction { client, open: true };
+        tx.client.batch_execute(&sql)?;
+        Ok(tx)
+    }
+
+    fn client(&mut self) -> &mut Client {
+        self.client
+    }
+
+    /// Commits, notifying the change feed's listeners first when `notify` (see
+    /// [`notify_feed`]).
+    fn commit(mut self, notify: bool) -> Result<(), LedgerError> {
+        let sql = if notify {
+            format!("{}; COMMIT", super::notify::NOTIFY_SQL)
+        } else {
+            "COMMIT".to_string()
+        };
+        self.client.batch_execute(&sql)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTransaction<'_> {
+    fn drop(&mut self) {
+        // After a failed statement or commit; on a closed connection the server has rolled
+        // it back already. (A ROLLBACK after a failed COMMIT only warns.)
+        if self.open && !self.client.is_closed() {
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
 }
 
 fn u32_to_sql(v: Option<u32>) -> Option<i64> {
@@ -244,7 +306,7 @@ struct NewEvent<'a> {
 }
 
 fn append_event(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     st: &Statements,
     e: &NewEvent<'_>,
 ) -> Result<EventId, LedgerError> {
@@ -268,7 +330,7 @@ fn append_event(
 /// Records `bans` in one statement ([`BAN_MANY_SQL`]): the same decisions and events as the
 /// SQLite ledger's. The (prefix, source) pairs must be distinct.
 fn record_bans(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     st: &Statements,
     bans: &[(&Ban, u32)],
     now: Timestamp,
@@ -312,7 +374,7 @@ fn record_bans(
 }
 
 fn record_unban(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     st: &Statements,
     unban: (&Prefix, Option<&Source>, EventKind, Option<&OriginHost>),
     now: Timestamp,
@@ -352,7 +414,7 @@ fn record_unban(
 /// Only transactions that wrote events notify: a listener's own reaction (an expiry pass that
 /// finds nothing) must not wake the fleet again. NOTIFY takes a cluster-wide lock at commit,
 /// so notifying commits are serialised (measured in the field notes and in this crate's
-/// `record_latency` bench).
+/// `record_latency` bench). ([`Ledger::record`] sends it with its COMMIT instead.)
 fn notify_feed(tx: &mut Transaction<'_>) -> Result<(), LedgerError> {
     tx.batch_execute(super::notify::NOTIFY_SQL)?;
     Ok(())
@@ -375,8 +437,8 @@ impl Ledger for PostgresLedger {
     fn record(&mut self, writes: &[Write], now: Timestamp) -> Result<Vec<Outcome>, LedgerError> {
         self.with_session(|Session { client, st }| {
             let texts: Vec<String> = writes.iter().map(|w| write_prefix(w).to_string()).collect();
-            let mut tx = client.transaction()?;
-            lock_buckets(&mut tx, st, texts.iter().map(String::as_str))?;
+            let mut tx =
+                WriteTransaction::begin(client, &bucket_keys(texts.iter().map(String::as_str)))?;
             let mut outcomes = Vec::with_capacity(writes.len());
             // Consecutive bans of distinct pairs go in one statement; an unban, or a pair
             // seen again, ends the run (so every write sees the ones before it).
@@ -389,7 +451,7 @@ impl Ledger for PostgresLedger {
                         escalation_step,
                     } => {
                         if !in_run.insert((&ban.prefix, ban.source.as_str())) {
-                            outcomes.extend(record_bans(&mut tx, st, &run, now)?);
+                            outcomes.extend(record_bans(tx.client(), st, &run, now)?);
                             run.clear();
                             in_run.clear();
                             in_run.insert((&ban.prefix, ban.source.as_str()));
@@ -403,12 +465,12 @@ impl Ledger for PostgresLedger {
                         origin_host,
                     } => {
                         if !run.is_empty() {
-                            outcomes.extend(record_bans(&mut tx, st, &run, now)?);
+                            outcomes.extend(record_bans(tx.client(), st, &run, now)?);
                             run.clear();
                             in_run.clear();
                         }
                         outcomes.push(record_unban(
-                            &mut tx,
+                            tx.client(),
                             st,
                             (prefix, source.as_ref(), *kind, origin_host.as_ref()),
                             now,
@@ -417,16 +479,13 @@ impl Ledger for PostgresLedger {
                 }
             }
             if !run.is_empty() {
-                outcomes.extend(record_bans(&mut tx, st, &run, now)?);
+                outcomes.extend(record_bans(tx.client(), st, &run, now)?);
             }
             let wrote_events = outcomes.iter().any(|o| match o {
                 Outcome::Banned { .. } => true,
                 Outcome::Unbanned { event, .. } => event.is_some(),
             });
-            if wrote_events {
-                notify_feed(&mut tx)?;
-            }
-            tx.commit()?;
+            tx.commit(wrote_events)?;
             Ok(outcomes)
         })
     }
@@ -448,7 +507,11 @@ impl Ledger for PostgresLedger {
                 tx.commit()?;
                 return Ok(Vec::new());
             }
-            lock_buckets(&mut tx, st, candidates_prefix.iter().map(String::as_str))?;
+            lock_buckets(
+                &mut tx,
+                st,
+                &bucket_keys(candidates_prefix.iter().map(String::as_str)),
+            )?;
             let mut removed = Vec::new();
             for r in tx.query(
                 &st.expire_delete,
