@@ -108,17 +108,27 @@ impl Job {
     }
 }
 
+/// A job on the thread's queue, with when it was queued (which tells a client coming back
+/// after its answer from one that waited through the last commit; see [`gather`]).
+struct Queued {
+    job: Job,
+    at: Instant,
+}
+
 /// The handle other tasks use to reach the ledger thread.
 #[derive(Clone)]
 pub struct LedgerHandle {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Queued>,
 }
 
 impl LedgerHandle {
     /// Queues a job. After shutdown the job is dropped, and so is its reply sender: whoever
     /// waits on it hears [`LedgerRequestError::Stopped`].
     pub fn send(&self, job: Job) {
-        let _ = self.tx.send(job);
+        let _ = self.tx.send(Queued {
+            job,
+            at: Instant::now(),
+        });
     }
 
     /// Sends the job `make` builds around a reply channel, and waits for the answer.
@@ -135,9 +145,11 @@ impl LedgerHandle {
 /// The most write jobs one transaction takes.
 const MAX_GROUP: usize = 4096;
 
-/// How long the thread waits for the rest of a group of concurrent clients before it commits
-/// (see [`gather`]). Short next to the commit itself; never paid by a lone client.
-const LINGER: Duration = Duration::from_micros(300);
+/// How long the thread waits at least, and at most, for the clients it just answered to come
+/// back before it commits (see [`gather`]): the last commit's duration, within these bounds.
+/// Never paid by a lone client.
+const LINGER_MIN: Duration = Duration::from_micros(300);
+const LINGER_MAX: Duration = Duration::from_millis(2);
 
 /// The first wait before forwarding the spool again after the ledger failed.
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -183,7 +195,7 @@ pub fn start(
         backoff: RETRY_MIN,
         error: "spooled writes wait from before this start".into(),
     });
-    let (tx, rx) = mpsc::channel::<Job>();
+    let (tx, rx) = mpsc::channel::<Queued>();
     let thread = std::thread::Builder::new()
         .name("netban-ledger".into())
         .spawn(move || {
@@ -201,24 +213,54 @@ pub fn start(
                 health,
                 instruments,
             };
-            let mut writers_last_time = 1;
+            let mut last = LastGroup {
+                writers: 1,
+                answered_at: Instant::now(),
+                linger: LINGER_MIN,
+            };
             while let Ok(first) = rx.recv() {
                 let mut jobs = vec![first];
-                gather(&rx, &mut jobs, writers_last_time);
-                writers_last_time = jobs.iter().filter(|j| j.is_client_write()).count().max(1);
-                thread.run(jobs);
+                gather(&rx, &mut jobs, &last);
+                let writers = jobs.iter().filter(|q| q.job.is_client_write()).count();
+                let started = Instant::now();
+                thread.run(jobs.into_iter().map(|q| q.job).collect());
+                last = LastGroup {
+                    writers: writers.max(1),
+                    answered_at: Instant::now(),
+                    linger: started.elapsed().clamp(LINGER_MIN, LINGER_MAX),
+                };
             }
         })
         .expect("spawning the ledger thread");
     Ok((LedgerHandle { tx }, health_rx, thread))
 }
 
-/// Takes every job already waiting. When the previous transaction served several writers at
-/// once (clients that each wait for their answer before sending again), it also waits up to
-/// [`LINGER`] for that many to arrive, so they share one commit and one fsync instead of
-/// trickling into several (group commit). A lone writer never waits.
-fn gather(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected_writers: usize) {
-    let deadline = Instant::now() + LINGER;
+/// What [`gather`] knows of the group before.
+struct LastGroup {
+    /// Client writes it answered.
+    writers: usize,
+    /// When it had answered them.
+    answered_at: Instant,
+    /// How long to wait for them to come back.
+    linger: Duration,
+}
+
+/// Takes every job already waiting, then waits up to `last.linger` until the writers the last
+/// group answered are back (group commit). Clients that each wait for their answer before
+/// sending again split otherwise into two cohorts that alternate, each paying a commit: while
+/// one cohort's commit runs, the other queues up and is committed at once, without the first,
+/// whose clients are only then sending again. So a writer queued before the last answers went
+/// out (it waited through the last commit) does not count as one coming back; the group is
+/// complete when as many writers as were answered have arrived since. A lone writer is its
+/// own return and never waits; when clients stop, the next group waits once, then expects
+/// fewer.
+fn gather(rx: &mpsc::Receiver<Queued>, jobs: &mut Vec<Queued>, last: &LastGroup) {
+    let deadline = Instant::now() + last.linger;
+    let returned = |jobs: &[Queued]| {
+        jobs.iter()
+            .filter(|q| q.job.is_client_write() && q.at >= last.answered_at)
+            .count()
+    };
     while jobs.len() < MAX_GROUP {
         match rx.try_recv() {
             Ok(job) => {
@@ -228,9 +270,8 @@ fn gather(rx: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>, expected_writers: usize
             Err(mpsc::TryRecvError::Disconnected) => return,
             Err(mpsc::TryRecvError::Empty) => {}
         }
-        let writers = jobs.iter().filter(|j| j.is_client_write()).count();
         let now = Instant::now();
-        if writers >= expected_writers || now >= deadline {
+        if returned(jobs) >= last.writers || now >= deadline {
             return;
         }
         match rx.recv_timeout(deadline - now) {
@@ -890,5 +931,81 @@ impl LedgerThread<'_> {
             }
         }
         results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client write queued at `at`.
+    fn write_at(at: Instant) -> Queued {
+        let (reply, _) = oneshot::channel();
+        let args = UnbanArgs {
+            prefixes: vec!["203.0.113.7".parse().unwrap()],
+            source: None,
+            origin_host: None,
+            all_of_source: false,
+        };
+        Queued {
+            job: Job::Unban { args, reply },
+            at,
+        }
+    }
+
+    fn last(writers: usize, answered_at: Instant, linger: Duration) -> LastGroup {
+        LastGroup {
+            writers,
+            answered_at,
+            linger,
+        }
+    }
+
+    #[test]
+    fn a_lone_writer_does_not_wait() {
+        let (tx, rx) = mpsc::channel();
+        let answered = Instant::now();
+        let mut jobs = vec![write_at(Instant::now())];
+        let started = Instant::now();
+        gather(&rx, &mut jobs, &last(1, answered, Duration::from_secs(30)));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(jobs.len(), 1);
+        drop(tx);
+    }
+
+    #[test]
+    fn writers_that_waited_through_the_last_commit_do_not_count_as_returned() {
+        // Two cohorts: 3 writers answered by the last group, 2 queued during its commit.
+        let (tx, rx) = mpsc::channel();
+        let before = Instant::now();
+        let answered = Instant::now();
+        tx.send(write_at(before)).unwrap();
+        let mut jobs = vec![write_at(before)];
+        // The answered cohort comes back one by one, from another thread.
+        let clients = std::thread::spawn(move || {
+            for _ in 0..3 {
+                tx.send(write_at(Instant::now())).unwrap();
+            }
+            tx
+        });
+        let started = Instant::now();
+        gather(&rx, &mut jobs, &last(3, answered, Duration::from_secs(30)));
+        // It returned because all 3 were back (the linger is 30 s), with both cohorts.
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(jobs.len(), 5);
+        drop(clients.join().unwrap());
+    }
+
+    #[test]
+    fn writers_that_do_not_come_back_cost_one_linger() {
+        let (tx, rx) = mpsc::channel();
+        let answered = Instant::now();
+        let mut jobs = vec![write_at(Instant::now())];
+        let linger = Duration::from_millis(20);
+        let started = Instant::now();
+        gather(&rx, &mut jobs, &last(4, answered, linger));
+        assert!(started.elapsed() >= linger);
+        assert_eq!(jobs.len(), 1);
+        drop(tx);
     }
 }
