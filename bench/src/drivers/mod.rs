@@ -46,10 +46,7 @@ pub fn adds(prefixes: &[String], expiry: Expiry) -> Plan {
     Plan {
         add: prefixes
             .iter()
-            .map(|s| Desired {
-                prefix: netban_testlab::plans::prefix(s),
-                expiry,
-            })
+            .map(|s| Desired::new(netban_testlab::plans::prefix(s), expiry))
             .collect(),
         ..Plan::default()
     }

@@ -15,17 +15,17 @@
 //! ends the session instead of wedging it. A hold time of 0 is refused. What the task is doing
 //! is published in a [`PeerStatus`] that the driver reads for `observe` and `apply`.
 
-use super::flowspec::{SourceMatch, SAFI_FLOWSPEC};
+use super::flowspec::{RuleShapes, SourceMatch, SAFI_FLOWSPEC};
 use super::message::{
     self, code, Capability, DecodeError, Message, Notification, Open, AFI_IPV4, AFI_IPV6, AS_TRANS,
     HEADER_LEN, SAFI_UNICAST,
 };
 use super::socket;
-use super::update::{self, RouteAttributes};
+use super::update::{self, RouteAttributes, ShapedPrefix};
 use super::BgpConfig;
 use super::PeerConfig;
 use netban_core::Prefix;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,12 +43,13 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 /// peer that does not read must not hold up the close.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What every session should announce: the driver's desired prefixes and a version that
-/// grows with each change.
+/// What every session should announce: the driver's desired prefixes, each with the shape of
+/// its flow specification rule (mode flowspec or both), and a version that grows with each
+/// change.
 #[derive(Clone, Debug, Default)]
 pub struct Announcement {
     pub version: u64,
-    pub prefixes: BTreeSet<Prefix>,
+    pub prefixes: BTreeMap<Prefix, SourceMatch>,
 }
 
 /// What a session is doing, published for the driver.
@@ -108,8 +109,9 @@ impl SessionError {
 pub struct Settings {
     pub config: BgpConfig,
     pub communities: Vec<u32>,
-    /// What flow specification rules match besides the source (mode flowspec or both).
-    pub source_match: SourceMatch,
+    /// What flow specification rules match besides the source (mode flowspec or both), by
+    /// default and per source.
+    pub shapes: RuleShapes,
 }
 
 /// Runs the session to `peer` until `shutdown` turns true.
@@ -503,7 +505,7 @@ impl<'a> Session<'a> {
         let mut keepalive =
             tokio::time::interval_at(Instant::now() + keepalive_every, keepalive_every);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut advertised = BTreeSet::new();
+        let mut advertised = BTreeMap::new();
         desired.mark_changed();
         loop {
             tokio::select! {
@@ -554,50 +556,68 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Sends what makes the peer's view (`advertised`) equal to `desired`: withdrawals first,
-    /// then announcements, all flushed at once. Each prefix is a blackhole route, a flow
-    /// specification rule, or both, as the mode says.
+    /// Sends what makes the peer's view (`advertised`) equal to `desired`, all flushed at
+    /// once. Each prefix is a blackhole route, a flow specification rule, or both, as the
+    /// mode says. A rule is identified by its whole NLRI, so a prefix whose rule changed
+    /// shape (another source banned it) is announced with the new rule, then its old rule is
+    /// withdrawn: the prefix is never without a rule. Blackhole routes follow the prefixes
+    /// only: withdrawals first, then announcements.
     async fn send_changes(
         &self,
         w: &mut Writer,
-        advertised: &mut BTreeSet<Prefix>,
+        advertised: &mut BTreeMap<Prefix, SourceMatch>,
         desired: &Announcement,
         attrs: &RouteAttributes,
     ) -> Result<(), SessionError> {
-        let gone: Vec<Prefix> = advertised.difference(&desired.prefixes).copied().collect();
-        let new: Vec<Prefix> = desired.prefixes.difference(advertised).copied().collect();
-        if gone.is_empty() && new.is_empty() {
+        let old_rules: Vec<ShapedPrefix> = advertised
+            .iter()
+            .filter(|(p, shape)| desired.prefixes.get(p) != Some(shape))
+            .map(|(p, shape)| (*p, shape.clone()))
+            .collect();
+        let new_rules: Vec<ShapedPrefix> = desired
+            .prefixes
+            .iter()
+            .filter(|(p, shape)| advertised.get(p) != Some(shape))
+            .map(|(p, shape)| (*p, shape.clone()))
+            .collect();
+        if old_rules.is_empty() && new_rules.is_empty() {
             return Ok(());
         }
+        let gone: Vec<Prefix> = old_rules
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| !desired.prefixes.contains_key(p))
+            .collect();
+        let new: Vec<Prefix> = new_rules
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| !advertised.contains_key(p))
+            .collect();
         let started = std::time::Instant::now();
         let mode = self.config().mode;
-        let rules = &self.settings.source_match;
         let mut messages = Vec::new();
         if mode.rtbh() {
             messages.extend(update::withdraw(&gone));
-        }
-        if mode.flowspec() {
-            messages.extend(update::withdraw_rules(&gone, rules));
-        }
-        if mode.rtbh() {
             messages.extend(update::announce(&new, attrs));
         }
         if mode.flowspec() {
-            messages.extend(update::announce_rules(&new, rules, attrs));
+            messages.extend(update::announce_rules(&new_rules, attrs));
+            messages.extend(update::withdraw_rules(&old_rules));
         }
         let updates = messages.len();
         for m in &messages {
             w.send(m).await?;
         }
         w.flush().await?;
-        for p in &gone {
+        for (p, _) in &old_rules {
             advertised.remove(p);
         }
-        advertised.extend(new.iter().copied());
+        advertised.extend(new_rules.iter().cloned());
         tracing::debug!(
             peer = %self.addr,
             withdrawn = gone.len(),
             announced = new.len(),
+            reshaped = new_rules.len() - new.len(),
             updates,
             elapsed_us = started.elapsed().as_micros() as u64,
             "BGP UPDATEs sent"
