@@ -21,6 +21,8 @@ pub mod bgp;
 pub mod cisco_ios;
 #[cfg(feature = "exafs")]
 pub mod exafs;
+#[cfg(feature = "bgp")]
+pub mod flowspec;
 #[cfg(feature = "netconf")]
 pub mod netconf;
 
