@@ -227,7 +227,8 @@ impl Drop for AbortOnDrop {
 /// A message as the session sees it. The body of an UPDATE is not decoded: netban accepts no
 /// routes from its peers, so an attribute it does not know (or one a newer RFC defines, or a
 /// confederation AS_PATH) must not end the session and with it every blackhole. Only the
-/// header (marker, type, length up to [`message::MAX_MESSAGE_LEN`]) is checked.
+/// header (marker, type, length up to [`message::MAX_MESSAGE_LEN`], or for an UPDATE up to
+/// [`message::MAX_RECEIVED_UPDATE_LEN`]: see [`message::decode_received_header`]) is checked.
 #[derive(Debug)]
 enum Incoming {
     Open(Open),
@@ -250,8 +251,9 @@ impl Incoming {
 
 /// Reads messages until the connection ends or a message does not decode; each goes to `tx`.
 /// Cancel safety lives here: the session selects on the channel, never on a half-read socket.
-/// Memory is bounded: one message of at most 4,096 bytes (the header says how long, and a
-/// longer one is refused before its body is read) plus 64 queued.
+/// Memory is bounded: one message of at most 65,535 bytes (an UPDATE; 4,096 for the others:
+/// the header says how long, and a longer one is refused before its body is read) plus 64
+/// queued (an UPDATE is queued without its body).
 async fn read_messages(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<Incoming, SessionError>>) {
     loop {
         let mut header = [0u8; HEADER_LEN];
@@ -263,7 +265,7 @@ async fn read_messages(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<Incoming
                 return;
             }
         }
-        let result = match message::decode_header(&header) {
+        let result = match message::decode_received_header(&header) {
             Ok((len, kind)) => {
                 let mut body = vec![0u8; len - HEADER_LEN];
                 match read.read_exact(&mut body).await {
