@@ -6,7 +6,8 @@
 #   --drivers  also each driver's benchmark against its real peer and its seed's way (minutes each)
 #   --fleet    also the fleet's benchmarks: 4 daemons on one PostgreSQL ledger, beside
 #              `ssh B fail2ban-client set JAIL banip` (a few minutes)
-#   --only     just these sections (core, api, feed, exafs, bgp, cisco_ios, netconf, aws, crowdsec, fleet)
+#   --only     just these sections (core, api, feed, exafs, bgp, flowspec, cisco_ios, netconf, aws,
+#              crowdsec, fleet)
 # The sections are listed in bench/src/main.rs; the references' scripts are in bench/reference/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ if [ ${#features[@]} -gt 0 ]; then
     for section in ${only//,/ }; do
         case "$section" in
             exafs|bgp|netconf|aws) features+=(--features "netban-daemon/$section,netban-bench/$section") ;;
+            flowspec) features+=(--features "netban-daemon/bgp,netban-bench/bgp") ;;
             cisco_ios) features+=(--features "netban-daemon/cisco-ios,netban-bench/cisco-ios") ;;
             crowdsec) features+=(--features "netban-bench/crowdsec") ;;
         esac

@@ -92,6 +92,12 @@ const SECTIONS: &[Section] = &[
         group: Group::Drivers,
         run: drivers::bgp::run,
     },
+    #[cfg(feature = "bgp")]
+    Section {
+        name: "flowspec",
+        group: Group::Drivers,
+        run: drivers::flowspec::run,
+    },
     #[cfg(feature = "cisco-ios")]
     Section {
         name: "cisco_ios",

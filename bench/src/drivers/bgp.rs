@@ -152,10 +152,7 @@ async fn measure(table: &mut Table) {
     let plan = Plan {
         add: bulk
             .iter()
-            .map(|&prefix| Desired {
-                prefix,
-                expiry: Expiry::Never,
-            })
+            .map(|&prefix| Desired::new(prefix, Expiry::Never))
             .collect(),
         ..Plan::default()
     };

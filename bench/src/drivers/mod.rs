@@ -21,6 +21,8 @@ pub mod bgp;
 pub mod cisco_ios;
 #[cfg(feature = "exafs")]
 pub mod exafs;
+#[cfg(feature = "bgp")]
+pub mod flowspec;
 #[cfg(feature = "netconf")]
 pub mod netconf;
 
@@ -46,10 +48,7 @@ pub fn adds(prefixes: &[String], expiry: Expiry) -> Plan {
     Plan {
         add: prefixes
             .iter()
-            .map(|s| Desired {
-                prefix: netban_testlab::plans::prefix(s),
-                expiry,
-            })
+            .map(|s| Desired::new(netban_testlab::plans::prefix(s), expiry))
             .collect(),
         ..Plan::default()
     }

@@ -7,7 +7,7 @@
 //! session) everything held is netban's; on a shared area (an ExaFS organisation, a NETCONF
 //! tenant, a WAF IP set) only the entries recorded as created by netban are.
 
-use crate::ban::Expiry;
+use crate::ban::{Expiry, Source};
 use crate::prefix::Prefix;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +17,22 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Desired {
     pub prefix: Prefix,
     pub expiry: Expiry,
+    /// The sources (in the target's scope) whose bans make this entry, in order, for a target
+    /// whose entries depend on them ([`SourceTracking::Shaped`]); empty for every other target
+    /// and for covering prefixes, which no one source bans.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
+}
+
+impl Desired {
+    /// An entry that does not say which sources ban it.
+    pub fn new(prefix: Prefix, expiry: Expiry) -> Desired {
+        Desired {
+            prefix,
+            expiry,
+            sources: Vec::new(),
+        }
+    }
 }
 
 /// One entry a target holds, as read back from the device.
@@ -47,6 +63,19 @@ pub enum ExpiryTracking {
     /// The device stores an expiry; refresh an entry when the desired expiry is later than the
     /// held one by more than `slack_secs` (or is permanent while the held one is not).
     Tracked { slack_secs: u64 },
+}
+
+/// Whether what a target holds for a prefix depends on which sources ban it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SourceTracking {
+    /// Only the prefix (and its expiry) matter: most targets.
+    #[default]
+    Ignored,
+    /// The entry is built from the sources (a BGP flowspec rule narrowed per source to, say,
+    /// tcp/22 for sshd): a change of the sources is a change of the entry. Such a target gets
+    /// every desired entry with its [`Desired::sources`], and a refresh ([`reshape`]) when the
+    /// sources of a prefix it holds change.
+    Shaped,
 }
 
 /// What to change on one target.
@@ -115,7 +144,7 @@ fn plan_one(
         plan.remove.extend(owned.into_iter().cloned());
         return;
     };
-    let want = Desired { prefix, expiry };
+    let want = Desired::new(prefix, expiry);
     if entries.is_empty() {
         plan.add.push(want);
         return;
@@ -219,6 +248,41 @@ pub fn plan_prefixes(
     out
 }
 
+/// Adds to `plan` a refresh of every prefix in `changed` that is desired (`desired` says its
+/// expiry), held (`held`), and not already added, removed or refreshed by `plan`: for a
+/// [`SourceTracking::Shaped`] target, whose entry for a prefix must be rebuilt when the
+/// sources banning it change although the prefix stays banned. The entry refreshed is the
+/// first held one netban owns (a shaped target owns its area; there is one per prefix).
+pub fn reshape(
+    plan: &mut Plan,
+    changed: &BTreeSet<Prefix>,
+    desired: &dyn Fn(&Prefix) -> Option<Expiry>,
+    held: &BTreeMap<Prefix, Vec<Held>>,
+    ownership: &Ownership<'_>,
+) {
+    let planned: BTreeSet<Prefix> = plan
+        .add
+        .iter()
+        .map(|d| d.prefix)
+        .chain(plan.remove.iter().map(|h| h.prefix))
+        .chain(plan.refresh.iter().map(|(h, _)| h.prefix))
+        .collect();
+    for prefix in changed.difference(&planned) {
+        let Some(expiry) = desired(prefix) else {
+            continue;
+        };
+        let Some(entry) = held
+            .get(prefix)
+            .and_then(|entries| entries.iter().find(|e| ownership.owns(e)))
+        else {
+            continue;
+        };
+        plan.refresh
+            .push((entry.clone(), Desired::new(*prefix, expiry)));
+    }
+    plan.refresh.sort_by_key(|(held, _)| held.prefix);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,10 +303,7 @@ mod tests {
         }
     }
     fn want(prefix: &str, expiry: Expiry) -> Desired {
-        Desired {
-            prefix: p(prefix),
-            expiry,
-        }
+        Desired::new(p(prefix), expiry)
     }
     fn desired(list: &[(&str, Expiry)]) -> BTreeMap<Prefix, Expiry> {
         list.iter().map(|(s, e)| (p(s), *e)).collect()
@@ -439,6 +500,64 @@ mod tests {
         let removed: Vec<_> = plan.remove.iter().map(|h| h.prefix.to_string()).collect();
         assert_eq!(added, ["10.0.0.1/32", "10.0.0.9/32", "2001:db8::5/128"]);
         assert_eq!(removed, ["10.0.0.2/32", "10.0.0.8/32", "2001:db8::1/128"]);
+    }
+
+    #[test]
+    fn reshape_refreshes_held_prefixes_whose_sources_changed() {
+        // 203.0.113.1: held and still desired (its sources changed) → refreshed.
+        // 203.0.113.2: not held yet → the plan adds it; not refreshed as well.
+        // 203.0.113.3: no longer desired → the plan removes it; not refreshed.
+        // 203.0.113.4: held by someone else on a shared area → left alone.
+        let d = desired(&[
+            ("203.0.113.1", Expiry::Never),
+            ("203.0.113.2", Expiry::Never),
+            ("203.0.113.4", Expiry::Never),
+        ]);
+        let h = [
+            held("203.0.113.1", None, None),
+            held("203.0.113.3", None, None),
+            held("203.0.113.4", None, Some("foreign")),
+        ];
+        let mut by_prefix: BTreeMap<Prefix, Vec<Held>> = BTreeMap::new();
+        for e in &h {
+            by_prefix.entry(e.prefix).or_default().push(e.clone());
+        }
+        let changed: BTreeSet<Prefix> =
+            ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"]
+                .into_iter()
+                .map(p)
+                .collect();
+        let lookup = |x: &Prefix| d.get(x).copied();
+        let records = BTreeSet::from([(p("203.0.113.1"), None), (p("203.0.113.3"), None)]);
+        let ownership = Ownership::Recorded(&records);
+        let mut plan = plan_prefixes(
+            &changed,
+            &lookup,
+            &by_prefix,
+            &ownership,
+            ExpiryTracking::None,
+        );
+        assert_eq!(plan.add, vec![want("203.0.113.2", Expiry::Never)]);
+        assert_eq!(plan.remove, vec![held("203.0.113.3", None, None)]);
+        assert!(plan.refresh.is_empty());
+        reshape(&mut plan, &changed, &lookup, &by_prefix, &ownership);
+        assert_eq!(
+            plan.refresh,
+            vec![(
+                held("203.0.113.1", None, None),
+                want("203.0.113.1", Expiry::Never)
+            )]
+        );
+        // Nothing changed, nothing to reshape.
+        let mut empty = Plan::default();
+        reshape(
+            &mut empty,
+            &BTreeSet::new(),
+            &lookup,
+            &by_prefix,
+            &ownership,
+        );
+        assert!(empty.is_empty());
     }
 
     #[test]

@@ -30,6 +30,7 @@
 
 use netban_core::aggregation::{self, Aggregation};
 use netban_core::placement::{self, Candidate, Capacity};
+use netban_core::plan::{Plan, SourceTracking};
 use netban_core::policy::Policy;
 use netban_core::table::BanTable;
 use netban_core::{Ban, Expiry, Prefix, Source, Timestamp};
@@ -224,14 +225,26 @@ impl Engine {
     /// Applies ledger events in order, marks what changed dirty and wakes the workers.
     pub fn apply_events(&self, events: &[Event]) {
         let mut touched = BTreeSet::new();
+        // Prefixes whose set of sources changed: what a source-shaped target holds for them
+        // may change even when the effective ban does not.
+        let mut resourced = BTreeSet::new();
         let mut state = self.state();
         crate::fault::inject(crate::fault::Point::EngineLocked);
         for event in events {
             let change = match (event.kind, &event.source, event.expiry) {
                 (EventKind::Ban | EventKind::Extend, Some(source), Some(expiry)) => {
+                    if state.table.get(&event.prefix, source).is_none() {
+                        resourced.insert(event.prefix);
+                    }
                     state.table.set(event.prefix, source, expiry)
                 }
                 (EventKind::Unban | EventKind::Lift | EventKind::Expire, source, _) => {
+                    if source
+                        .as_ref()
+                        .is_some_and(|s| state.table.get(&event.prefix, s).is_some())
+                    {
+                        resourced.insert(event.prefix);
+                    }
                     state.table.remove(event.prefix, source.as_ref())
                 }
                 _ => {
@@ -248,7 +261,7 @@ impl Engine {
             self.shared.events_applied[kind_index(event.kind)]
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let woken = state.touch(&touched);
+        let woken = state.touch(&touched, &resourced);
         drop(state);
         self.wake(woken);
         if !events.is_empty() {
@@ -483,6 +496,22 @@ impl TargetHandle {
         desired.into_iter().collect()
     }
 
+    /// On a source-shaped target ([`SourceTracking::Shaped`]): fills in the sources of every
+    /// entry `plan` adds or refreshes, as they are now. Other targets' plans are left alone.
+    pub fn fill_sources(&self, plan: &mut Plan) {
+        let state = self.engine.state();
+        if state.targets[self.id.index()].spec.info.sources != SourceTracking::Shaped {
+            return;
+        }
+        let entries = plan
+            .add
+            .iter_mut()
+            .chain(plan.refresh.iter_mut().map(|(_, d)| d));
+        for desired in entries {
+            desired.sources = state.desired_sources(self.id, &desired.prefix);
+        }
+    }
+
     /// Puts prefixes back to be planned again (after a failed item or batch).
     pub fn mark_dirty(&self, prefixes: impl IntoIterator<Item = Prefix>) {
         self.engine.state().targets[self.id.index()]
@@ -502,21 +531,29 @@ impl TargetHandle {
 }
 
 impl State {
-    /// Marks `prefixes` dirty on every target that handles them and marks limited targets
-    /// for re-placement; returns the targets to wake.
-    fn touch(&mut self, prefixes: &BTreeSet<Prefix>) -> Vec<TargetId> {
-        if prefixes.is_empty() {
+    /// Marks `prefixes` (whose effective ban changed) dirty on every target that handles
+    /// them, and `resourced` (whose sources changed) on the source-shaped ones; marks limited
+    /// targets for re-placement; returns the targets to wake.
+    fn touch(
+        &mut self,
+        prefixes: &BTreeSet<Prefix>,
+        resourced: &BTreeSet<Prefix>,
+    ) -> Vec<TargetId> {
+        if prefixes.is_empty() && resourced.is_empty() {
             return Vec::new();
         }
         let mut woken = Vec::new();
         for (n, target) in self.targets.iter_mut().enumerate() {
+            let info = &target.spec.info;
+            let shaped = info.sources == SourceTracking::Shaped;
             target.dirty.extend(
                 prefixes
                     .iter()
-                    .filter(|p| target.spec.info.handles(p))
+                    .chain(resourced.iter().filter(|_| shaped))
+                    .filter(|p| info.handles(p))
                     .copied(),
             );
-            target.placement_stale |= target.spec.is_limited();
+            target.placement_stale |= target.spec.is_limited() && !prefixes.is_empty();
             if !target.dirty.is_empty() {
                 woken.push(TargetId::nth(n));
             }
@@ -639,6 +676,27 @@ impl State {
         own.max(fed)
     }
 
+    /// The sources whose bans make target `id` hold `prefix`: those in its scope (unless it
+    /// holds nothing of its own), and those of the targets whose overflow it takes. Empty for
+    /// a covering prefix.
+    fn desired_sources(&self, id: TargetId, prefix: &Prefix) -> Vec<Source> {
+        let target = &self.targets[id.index()];
+        let own = |s: &Source| !target.spec.scope.fallback_only && target.spec.scope.accepts(s);
+        let fed = |s: &Source| {
+            self.targets.iter().any(|feeder| {
+                feeder.spec.fallback == Some(id)
+                    && feeder.overflow.contains(prefix)
+                    && feeder.spec.scope.accepts(s)
+            })
+        };
+        self.table
+            .sources(prefix)
+            .into_iter()
+            .map(|(source, _)| source)
+            .filter(|s| own(s) || fed(s))
+            .collect()
+    }
+
     /// Everything target `id` should hold, sorted by prefix.
     fn desired_all(&self, id: TargetId) -> Vec<(Prefix, Expiry)> {
         let mut all: Vec<(Prefix, Expiry)> = self
@@ -725,6 +783,7 @@ mod tests {
                 capacity: Capacity::default(),
                 ownership: OwnershipKind::Exclusive,
                 expiry: ExpiryTracking::None,
+                sources: SourceTracking::Ignored,
                 max_batch: 100,
             },
             scope: Scope::default(),
@@ -785,6 +844,61 @@ mod tests {
             vec![prefix("203.0.113.7")]
         );
         assert!(engine.prefixes_of_source(&source("sshd")).is_empty());
+    }
+
+    #[test]
+    fn a_source_shaped_target_hears_of_every_change_of_sources() {
+        let mut flowspec = spec("flowspec", None);
+        flowspec.info.sources = SourceTracking::Shaped;
+        let mut scoped = spec("scoped", None);
+        scoped.info.sources = SourceTracking::Shaped;
+        scoped.scope.sources = Some(BTreeSet::from([source("sshd")]));
+        let engine = Engine::new(
+            Policy::default(),
+            vec![spec("edge", None), flowspec, scoped],
+        );
+        let (edge, fs, scoped) = (
+            engine.target(TargetId::nth(0)),
+            engine.target(TargetId::nth(1)),
+            engine.target(TargetId::nth(2)),
+        );
+        let x = prefix("203.0.113.7");
+        engine.apply_events(&[event(1, EventKind::Ban, "203.0.113.7", "sshd", 100)]);
+        for t in [&edge, &fs, &scoped] {
+            assert_eq!(t.take_dirty().len(), 1);
+        }
+        // recidive bans it too, for less long: the effective ban is unchanged, so only the
+        // shaped targets are told, and their plans carry both sources (the scoped one only
+        // its own).
+        engine.apply_events(&[event(2, EventKind::Ban, "203.0.113.7", "recidive", 50)]);
+        assert!(edge.take_dirty().is_empty());
+        assert_eq!(
+            fs.take_dirty().get(&x),
+            Some(&Some(Expiry::At(Timestamp(100))))
+        );
+        assert_eq!(scoped.take_dirty().len(), 1);
+        let plan_of = |t: &TargetHandle| {
+            let mut plan = Plan {
+                add: vec![netban_core::plan::Desired::new(x, Expiry::Never)],
+                ..Plan::default()
+            };
+            t.fill_sources(&mut plan);
+            plan.add[0].sources.clone()
+        };
+        assert_eq!(plan_of(&fs), vec![source("recidive"), source("sshd")]);
+        assert_eq!(plan_of(&scoped), vec![source("sshd")]);
+        assert!(
+            plan_of(&edge).is_empty(),
+            "other targets' plans are left alone"
+        );
+        // Extending a source's ban is no change of sources.
+        engine.apply_events(&[event(3, EventKind::Extend, "203.0.113.7", "recidive", 60)]);
+        assert!(fs.take_dirty().is_empty());
+        // recidive's ban ends: sources change again, the effective ban does not.
+        engine.apply_events(&[event(4, EventKind::Expire, "203.0.113.7", "recidive", 0)]);
+        assert_eq!(fs.take_dirty().len(), 1);
+        assert!(edge.take_dirty().is_empty());
+        assert_eq!(plan_of(&fs), vec![source("sshd")]);
     }
 
     #[test]

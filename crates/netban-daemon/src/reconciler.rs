@@ -19,7 +19,7 @@ use crate::instruments::{TargetErrorKind, TargetInstruments};
 use crate::leadership::{Leadership, LeaseLapsed};
 use crate::ledger_worker::{Job, LedgerHandle, LedgerRequestError};
 use netban_config::ReconcilerSection;
-use netban_core::plan::{self, Held, Ownership, Plan};
+use netban_core::plan::{self, Held, Ownership, Plan, SourceTracking};
 use netban_core::{Expiry, Prefix};
 use netban_proto::{Health, TargetScope, TargetStatus};
 use netban_targets::{ItemOutcome, OwnershipKind, Step, Target, TargetError};
@@ -415,6 +415,7 @@ impl Worker {
         };
         let mut plan = plan::plan(desired, held, &ownership, info.expiry);
         plan.add.retain(|d| !self.rejected.contains_key(&d.prefix));
+        self.engine.fill_sources(&mut plan);
         plan
     }
 
@@ -470,13 +471,15 @@ impl Worker {
             OwnershipKind::Recorded => Ownership::Recorded(&self.owned),
         };
         let prefixes: BTreeSet<Prefix> = dirty.keys().copied().collect();
-        let plan = plan::plan_prefixes(
-            &prefixes,
-            &|p| dirty.get(p).copied().flatten(),
-            &self.held,
-            &ownership,
-            self.target.info().expiry,
-        );
+        let desired = |p: &Prefix| dirty.get(p).copied().flatten();
+        let info = self.target.info();
+        let mut plan =
+            plan::plan_prefixes(&prefixes, &desired, &self.held, &ownership, info.expiry);
+        if info.sources == SourceTracking::Shaped {
+            // A prefix stays banned but its sources changed: its entry is rebuilt.
+            plan::reshape(&mut plan, &prefixes, &desired, &self.held, &ownership);
+            self.engine.fill_sources(&mut plan);
+        }
         self.last_batch_at = Some(Instant::now());
         // What the target should hold moves by what this plan adds and removes; a full sync
         // recounts it exactly.

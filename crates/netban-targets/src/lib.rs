@@ -40,7 +40,7 @@ pub mod ssh;
 
 use async_trait::async_trait;
 use netban_core::placement::Capacity;
-use netban_core::plan::{ExpiryTracking, Held, Plan};
+use netban_core::plan::{ExpiryTracking, Held, Plan, SourceTracking};
 use netban_core::{Family, Prefix};
 
 /// Whether netban may remove everything it reads back, or only what it recorded creating.
@@ -65,6 +65,9 @@ pub struct TargetInfo {
     pub capacity: Capacity,
     pub ownership: OwnershipKind,
     pub expiry: ExpiryTracking,
+    /// Whether its entries depend on which sources ban a prefix (BGP flowspec rules shaped
+    /// per source); if so, its plans carry the sources ([`netban_core::plan::Desired::sources`]).
+    pub sources: SourceTracking,
     /// The most plan items one `apply` receives; the reconciler splits larger plans.
     pub max_batch: usize,
 }

@@ -48,13 +48,7 @@ fn target(peer: &Peer) -> Exafs {
 
 fn adds(items: &[(&str, Expiry)]) -> Plan {
     Plan {
-        add: items
-            .iter()
-            .map(|(s, e)| Desired {
-                prefix: p(s),
-                expiry: *e,
-            })
-            .collect(),
+        add: items.iter().map(|(s, e)| Desired::new(p(s), *e)).collect(),
         ..Plan::default()
     }
 }

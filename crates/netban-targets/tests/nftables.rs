@@ -40,10 +40,7 @@ fn adds(items: &[(&str, Expiry)]) -> Plan {
     Plan {
         add: items
             .iter()
-            .map(|(s, expiry)| Desired {
-                prefix: p(s),
-                expiry: *expiry,
-            })
+            .map(|(s, expiry)| Desired::new(p(s), *expiry))
             .collect(),
         ..Plan::default()
     }
@@ -294,20 +291,8 @@ async fn permanent_and_timed_elements_read_back_with_their_expiry() {
     assert_eq!(slack_secs, GRACE);
     let refresh = Plan {
         refresh: vec![
-            (
-                h8,
-                Desired {
-                    prefix: p("203.0.113.8"),
-                    expiry: in_2h,
-                },
-            ),
-            (
-                h24,
-                Desired {
-                    prefix: p("198.51.100.0/24"),
-                    expiry: Expiry::Never,
-                },
-            ),
+            (h8, Desired::new(p("203.0.113.8"), in_2h)),
+            (h24, Desired::new(p("198.51.100.0/24"), Expiry::Never)),
         ],
         ..Plan::default()
     };
@@ -469,10 +454,7 @@ async fn a_refused_transaction_is_recovered_item_by_item() {
 
     let later = in_secs(7200);
     let plan = Plan {
-        add: vec![Desired {
-            prefix: p("203.0.113.9"),
-            expiry,
-        }],
+        add: vec![Desired::new(p("203.0.113.9"), expiry)],
         // .1 is present; .2 is gone.
         remove: vec![
             held[&p("203.0.113.1")].clone(),
@@ -481,10 +463,7 @@ async fn a_refused_transaction_is_recovered_item_by_item() {
         // .3 is gone too: the refresh just adds it.
         refresh: vec![(
             held[&p("203.0.113.3")].clone(),
-            Desired {
-                prefix: p("203.0.113.3"),
-                expiry: later,
-            },
+            Desired::new(p("203.0.113.3"), later),
         )],
     };
     let report = t.apply(&plan).await.unwrap();
@@ -561,9 +540,11 @@ async fn observe_before_prepare_says_to_prepare() {
 
 fn v4_hosts(count: u32, base: u32) -> Vec<Desired> {
     (0..count)
-        .map(|i| Desired {
-            prefix: Prefix::host(std::net::Ipv4Addr::from(base + i).into()),
-            expiry: in_secs(3600 + i64::from(i % 600)),
+        .map(|i| {
+            Desired::new(
+                Prefix::host(std::net::Ipv4Addr::from(base + i).into()),
+                in_secs(3600 + i64::from(i % 600)),
+            )
         })
         .collect()
 }

@@ -29,10 +29,7 @@ pub fn adds(list: &[&str]) -> Plan {
     Plan {
         add: list
             .iter()
-            .map(|s| Desired {
-                prefix: prefix(s),
-                expiry: Expiry::Never,
-            })
+            .map(|s| Desired::new(prefix(s), Expiry::Never))
             .collect(),
         ..Plan::default()
     }

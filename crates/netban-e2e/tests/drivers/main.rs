@@ -11,6 +11,7 @@ mod aws;
 mod cisco_ios;
 mod exafs;
 mod feed;
+mod flowspec;
 mod netconf;
 mod protection;
 mod secrets;

@@ -42,7 +42,7 @@ use crate::{
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, RuleAction};
 use aws_sdk_ec2::Client;
-use netban_core::plan::{ExpiryTracking, Held, Plan};
+use netban_core::plan::{ExpiryTracking, Held, Plan, SourceTracking};
 use netban_core::{Family, Prefix};
 
 /// Items per apply: each is one API call, so a batch stays short.
@@ -70,6 +70,7 @@ impl AwsNacl {
             capacity: config.capacity(),
             ownership: OwnershipKind::Exclusive,
             expiry: ExpiryTracking::None,
+            sources: SourceTracking::Ignored,
             max_batch: MAX_BATCH,
         };
         Ok(AwsNacl {

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use aws_sdk_wafv2::types::IpAddressVersion;
 use aws_sdk_wafv2::Client;
 use netban_core::placement::Capacity;
-use netban_core::plan::{ExpiryTracking, Held, Plan};
+use netban_core::plan::{ExpiryTracking, Held, Plan, SourceTracking};
 use netban_core::{Family, Prefix};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -83,6 +83,7 @@ impl AwsWaf {
             },
             ownership: OwnershipKind::Recorded,
             expiry: ExpiryTracking::None,
+            sources: SourceTracking::Ignored,
             max_batch: MAX_BATCH,
         };
         Ok(AwsWaf {

@@ -21,11 +21,20 @@
 //! # [targets.flowspec]
 //! # protocol = "tcp"                            # "tcp", "udp" or a number 0-255
 //! # destination_ports = [22]                    # with tcp or udp; at most 32
+//!
+//! # ... and per source (jail), overriding the above for that source's bans:
+//! # [targets.flowspec.sources.sshd]
+//! # protocol = "tcp"
+//! # destination_ports = [22]
+//! # A prefix banned by several sources gets ONE rule: the union of their shapes (any
+//! # unrestricted source → every packet from the prefix; see `RuleShapes::for_sources`).
 //! ```
 
-use super::flowspec::SourceMatch;
+use super::flowspec::{RuleShapes, SourceMatch};
 use crate::TargetError;
+use netban_core::Source;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
@@ -67,7 +76,8 @@ impl Mode {
     }
 }
 
-/// `[targets.flowspec]`: what a rule matches besides the banned source prefix.
+/// `[targets.flowspec]`: what a rule matches besides the banned source prefix, by default
+/// and per source.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FlowspecConfig {
@@ -76,6 +86,22 @@ pub struct FlowspecConfig {
     #[serde(default)]
     pub protocol: Option<Protocol>,
     /// Only these destination ports (needs protocol tcp or udp). Default: every port.
+    #[serde(default)]
+    pub destination_ports: Vec<u16>,
+    /// `[targets.flowspec.sources.NAME]`: the match for bans of source (jail) NAME, in place
+    /// of the two keys above.
+    #[serde(default)]
+    pub sources: BTreeMap<String, FlowspecMatch>,
+}
+
+/// `[targets.flowspec.sources.NAME]`: what a rule for a ban of that source matches.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FlowspecMatch {
+    /// As `[targets.flowspec] protocol`; absent: every protocol.
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+    /// As `[targets.flowspec] destination_ports`.
     #[serde(default)]
     pub destination_ports: Vec<u16>,
 }
@@ -287,41 +313,32 @@ impl BgpConfig {
         }
     }
 
-    /// What the flow specification rules match besides the source, or a configuration error
-    /// saying what to fix.
-    pub fn source_match(&self) -> Result<SourceMatch, TargetError> {
-        let err = |m: String| Err(TargetError::config(format!("bgp target: {m}")));
+    /// What the flow specification rules match besides the source, by default and per
+    /// source, or a configuration error saying what to fix.
+    pub fn rule_shapes(&self) -> Result<RuleShapes, TargetError> {
         let Some(fs) = &self.flowspec else {
-            return Ok(SourceMatch::default());
+            return Ok(RuleShapes::default());
         };
         if !self.mode.flowspec() {
-            return err(
-                "[targets.flowspec] is set but mode is \"rtbh\": set mode = \"flowspec\" or \
-                 \"both\", or remove the table"
-                    .into(),
-            );
+            return Err(TargetError::config(
+                "bgp target: [targets.flowspec] is set but mode is \"rtbh\": set mode = \
+                 \"flowspec\" or \"both\", or remove the table",
+            ));
         }
-        let protocol = fs.protocol.as_ref().map(Protocol::number).transpose()?;
-        if !fs.destination_ports.is_empty() {
-            if !matches!(protocol, Some(Protocol::TCP | Protocol::UDP)) {
-                return err(
-                    "flowspec destination_ports need protocol = \"tcp\" or \"udp\" (ports \
-                     mean nothing for other protocols)"
-                        .into(),
-                );
-            }
-            if fs.destination_ports.contains(&0) {
-                return err("flowspec destination_ports must be 1-65535".into());
-            }
-            if fs.destination_ports.len() > MAX_DESTINATION_PORTS {
-                return err(format!(
-                    "flowspec destination_ports lists {} ports, more than {MAX_DESTINATION_PORTS}: \
-                     block the whole protocol instead (leave destination_ports out)",
-                    fs.destination_ports.len()
-                ));
-            }
+        let default = source_match(
+            "[targets.flowspec]",
+            fs.protocol.as_ref(),
+            &fs.destination_ports,
+        )?;
+        let mut by_source = BTreeMap::new();
+        for (name, m) in &fs.sources {
+            let table = format!("[targets.flowspec.sources.{name}]");
+            let source = Source::new(name)
+                .map_err(|e| TargetError::config(format!("bgp target: {table}: {e}")))?;
+            let shape = source_match(&table, m.protocol.as_ref(), &m.destination_ports)?;
+            by_source.insert(source, shape);
         }
-        Ok(SourceMatch::new(protocol, fs.destination_ports.clone()))
+        Ok(RuleShapes { default, by_source })
     }
 
     /// The communities as 32-bit values, or a configuration error naming the bad one.
@@ -363,7 +380,7 @@ impl BgpConfig {
             }
         }
         self.community_values()?;
-        self.source_match()?;
+        self.rule_shapes()?;
         let mut seen = std::collections::BTreeSet::new();
         for peer in &self.peers {
             if !seen.insert((peer.address, peer.port)) {
@@ -411,6 +428,36 @@ impl BgpConfig {
         }
         Ok(())
     }
+}
+
+/// One match (`table` names where it was written, for the error), checked.
+fn source_match(
+    table: &str,
+    protocol: Option<&Protocol>,
+    ports: &[u16],
+) -> Result<SourceMatch, TargetError> {
+    let err = |m: String| Err(TargetError::config(format!("bgp target: {table}: {m}")));
+    let protocol = protocol.map(Protocol::number).transpose()?;
+    if !ports.is_empty() {
+        if !matches!(protocol, Some(Protocol::TCP | Protocol::UDP)) {
+            return err(
+                "flowspec destination_ports need protocol = \"tcp\" or \"udp\" (ports mean \
+                 nothing for other protocols)"
+                    .into(),
+            );
+        }
+        if ports.contains(&0) {
+            return err("flowspec destination_ports must be 1-65535".into());
+        }
+        if ports.len() > MAX_DESTINATION_PORTS {
+            return err(format!(
+                "flowspec destination_ports lists {} ports, more than {MAX_DESTINATION_PORTS}: \
+                 block the whole protocol instead (leave destination_ports out)",
+                ports.len()
+            ));
+        }
+    }
+    Ok(SourceMatch::new(protocol, ports.to_vec()))
 }
 
 /// `"65535:666"`, `"blackhole"`, `"no-export"` or `"no-advertise"` as a 32-bit community.
@@ -578,14 +625,14 @@ mod tests {
         c.validate().unwrap();
         assert_eq!((c.mode.rtbh(), c.mode.flowspec()), (false, true));
         assert_eq!(
-            c.source_match().unwrap(),
-            SourceMatch::new(Some(6), vec![22, 443])
+            c.rule_shapes().unwrap(),
+            RuleShapes {
+                default: SourceMatch::new(Some(6), vec![22, 443]),
+                by_source: BTreeMap::new(),
+            }
         );
         assert_eq!(valid_config().mode, Mode::Rtbh);
-        assert_eq!(
-            valid_config().source_match().unwrap(),
-            SourceMatch::default()
-        );
+        assert_eq!(valid_config().rule_shapes().unwrap(), RuleShapes::default());
         for bad in [
             serde_json::json!({ "mode": "blackhole" }),
             serde_json::json!({ "mode": "both", "flowspec": { "ports": [22] } }),
@@ -603,12 +650,80 @@ mod tests {
     }
 
     #[test]
+    fn flowspec_shapes_per_source_read_from_toml() {
+        // As TOML: [flowspec.sources.sshd] protocol = "tcp", destination_ports = [22] and
+        // [flowspec.sources.named] protocol = 17.
+        let c: BgpConfig = serde_json::from_value(serde_json::json!({
+            "local_as": 65001,
+            "router_id": "198.18.0.2",
+            "peers": [{ "address": "198.18.0.1", "remote_as": 65000 }],
+            "mode": "flowspec",
+            "flowspec": { "sources": {
+                "sshd": { "protocol": "tcp", "destination_ports": [22] },
+                "named": { "protocol": 17 },
+            } },
+        }))
+        .unwrap();
+        c.validate().unwrap();
+        let shapes = c.rule_shapes().unwrap();
+        assert_eq!(shapes.default, SourceMatch::default());
+        assert_eq!(
+            shapes.by_source,
+            BTreeMap::from([
+                (
+                    Source::new("named").unwrap(),
+                    SourceMatch::new(Some(17), vec![])
+                ),
+                (
+                    Source::new("sshd").unwrap(),
+                    SourceMatch::new(Some(6), vec![22])
+                ),
+            ])
+        );
+        // A source's table is checked like the target's, and says which table is wrong.
+        let bad = |name: &str, m: FlowspecMatch| BgpConfig {
+            mode: Mode::Flowspec,
+            flowspec: Some(FlowspecConfig {
+                sources: BTreeMap::from([(name.to_string(), m)]),
+                ..FlowspecConfig::default()
+            }),
+            ..valid_config()
+        };
+        let ports_without_protocol = FlowspecMatch {
+            protocol: None,
+            destination_ports: vec![22],
+        };
+        for (config, needle) in [
+            (
+                bad("sshd", ports_without_protocol),
+                "[targets.flowspec.sources.sshd]: flowspec destination_ports need protocol",
+            ),
+            (
+                bad("no spaces", FlowspecMatch::default()),
+                "[targets.flowspec.sources.no spaces]",
+            ),
+        ] {
+            match config.validate() {
+                Err(TargetError::Config(m)) => {
+                    assert!(m.to_string().contains(needle), "{m} lacks {needle}")
+                }
+                other => panic!("{needle}: {other:?}"),
+            }
+        }
+        assert!(serde_json::from_value::<FlowspecConfig>(
+            serde_json::json!({ "sources": { "sshd": { "ports": [22] } } })
+        )
+        .is_err());
+    }
+
+    #[test]
     fn flowspec_settings_that_cannot_work_say_what_to_fix() {
         let with = |mode: Mode, protocol: Option<Protocol>, ports: Vec<u16>| BgpConfig {
             mode,
             flowspec: Some(FlowspecConfig {
                 protocol,
                 destination_ports: ports,
+                ..FlowspecConfig::default()
             }),
             ..valid_config()
         };

@@ -19,7 +19,10 @@
 //!
 //! Pure: no I/O; every input is bounded and nothing a peer sends makes it panic.
 
+use super::config::MAX_DESTINATION_PORTS;
 use ipnet::{IpNet, Ipv4Net};
+use netban_core::Source;
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The SAFI of dissemination of flow specification rules (RFC 8955).
@@ -478,52 +481,128 @@ impl FlowPrefix {
     }
 }
 
-/// What netban matches besides the banned source: an IP protocol (Next Header in IPv6) and,
-/// with it, destination ports. The empty match blocks every packet from the source.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What netban matches besides the banned source: IP protocols (Next Header in IPv6) and,
+/// with them, destination ports. The empty match blocks every packet from the source.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SourceMatch {
-    pub protocol: Option<u8>,
-    /// Ascending, without duplicates (what [`SourceMatch::new`] makes of them).
+    /// Ascending, without duplicates; empty: every protocol.
+    protocols: Vec<u8>,
+    /// Ascending, without duplicates; empty: every port.
     destination_ports: Vec<u16>,
 }
 
 impl SourceMatch {
-    pub fn new(protocol: Option<u8>, mut destination_ports: Vec<u16>) -> SourceMatch {
+    pub fn new(protocol: Option<u8>, destination_ports: Vec<u16>) -> SourceMatch {
+        SourceMatch::of(protocol.into_iter().collect(), destination_ports)
+    }
+
+    /// A match of any of `protocols` and, if any are given, any of `destination_ports`.
+    pub fn of(mut protocols: Vec<u8>, mut destination_ports: Vec<u16>) -> SourceMatch {
+        protocols.sort_unstable();
+        protocols.dedup();
         destination_ports.sort_unstable();
         destination_ports.dedup();
         SourceMatch {
-            protocol,
+            protocols,
             destination_ports,
         }
+    }
+
+    pub fn protocols(&self) -> &[u8] {
+        &self.protocols
     }
 
     pub fn destination_ports(&self) -> &[u16] {
         &self.destination_ports
     }
 
-    /// The rule for traffic from `source`: source prefix, then protocol (`== P`), then the
-    /// destination ports (`== p1 OR == p2 …`), in that (ascending type) order.
+    /// Whether every packet from the source matches.
+    pub fn is_unrestricted(&self) -> bool {
+        self.protocols.is_empty()
+    }
+
+    /// The narrowest match covering both `self` and `other`, for one rule serving bans of
+    /// differently shaped sources: unrestricted if either is; else the union of the
+    /// protocols, and the union of the ports if both restrict ports (and the union stays
+    /// within [`MAX_DESTINATION_PORTS`]), else every port. A union can match more than
+    /// either side: tcp/22 ∪ udp/53 also matches tcp/53 and udp/22 (one rule has one list of
+    /// protocols and one of ports). It never matches less.
+    pub fn union(&self, other: &SourceMatch) -> SourceMatch {
+        if self.is_unrestricted() || other.is_unrestricted() {
+            return SourceMatch::default();
+        }
+        let protocols = [self.protocols.as_slice(), other.protocols.as_slice()].concat();
+        let ports = if self.destination_ports.is_empty() || other.destination_ports.is_empty() {
+            Vec::new()
+        } else {
+            [
+                self.destination_ports.as_slice(),
+                other.destination_ports.as_slice(),
+            ]
+            .concat()
+        };
+        let mut union = SourceMatch::of(protocols, ports);
+        if union.destination_ports.len() > MAX_DESTINATION_PORTS {
+            union.destination_ports.clear();
+        }
+        union
+    }
+
+    /// The rule for traffic from `source`: source prefix, then protocols (`== P1 OR == P2 …`),
+    /// then the destination ports (`== p1 OR == p2 …`), in that (ascending type) order.
     pub fn rule(&self, source: IpNet) -> Rule {
         let mut components = vec![Component::Source(FlowPrefix::of(source))];
-        if let Some(protocol) = self.protocol {
+        let equals = |values: Vec<u64>| values.into_iter().map(NumericTerm::equals).collect();
+        if !self.protocols.is_empty() {
             components.push(Component::Numeric {
                 kind: component::IP_PROTOCOL,
-                terms: vec![NumericTerm::equals(u64::from(protocol))],
+                terms: equals(self.protocols.iter().map(|&p| u64::from(p)).collect()),
             });
         }
         if !self.destination_ports.is_empty() {
             components.push(Component::Numeric {
                 kind: component::DESTINATION_PORT,
-                terms: self
-                    .destination_ports
-                    .iter()
-                    .map(|&p| NumericTerm::equals(u64::from(p)))
-                    .collect(),
+                terms: equals(
+                    self.destination_ports
+                        .iter()
+                        .map(|&p| u64::from(p))
+                        .collect(),
+                ),
             });
         }
-        // At most 1 + 18 + 2 + 3 × 65,536 bytes only with absurd port lists; the configuration
-        // caps them, so the components are always a valid, short rule.
+        // At most 1 + 18 + 1 + 2 × 256 + 1 + 3 × 65,536 bytes only with absurd lists; the
+        // configuration and `union` cap them, so the components are always a valid, short
+        // rule.
         Rule { components }
+    }
+}
+
+/// The shape of the rules one target sends: what a rule matches besides the source, by
+/// default and for bans of particular sources (`[targets.flowspec.sources.NAME]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleShapes {
+    pub default: SourceMatch,
+    pub by_source: BTreeMap<Source, SourceMatch>,
+}
+
+impl RuleShapes {
+    /// The match of the one rule for a prefix banned by `sources`: the [`SourceMatch::union`]
+    /// of each source's shape (its own, else the default). So a prefix banned by sshd (tcp/22)
+    /// and by recidive (no shape of its own, default unrestricted) gets a source-only rule.
+    /// No sources (a covering prefix, or a caller that does not say) → the default.
+    pub fn for_sources(&self, sources: &[Source]) -> SourceMatch {
+        let mut shapes = sources
+            .iter()
+            .map(|s| self.by_source.get(s).unwrap_or(&self.default));
+        let Some(first) = shapes.next() else {
+            return self.default.clone();
+        };
+        shapes.fold(first.clone(), |union, shape| union.union(shape))
+    }
+
+    /// Whether any source has a shape of its own (else every rule has the default shape).
+    pub fn per_source(&self) -> bool {
+        !self.by_source.is_empty()
     }
 }
 
@@ -671,6 +750,64 @@ mod tests {
                 terms: vec![]
             }]),
             Err(FlowspecError::NoTerms)
+        );
+    }
+
+    #[test]
+    fn one_rule_for_several_sources_is_the_union_of_their_shapes() {
+        let src = |s: &str| Source::new(s).unwrap();
+        let shapes = RuleShapes {
+            default: SourceMatch::default(),
+            by_source: BTreeMap::from([
+                (src("sshd"), SourceMatch::new(Some(6), vec![22])),
+                (src("nginx"), SourceMatch::new(Some(6), vec![80, 443])),
+                (src("named"), SourceMatch::new(Some(17), vec![53])),
+                (src("icmp"), SourceMatch::new(Some(1), vec![])),
+            ]),
+        };
+        let shape = |names: &[&str]| {
+            let sources: Vec<Source> = names.iter().map(|n| src(n)).collect();
+            shapes.for_sources(&sources)
+        };
+        assert_eq!(shape(&["sshd"]), SourceMatch::new(Some(6), vec![22]));
+        // Any source without a shape of its own (default: unrestricted) → source-only rule.
+        assert_eq!(shape(&["recidive", "sshd"]), SourceMatch::default());
+        assert_eq!(shape(&[]), SourceMatch::default());
+        // Same protocol: the ports add up.
+        assert_eq!(
+            shape(&["nginx", "sshd"]),
+            SourceMatch::new(Some(6), vec![22, 80, 443])
+        );
+        // Different protocols: both protocols, all ports (over-matches tcp/53 and udp/22).
+        assert_eq!(
+            shape(&["named", "sshd"]),
+            SourceMatch::of(vec![6, 17], vec![22, 53])
+        );
+        // A protocol with no ports of its own drops the port restriction.
+        assert_eq!(
+            shape(&["icmp", "sshd"]),
+            SourceMatch::of(vec![1, 6], vec![])
+        );
+        // Never fewer than the shape of each source; a source order does not matter.
+        assert_eq!(shape(&["sshd", "nginx"]), shape(&["nginx", "sshd"]));
+        // Two protocols are ORed in one component: type 3, `== 6`, `== 17` (end bit last).
+        let rule =
+            SourceMatch::of(vec![17, 6], vec![22, 53]).rule("203.0.113.7/32".parse().unwrap());
+        assert_eq!(encoded(&rule), hex("100220cb00710703010681110501168135"));
+        // A non-default default shape applies to sources without their own.
+        let narrow = RuleShapes {
+            default: SourceMatch::new(Some(17), vec![]),
+            ..shapes.clone()
+        };
+        assert_eq!(
+            narrow.for_sources(&[src("recidive"), src("named")]),
+            SourceMatch::new(Some(17), vec![])
+        );
+        // A union past the port cap drops the ports, never the rule.
+        let many = |from: u16| SourceMatch::new(Some(6), (from..from + 20).collect());
+        assert_eq!(
+            many(1000).union(&many(2000)),
+            SourceMatch::new(Some(6), vec![])
         );
     }
 

@@ -523,6 +523,23 @@ fn encode_attribute(attr: &Attribute, out: &mut Vec<u8>) {
 
 /// Checks a message header; returns the whole message length (header included) and type.
 pub fn decode_header(header: &[u8; HEADER_LEN]) -> Result<(usize, u8), DecodeError> {
+    check_header(header, MAX_MESSAGE_LEN)
+}
+
+/// The longest UPDATE a session reads: the most the length field can say.
+pub const MAX_RECEIVED_UPDATE_LEN: usize = u16::MAX as usize;
+
+/// [`decode_header`] for what a session reads from its peer: an UPDATE may be up to
+/// [`MAX_RECEIVED_UPDATE_LEN`] bytes. netban drops received UPDATEs without decoding them, and
+/// FRR 8.4.4 echoing 10,000 flowspec rules back sent a 4,100-byte UPDATE although no
+/// extended message capability (RFC 8654) was negotiated: refusing it (RFC 4271's Bad
+/// Message Length) reset the session, and with it every ban, at each echo. OPEN and
+/// NOTIFICATION, which netban decodes, keep the 4,096-byte limit.
+pub fn decode_received_header(header: &[u8; HEADER_LEN]) -> Result<(usize, u8), DecodeError> {
+    check_header(header, MAX_RECEIVED_UPDATE_LEN)
+}
+
+fn check_header(header: &[u8; HEADER_LEN], update_max: usize) -> Result<(usize, u8), DecodeError> {
     if header[..16].iter().any(|b| *b != 0xff) {
         return Err(header_error(1, "connection not synchronised: bad marker"));
     }
@@ -530,7 +547,7 @@ pub fn decode_header(header: &[u8; HEADER_LEN]) -> Result<(usize, u8), DecodeErr
     let kind = header[18];
     let (min, max) = match kind {
         1 => (29, MAX_MESSAGE_LEN),
-        2 => (23, MAX_MESSAGE_LEN),
+        2 => (23, update_max),
         3 => (21, MAX_MESSAGE_LEN),
         4 => (19, 19),
         _ => return Err(header_error(3, format!("bad message type {kind}"))),
@@ -950,6 +967,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn received_updates_may_be_longer_than_4096_bytes() {
+        let header = |len: u16, kind: u8| {
+            let mut h = [0xffu8; HEADER_LEN];
+            h[16..18].copy_from_slice(&len.to_be_bytes());
+            h[18] = kind;
+            h
+        };
+        // FRR 8.4.4 sent netban a 4,100-byte UPDATE (no extended messages negotiated).
+        assert!(decode_header(&header(4100, TYPE_UPDATE)).is_err());
+        assert_eq!(
+            decode_received_header(&header(4100, TYPE_UPDATE)),
+            Ok((4100, TYPE_UPDATE))
+        );
+        assert_eq!(
+            decode_received_header(&header(u16::MAX, TYPE_UPDATE)),
+            Ok((65_535, TYPE_UPDATE))
+        );
+        // What netban decodes keeps the limit; a short UPDATE is still malformed.
+        for (len, kind) in [(4100, 1), (4100, 3), (22, TYPE_UPDATE)] {
+            assert!(
+                decode_received_header(&header(len, kind)).is_err(),
+                "{len} {kind}"
+            );
+        }
+    }
     #[test]
     fn keepalive_is_the_bare_header() {
         let bytes = Message::Keepalive.encode();

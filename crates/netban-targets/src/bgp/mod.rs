@@ -11,7 +11,9 @@
 //!        └──────────── PeerStatus (established, synced version, last error) ◀──┘
 //! ```
 //!
-//! The driver keeps the set of prefixes that should be announced. `apply` changes that set and
+//! The driver keeps the set of prefixes that should be announced, each with the shape of its
+//! rule ([`flowspec::RuleShapes`]: per source when configured, one rule per prefix as the
+//! union of its sources' shapes). `apply` changes that set and
 //! waits (up to `send_timeout_secs`) until every established session has written the
 //! resulting UPDATEs; `observe` returns the set once every session has sent it. A session that
 //! comes back after any interruption starts from an empty view on both sides and announces the
@@ -36,14 +38,15 @@ mod socket;
 pub mod update;
 
 pub use config::{
-    parse_community, read_md5_password, BgpConfig, FlowspecConfig, Mode, PasswordFileError,
-    PeerConfig, Protocol, BLACKHOLE, MAX_DESTINATION_PORTS, NO_ADVERTISE, NO_EXPORT,
+    parse_community, read_md5_password, BgpConfig, FlowspecConfig, FlowspecMatch, Mode,
+    PasswordFileError, PeerConfig, Protocol, BLACKHOLE, MAX_DESTINATION_PORTS, NO_ADVERTISE,
+    NO_EXPORT,
 };
 
 use crate::{ApplyReport, OwnershipKind, Target, TargetError, TargetInfo};
 use async_trait::async_trait;
 use netban_core::placement::Capacity;
-use netban_core::plan::{ExpiryTracking, Held, Plan};
+use netban_core::plan::{ExpiryTracking, Held, Plan, SourceTracking};
 use netban_core::Family;
 use session::{Announcement, PeerStatus, SessionError, Settings};
 use std::net::SocketAddr;
@@ -81,7 +84,7 @@ impl Bgp {
     pub fn new(name: &str, config: BgpConfig) -> Result<Self, TargetError> {
         config.validate()?;
         let communities = config.community_values()?;
-        let source_match = config.source_match()?;
+        let shapes = config.rule_shapes()?;
         let peers = config
             .peers
             .iter()
@@ -103,6 +106,12 @@ impl Bgp {
             capacity: Capacity::UNBOUNDED,
             ownership: OwnershipKind::Exclusive,
             expiry: ExpiryTracking::None,
+            // Rules shaped per source are rebuilt when a prefix's sources change.
+            sources: if config.mode.flowspec() && shapes.per_source() {
+                SourceTracking::Shaped
+            } else {
+                SourceTracking::Ignored
+            },
             max_batch: MAX_BATCH,
         };
         Ok(Bgp {
@@ -110,7 +119,7 @@ impl Bgp {
             settings: Arc::new(Settings {
                 config,
                 communities,
-                source_match,
+                shapes,
             }),
             desired: watch::channel(Arc::new(Announcement::default())).0,
             peers,
@@ -169,6 +178,27 @@ impl Bgp {
             }
         }
         Ok(())
+    }
+
+    /// Makes `plan` the sessions' new desired set (each added or refreshed prefix with the
+    /// rule shape of its sources); returns the set's version.
+    fn change_desired(&self, plan: &Plan) -> u64 {
+        let shapes = &self.settings.shapes;
+        let mut version = 0;
+        self.desired.send_modify(|d| {
+            let d = Arc::make_mut(d);
+            for h in &plan.remove {
+                d.prefixes.remove(&h.prefix);
+            }
+            // A refresh comes when the sources of a prefix changed (SourceTracking::Shaped):
+            // its rule may change shape.
+            for a in plan.add.iter().chain(plan.refresh.iter().map(|(_, d)| d)) {
+                d.prefixes.insert(a.prefix, shapes.for_sources(&a.sources));
+            }
+            d.version += 1;
+            version = d.version;
+        });
+        version
     }
 
     fn down_error(&self, peer: &Peer, last: Option<&SessionError>) -> TargetError {
@@ -230,7 +260,7 @@ impl Target for Bgp {
         self.wait_synced(desired.version).await?;
         Ok(desired
             .prefixes
-            .iter()
+            .keys()
             .map(|&prefix| Held {
                 prefix,
                 expiry: None,
@@ -241,18 +271,7 @@ impl Target for Bgp {
 
     async fn apply(&mut self, plan: &Plan) -> Result<ApplyReport, TargetError> {
         self.start_sessions();
-        let mut version = 0;
-        self.desired.send_modify(|d| {
-            let d = Arc::make_mut(d);
-            for h in &plan.remove {
-                d.prefixes.remove(&h.prefix);
-            }
-            for a in &plan.add {
-                d.prefixes.insert(a.prefix);
-            }
-            d.version += 1;
-            version = d.version;
-        });
+        let version = self.change_desired(plan);
         self.wait_synced(version).await?;
         Ok(ApplyReport::all_done(plan))
     }
@@ -344,9 +363,60 @@ mod tests {
         let config: BgpConfig = serde_json::from_value(json).unwrap();
         let t = Bgp::new("fs", config).unwrap();
         assert_eq!(
-            t.settings.source_match,
+            t.settings.shapes.default,
             flowspec::SourceMatch::new(Some(17), vec![53])
         );
+        assert_eq!(t.info().sources, SourceTracking::Ignored);
         assert_eq!(t.config().mode, Mode::Flowspec);
+    }
+
+    #[test]
+    fn rules_take_the_shape_of_the_sources_of_each_ban() {
+        use netban_core::plan::{Desired, Held};
+        use netban_core::{Expiry, Prefix, Source};
+        let config: BgpConfig = serde_json::from_value(serde_json::json!({
+            "local_as": 65001,
+            "router_id": "198.18.0.2",
+            "peers": [{ "address": "198.18.0.1", "remote_as": 65000 }],
+            "mode": "flowspec",
+            "flowspec": { "sources": { "sshd": { "protocol": "tcp", "destination_ports": [22] } } },
+        }))
+        .unwrap();
+        // No session is started: only the desired set the sessions would follow changes.
+        let t = Bgp::new("fs", config).unwrap();
+        assert_eq!(t.info().sources, SourceTracking::Shaped);
+        let prefix = Prefix::parse("203.0.113.7").unwrap();
+        let want = |sources: &[&str]| Desired {
+            sources: sources.iter().map(|s| Source::new(s).unwrap()).collect(),
+            ..Desired::new(prefix, Expiry::Never)
+        };
+        let shape = |t: &Bgp| t.desired.borrow().prefixes.get(&prefix).cloned();
+        let plan = Plan {
+            add: vec![want(&["sshd"])],
+            ..Plan::default()
+        };
+        assert_eq!(t.change_desired(&plan), 1);
+        assert_eq!(
+            shape(&t),
+            Some(flowspec::SourceMatch::new(Some(6), vec![22]))
+        );
+        let held = Held {
+            prefix,
+            expiry: None,
+            handle: None,
+        };
+        let plan = Plan {
+            refresh: vec![(held, want(&["recidive", "sshd"]))],
+            ..Plan::default()
+        };
+        assert_eq!(t.change_desired(&plan), 2);
+        assert_eq!(shape(&t), Some(flowspec::SourceMatch::default()));
+        // Without sources (a covering prefix): the target's default shape, unrestricted.
+        let plan = Plan {
+            add: vec![want(&[])],
+            ..Plan::default()
+        };
+        t.change_desired(&plan);
+        assert_eq!(shape(&t), Some(flowspec::SourceMatch::default()));
     }
 }

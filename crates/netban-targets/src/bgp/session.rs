@@ -15,17 +15,17 @@
 //! ends the session instead of wedging it. A hold time of 0 is refused. What the task is doing
 //! is published in a [`PeerStatus`] that the driver reads for `observe` and `apply`.
 
-use super::flowspec::{SourceMatch, SAFI_FLOWSPEC};
+use super::flowspec::{RuleShapes, SourceMatch, SAFI_FLOWSPEC};
 use super::message::{
     self, code, Capability, DecodeError, Message, Notification, Open, AFI_IPV4, AFI_IPV6, AS_TRANS,
     HEADER_LEN, SAFI_UNICAST,
 };
 use super::socket;
-use super::update::{self, RouteAttributes};
+use super::update::{self, RouteAttributes, ShapedPrefix};
 use super::BgpConfig;
 use super::PeerConfig;
 use netban_core::Prefix;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,12 +43,13 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 /// peer that does not read must not hold up the close.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What every session should announce: the driver's desired prefixes and a version that
-/// grows with each change.
+/// What every session should announce: the driver's desired prefixes, each with the shape of
+/// its flow specification rule (mode flowspec or both), and a version that grows with each
+/// change.
 #[derive(Clone, Debug, Default)]
 pub struct Announcement {
     pub version: u64,
-    pub prefixes: BTreeSet<Prefix>,
+    pub prefixes: BTreeMap<Prefix, SourceMatch>,
 }
 
 /// What a session is doing, published for the driver.
@@ -108,8 +109,9 @@ impl SessionError {
 pub struct Settings {
     pub config: BgpConfig,
     pub communities: Vec<u32>,
-    /// What flow specification rules match besides the source (mode flowspec or both).
-    pub source_match: SourceMatch,
+    /// What flow specification rules match besides the source (mode flowspec or both), by
+    /// default and per source.
+    pub shapes: RuleShapes,
 }
 
 /// Runs the session to `peer` until `shutdown` turns true.
@@ -225,7 +227,8 @@ impl Drop for AbortOnDrop {
 /// A message as the session sees it. The body of an UPDATE is not decoded: netban accepts no
 /// routes from its peers, so an attribute it does not know (or one a newer RFC defines, or a
 /// confederation AS_PATH) must not end the session and with it every blackhole. Only the
-/// header (marker, type, length up to [`message::MAX_MESSAGE_LEN`]) is checked.
+/// header (marker, type, length up to [`message::MAX_MESSAGE_LEN`], or for an UPDATE up to
+/// [`message::MAX_RECEIVED_UPDATE_LEN`]: see [`message::decode_received_header`]) is checked.
 #[derive(Debug)]
 enum Incoming {
     Open(Open),
@@ -248,8 +251,9 @@ impl Incoming {
 
 /// Reads messages until the connection ends or a message does not decode; each goes to `tx`.
 /// Cancel safety lives here: the session selects on the channel, never on a half-read socket.
-/// Memory is bounded: one message of at most 4,096 bytes (the header says how long, and a
-/// longer one is refused before its body is read) plus 64 queued.
+/// Memory is bounded: one message of at most 65,535 bytes (an UPDATE; 4,096 for the others:
+/// the header says how long, and a longer one is refused before its body is read) plus 64
+/// queued (an UPDATE is queued without its body).
 async fn read_messages(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<Incoming, SessionError>>) {
     loop {
         let mut header = [0u8; HEADER_LEN];
@@ -261,7 +265,7 @@ async fn read_messages(mut read: OwnedReadHalf, tx: mpsc::Sender<Result<Incoming
                 return;
             }
         }
-        let result = match message::decode_header(&header) {
+        let result = match message::decode_received_header(&header) {
             Ok((len, kind)) => {
                 let mut body = vec![0u8; len - HEADER_LEN];
                 match read.read_exact(&mut body).await {
@@ -503,7 +507,7 @@ impl<'a> Session<'a> {
         let mut keepalive =
             tokio::time::interval_at(Instant::now() + keepalive_every, keepalive_every);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut advertised = BTreeSet::new();
+        let mut advertised = BTreeMap::new();
         desired.mark_changed();
         loop {
             tokio::select! {
@@ -554,50 +558,69 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Sends what makes the peer's view (`advertised`) equal to `desired`: withdrawals first,
-    /// then announcements, all flushed at once. Each prefix is a blackhole route, a flow
-    /// specification rule, or both, as the mode says.
+    /// Sends what makes the peer's view (`advertised`) equal to `desired`, all flushed at
+    /// once. Each prefix is a blackhole route, a flow specification rule, or both, as the
+    /// mode says. Withdrawals go first, then announcements. A rule is identified by its
+    /// whole NLRI, so a prefix whose rule changed shape (another source banned it) has its
+    /// old rule withdrawn and the new one announced in the same flush; its blackhole route
+    /// is left alone. (Withdrawing first keeps one rule per source at the router; FRR 8.4.4's
+    /// zebra crashed far more often the other way round, see docs/targets/bgp.md.)
     async fn send_changes(
         &self,
         w: &mut Writer,
-        advertised: &mut BTreeSet<Prefix>,
+        advertised: &mut BTreeMap<Prefix, SourceMatch>,
         desired: &Announcement,
         attrs: &RouteAttributes,
     ) -> Result<(), SessionError> {
-        let gone: Vec<Prefix> = advertised.difference(&desired.prefixes).copied().collect();
-        let new: Vec<Prefix> = desired.prefixes.difference(advertised).copied().collect();
-        if gone.is_empty() && new.is_empty() {
+        let old_rules: Vec<ShapedPrefix> = advertised
+            .iter()
+            .filter(|(p, shape)| desired.prefixes.get(p) != Some(shape))
+            .map(|(p, shape)| (*p, shape.clone()))
+            .collect();
+        let new_rules: Vec<ShapedPrefix> = desired
+            .prefixes
+            .iter()
+            .filter(|(p, shape)| advertised.get(p) != Some(shape))
+            .map(|(p, shape)| (*p, shape.clone()))
+            .collect();
+        if old_rules.is_empty() && new_rules.is_empty() {
             return Ok(());
         }
+        let gone: Vec<Prefix> = old_rules
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| !desired.prefixes.contains_key(p))
+            .collect();
+        let new: Vec<Prefix> = new_rules
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| !advertised.contains_key(p))
+            .collect();
         let started = std::time::Instant::now();
         let mode = self.config().mode;
-        let rules = &self.settings.source_match;
         let mut messages = Vec::new();
         if mode.rtbh() {
             messages.extend(update::withdraw(&gone));
-        }
-        if mode.flowspec() {
-            messages.extend(update::withdraw_rules(&gone, rules));
-        }
-        if mode.rtbh() {
             messages.extend(update::announce(&new, attrs));
         }
         if mode.flowspec() {
-            messages.extend(update::announce_rules(&new, rules, attrs));
+            messages.extend(update::withdraw_rules(&old_rules));
+            messages.extend(update::announce_rules(&new_rules, attrs));
         }
         let updates = messages.len();
         for m in &messages {
             w.send(m).await?;
         }
         w.flush().await?;
-        for p in &gone {
+        for (p, _) in &old_rules {
             advertised.remove(p);
         }
-        advertised.extend(new.iter().copied());
+        advertised.extend(new_rules.iter().cloned());
         tracing::debug!(
             peer = %self.addr,
             withdrawn = gone.len(),
             announced = new.len(),
+            reshaped = new_rules.len() - new.len(),
             updates,
             elapsed_us = started.elapsed().as_micros() as u64,
             "BGP UPDATEs sent"

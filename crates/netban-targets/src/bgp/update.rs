@@ -11,7 +11,7 @@
 //! community instead of communities: [`announce_rules`], [`withdraw_rules`]. About 580
 //! source-only /32 rules fit in one UPDATE.
 
-use super::flowspec::{Rule, SourceMatch, TRAFFIC_RATE_DISCARD};
+use super::flowspec::{FlowPrefix, Rule, SourceMatch, TRAFFIC_RATE_DISCARD};
 use super::message::{
     prefix_len_on_wire, AsSegment, Attribute, Message, MpNextHop, Origin, Update, AFI_IPV4,
     AFI_IPV6, MAX_MESSAGE_LEN,
@@ -137,18 +137,18 @@ pub fn withdraw(prefixes: &[Prefix]) -> Vec<Message> {
     out
 }
 
-/// UPDATEs announcing one discard rule per prefix (either family, any order): the rule
-/// `matcher` makes for the prefix as source, with the traffic-rate 0 extended community.
-/// Attributes in type-code order: ORIGIN, AS_PATH, LOCAL_PREF (iBGP), MP_REACH_NLRI, EXTENDED
-/// COMMUNITIES, as GoBGP sends them; the configured communities are for blackhole routes and
-/// are not sent with rules.
-pub fn announce_rules(
-    prefixes: &[Prefix],
-    matcher: &SourceMatch,
-    attrs: &RouteAttributes,
-) -> Vec<Message> {
+/// A ban as a flow specification rule: the banned prefix (the rule's source) and what the
+/// rule matches besides it.
+pub type ShapedPrefix = (Prefix, SourceMatch);
+
+/// UPDATEs announcing one discard rule per entry (either family, any order), with the
+/// traffic-rate 0 extended community. Attributes in type-code order: ORIGIN, AS_PATH,
+/// LOCAL_PREF (iBGP), MP_REACH_NLRI, EXTENDED COMMUNITIES, as GoBGP sends them (ExaBGP puts
+/// the community before MP_REACH_NLRI); the configured communities are for blackhole routes
+/// and are not sent with rules.
+pub fn announce_rules(rules: &[ShapedPrefix], attrs: &RouteAttributes) -> Vec<Message> {
     let mut out = Vec::new();
-    for (afi, rules) in rules_by_family(prefixes, matcher) {
+    for (afi, rules) in rules_by_family(rules) {
         let mut attributes = attrs.path();
         attributes.push(Attribute::FlowspecReach {
             afi,
@@ -165,10 +165,12 @@ pub fn announce_rules(
     out
 }
 
-/// UPDATEs withdrawing the rules `matcher` made for `prefixes` (either family, any order).
-pub fn withdraw_rules(prefixes: &[Prefix], matcher: &SourceMatch) -> Vec<Message> {
+/// UPDATEs withdrawing the rules of `rules` (either family, any order): MP_UNREACH_NLRI
+/// alone, as GoBGP sends it (ExaBGP repeats ORIGIN, AS_PATH and the community beside it; RFC
+/// 4760 section 4 needs none of them).
+pub fn withdraw_rules(rules: &[ShapedPrefix]) -> Vec<Message> {
     let mut out = Vec::new();
-    for (afi, rules) in rules_by_family(prefixes, matcher) {
+    for (afi, rules) in rules_by_family(rules) {
         let template = Update {
             attributes: vec![Attribute::FlowspecUnreach {
                 afi,
@@ -183,12 +185,14 @@ pub fn withdraw_rules(prefixes: &[Prefix], matcher: &SourceMatch) -> Vec<Message
 
 /// The rules of the IPv4 prefixes, then those of the IPv6 prefixes; families without any are
 /// left out.
-fn rules_by_family(prefixes: &[Prefix], matcher: &SourceMatch) -> Vec<(u16, Vec<Rule>)> {
-    let (v4, v6) = split(prefixes);
+fn rules_by_family(rules: &[ShapedPrefix]) -> Vec<(u16, Vec<Rule>)> {
+    let (v4, v6): (Vec<Rule>, Vec<Rule>) = rules
+        .iter()
+        .map(|(prefix, shape)| shape.rule(prefix.net()))
+        .partition(|r| matches!(r.source(), Some(FlowPrefix::V4(_))));
     [(AFI_IPV4, v4), (AFI_IPV6, v6)]
         .into_iter()
-        .filter(|(_, nets)| !nets.is_empty())
-        .map(|(afi, nets)| (afi, nets.into_iter().map(|n| matcher.rule(n)).collect()))
+        .filter(|(_, rules)| !rules.is_empty())
         .collect()
 }
 
@@ -387,8 +391,8 @@ mod tests {
     fn nothing_to_say_is_no_message() {
         assert!(announce(&[], &attrs()).is_empty());
         assert!(withdraw(&[]).is_empty());
-        assert!(announce_rules(&[], &SourceMatch::default(), &attrs()).is_empty());
-        assert!(withdraw_rules(&[], &SourceMatch::default()).is_empty());
+        assert!(announce_rules(&[], &attrs()).is_empty());
+        assert!(withdraw_rules(&[]).is_empty());
     }
 
     fn hex(s: &str) -> Vec<u8> {
@@ -428,8 +432,8 @@ mod tests {
             (SourceMatch::default(), "2001:db8:a::7"),
         ];
         for ((matcher, source), (announce, withdrawal)) in cases.iter().zip(GOBGP) {
-            let prefix = [Prefix::parse(source).unwrap()];
-            let sent = announce_rules(&prefix, matcher, &attrs());
+            let rule = [(Prefix::parse(source).unwrap(), matcher.clone())];
+            let sent = announce_rules(&rule, &attrs());
             assert_eq!(sent.len(), 1);
             let mut gobgp = hex(&format!("{MARKER}{announce}"));
             // GoBGP gives routes made with its CLI ORIGIN INCOMPLETE (2); netban's are IGP (0)
@@ -438,9 +442,136 @@ mod tests {
             assert_eq!(gobgp[ORIGIN_VALUE_AT], 2);
             gobgp[ORIGIN_VALUE_AT] = 0;
             assert_eq!(sent[0].encode(), gobgp, "{source} {matcher:?}");
-            let gone = withdraw_rules(&prefix, matcher);
+            let gone = withdraw_rules(&rule);
             assert_eq!(gone.len(), 1);
             assert_eq!(gone[0].encode(), hex(&format!("{MARKER}{withdrawal}")));
+        }
+    }
+
+    /// The UPDATEs ExaBGP 4.2.21 (Debian) sent for the same kind of rules, each announced
+    /// then withdrawn through its API (`announce flow route { match { source …; protocol =tcp;
+    /// destination-port =22; } then { discard; } }`), captured with tcpdump on 2026-12-02
+    /// (notes/flowspec2-notes.md), without the marker. Rules: A source 203.0.113.7/32; B A +
+    /// tcp + port 22; C source 2001:db8:a::7/128; D C + next header tcp + port 22; E source
+    /// 203.0.113.64/26 + tcp + ports 22 and 443.
+    const EXABGP: [(&str, &str); 5] = [
+        (
+            "003e02000000274001010040020602010000fde9c010088006000000000000800e0c0001850000060220cb007107",
+            "003c02000000254001010040020602010000fde9c010088006000000000000800f0a000185060220cb007107",
+        ),
+        (
+            "0044020000002d4001010040020602010000fde9c010088006000000000000800e1200018500000c0220cb007107038106058116",
+            "0042020000002b4001010040020602010000fde9c010088006000000000000800f100001850c0220cb007107038106058116",
+        ),
+        (
+            "004b02000000344001010040020602010000fde9c010088006000000000000800e1900028500001302800020010db8000a00000000000000000007",
+            "004902000000324001010040020602010000fde9c010088006000000000000800f170002851302800020010db8000a00000000000000000007",
+        ),
+        (
+            "0051020000003a4001010040020602010000fde9c010088006000000000000800e1f00028500001902800020010db8000a00000000000000000007038106058116",
+            "004f02000000384001010040020602010000fde9c010088006000000000000800f1d0002851902800020010db8000a00000000000000000007038106058116",
+        ),
+        (
+            "004702000000304001010040020602010000fde9c010088006000000000000800e1500018500000f021acb0071400381060501169101bb",
+            "0045020000002e4001010040020602010000fde9c010088006000000000000800f130001850f021acb0071400381060501169101bb",
+        ),
+    ];
+
+    /// The path attributes of an UPDATE without withdrawn routes or NLRI, as raw
+    /// (type code, whole attribute bytes) pairs, split by their own flags and lengths (not by
+    /// netban's decoder).
+    fn raw_attributes(update: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        assert_eq!(&update[19..21], [0, 0], "withdrawn routes");
+        let len = usize::from(u16::from_be_bytes([update[21], update[22]]));
+        let mut rest = &update[23..23 + len];
+        assert_eq!(update.len(), 23 + len, "classic NLRI");
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let extended = rest[0] & 0x10 != 0;
+            let (head, value_len) = if extended {
+                (4, usize::from(u16::from_be_bytes([rest[2], rest[3]])))
+            } else {
+                (3, usize::from(rest[2]))
+            };
+            out.push((rest[1], rest[..head + value_len].to_vec()));
+            rest = &rest[head + value_len..];
+        }
+        out
+    }
+
+    /// An UPDATE (marker and header included) of `attributes`.
+    fn update_of(attributes: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let body: Vec<u8> = attributes.iter().flat_map(|(_, a)| a.clone()).collect();
+        let mut out = hex(MARKER);
+        out.extend_from_slice(&((23 + body.len()) as u16).to_be_bytes());
+        out.push(2);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn rules_are_exabgps_updates_byte_for_byte_but_for_attribute_order_and_withdrawals() {
+        const ORIGIN: u8 = 1;
+        const AS_PATH: u8 = 2;
+        const MP_REACH: u8 = 14;
+        const MP_UNREACH: u8 = 15;
+        const EXTENDED_COMMUNITIES: u8 = 16;
+        let cases = [
+            (SourceMatch::default(), "203.0.113.7"),
+            (SourceMatch::new(Some(6), vec![22]), "203.0.113.7"),
+            (SourceMatch::default(), "2001:db8:a::7"),
+            (SourceMatch::new(Some(6), vec![22]), "2001:db8:a::7"),
+            (SourceMatch::new(Some(6), vec![443, 22]), "203.0.113.64/26"),
+        ];
+        for ((matcher, source), (announce, withdrawal)) in cases.iter().zip(EXABGP) {
+            let rule = [(Prefix::parse(source).unwrap(), matcher.clone())];
+            let ours = announce_rules(&rule, &attrs());
+            assert_eq!(ours.len(), 1);
+            let ours = ours[0].encode();
+            let exabgp = hex(&format!("{MARKER}{announce}"));
+            // The same ORIGIN (IGP), AS_PATH, MP_REACH_NLRI (no next hop, the rule) and
+            // traffic-rate 0 community, byte for byte; ExaBGP writes the community (type 16)
+            // before MP_REACH_NLRI (type 14), netban (like GoBGP) in type-code order.
+            let mut attributes = raw_attributes(&exabgp);
+            assert_eq!(update_of(&attributes), exabgp, "the splitter loses no byte");
+            let order: Vec<u8> = attributes.iter().map(|(t, _)| *t).collect();
+            assert_eq!(order, [ORIGIN, AS_PATH, EXTENDED_COMMUNITIES, MP_REACH]);
+            attributes.sort_by_key(|(t, _)| *t);
+            assert_eq!(ours, update_of(&attributes), "{source} {matcher:?}");
+
+            // Withdrawn: ExaBGP repeats ORIGIN, AS_PATH and the community beside
+            // MP_UNREACH_NLRI; netban sends MP_UNREACH_NLRI alone (RFC 4760 section 4: no
+            // other attribute is needed), which is byte for byte ExaBGP's MP_UNREACH_NLRI.
+            let gone = withdraw_rules(&rule);
+            assert_eq!(gone.len(), 1);
+            let exabgp = hex(&format!("{MARKER}{withdrawal}"));
+            let attributes = raw_attributes(&exabgp);
+            let order: Vec<u8> = attributes.iter().map(|(t, _)| *t).collect();
+            assert_eq!(order, [ORIGIN, AS_PATH, EXTENDED_COMMUNITIES, MP_UNREACH]);
+            let unreach: Vec<_> = attributes
+                .into_iter()
+                .filter(|(t, _)| *t == MP_UNREACH)
+                .collect();
+            assert_eq!(
+                gone[0].encode(),
+                update_of(&unreach),
+                "{source} {matcher:?}"
+            );
+            // The announcement's community is the one on ExaBGP's withdrawal.
+            assert_eq!(raw_attributes(&exabgp)[2].1, hex("c010088006000000000000"),);
+        }
+        // Where GoBGP and ExaBGP sent the same rules, their NLRI are the same bytes.
+        for ((gobgp, _), (exabgp, _)) in GOBGP.iter().zip(EXABGP) {
+            let mp = |hexed: &str, t: u8| {
+                raw_attributes(&hex(&format!("{MARKER}{hexed}")))
+                    .into_iter()
+                    .find(|(code, _)| *code == t)
+                    .unwrap()
+                    .1
+            };
+            assert_eq!(mp(gobgp, MP_REACH), mp(exabgp, MP_REACH));
         }
     }
 
@@ -469,6 +600,10 @@ mod tests {
                 .attributes
                 .contains(&Attribute::ExtendedCommunities(vec![TRAFFIC_RATE_DISCARD])));
         }
+    }
+
+    fn shaped(prefixes: &[Prefix], matcher: &SourceMatch) -> Vec<ShapedPrefix> {
+        prefixes.iter().map(|p| (*p, matcher.clone())).collect()
     }
 
     /// Every message fits and decodes; together they carry exactly one rule per prefix.
@@ -507,16 +642,17 @@ mod tests {
             SourceMatch::default(),
             SourceMatch::new(Some(17), vec![53, 123, 443]),
         ] {
-            let messages = announce_rules(&prefixes, &matcher, &attrs());
+            let rules = shaped(&prefixes, &matcher);
+            let messages = announce_rules(&rules, &attrs());
             check_rules(&messages, &prefixes, &matcher, true);
             let sizes: Vec<usize> = messages.iter().map(|m| m.encode().len()).collect();
             // Full messages: less than one rule's room left in each but the last of a family.
             assert!(sizes[0] > MAX_MESSAGE_LEN - 40, "{sizes:?}");
-            let withdrawals = withdraw_rules(&prefixes, &matcher);
+            let withdrawals = withdraw_rules(&rules);
             check_rules(&withdrawals, &prefixes, &matcher, false);
         }
         // Source-only /32 rules: 7 bytes each, about 580 per UPDATE.
-        let messages = announce_rules(&hosts_v4(2000), &SourceMatch::default(), &attrs());
+        let messages = announce_rules(&shaped(&hosts_v4(2000), &SourceMatch::default()), &attrs());
         assert_eq!(messages.len(), 4);
     }
 }

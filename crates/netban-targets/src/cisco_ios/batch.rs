@@ -431,10 +431,7 @@ mod tests {
         }
     }
     fn add(s: &str) -> Desired {
-        Desired {
-            prefix: p(s),
-            expiry: Expiry::Never,
-        }
+        Desired::new(p(s), Expiry::Never)
     }
     fn rm(s: &str, handle: Option<&str>) -> Held {
         Held {

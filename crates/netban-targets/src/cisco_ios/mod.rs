@@ -49,7 +49,7 @@ use async_trait::async_trait;
 use batch::{tail_fix, Batch, Lists};
 use listing::{ListKind, Listing};
 use netban_core::placement::Capacity;
-use netban_core::plan::{ExpiryTracking, Held, Plan};
+use netban_core::plan::{ExpiryTracking, Held, Plan, SourceTracking};
 use netban_core::Family;
 use session::{Session, SessionError};
 use std::time::{Duration, Instant};
@@ -96,6 +96,7 @@ impl CiscoIos {
             capacity: Capacity::UNBOUNDED,
             ownership: OwnershipKind::Exclusive,
             expiry: ExpiryTracking::None,
+            sources: SourceTracking::Ignored,
             max_batch: MAX_BATCH,
         };
         Ok(CiscoIos {

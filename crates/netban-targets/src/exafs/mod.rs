@@ -64,7 +64,7 @@ use flow::{FlowRecord, FlowRequest};
 use futures_util::stream::{self, StreamExt};
 use key::ApiKeySource;
 use netban_core::placement::Capacity;
-use netban_core::plan::{Desired, ExpiryTracking, Held, Plan};
+use netban_core::plan::{Desired, ExpiryTracking, Held, Plan, SourceTracking};
 use netban_core::{Family, Prefix, Timestamp};
 use rule::{RuleRecord, RuleRequest, RuleState};
 use std::collections::BTreeSet;
@@ -224,6 +224,7 @@ impl Exafs {
             expiry: ExpiryTracking::Tracked {
                 slack_secs: REFRESH_SLACK_SECS,
             },
+            sources: SourceTracking::Ignored,
             max_batch: MAX_BATCH,
         };
         Ok(Exafs {

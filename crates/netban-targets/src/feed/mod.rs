@@ -39,7 +39,7 @@ pub use render::Published;
 use crate::{ApplyReport, OwnershipKind, Target, TargetError, TargetInfo};
 use async_trait::async_trait;
 use netban_core::placement::Capacity;
-use netban_core::plan::{ExpiryTracking, Held, Plan};
+use netban_core::plan::{ExpiryTracking, Held, Plan, SourceTracking};
 use netban_core::{Family, Prefix};
 use std::collections::BTreeSet;
 
@@ -70,6 +70,7 @@ impl Feed {
             },
             ownership: OwnershipKind::Exclusive,
             expiry: ExpiryTracking::None,
+            sources: SourceTracking::Ignored,
             max_batch: usize::MAX,
         };
         if settings.credentials.anonymous {
@@ -153,10 +154,7 @@ mod tests {
         Plan {
             add: texts
                 .iter()
-                .map(|t| Desired {
-                    prefix: prefix(t),
-                    expiry: Expiry::Never,
-                })
+                .map(|t| Desired::new(prefix(t), Expiry::Never))
                 .collect(),
             ..Plan::default()
         }

@@ -48,7 +48,7 @@ use crate::{
 use area::Area;
 use async_trait::async_trait;
 use netban_core::placement::Capacity;
-use netban_core::plan::{ExpiryTracking, Held, Plan};
+use netban_core::plan::{ExpiryTracking, Held, Plan, SourceTracking};
 use netban_core::{Family, Prefix};
 use reply::ErrorTag;
 use rpc::Datastore;
@@ -89,6 +89,7 @@ impl Netconf {
             capacity: Capacity::UNBOUNDED,
             ownership: OwnershipKind::Recorded,
             expiry: ExpiryTracking::None,
+            sources: SourceTracking::Ignored,
             max_batch: config.max_batch,
         };
         Ok(Netconf {

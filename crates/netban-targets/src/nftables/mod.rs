@@ -52,7 +52,7 @@ use async_trait::async_trait;
 use element::SetName;
 use listing::TableListing;
 use netban_core::placement::Capacity;
-use netban_core::plan::{ExpiryTracking, Held, Plan};
+use netban_core::plan::{ExpiryTracking, Held, Plan, SourceTracking};
 use netban_core::{Family, Timestamp};
 use std::path::Path;
 use std::process::Stdio;
@@ -94,6 +94,7 @@ impl Nftables {
             expiry: ExpiryTracking::Tracked {
                 slack_secs: refresh_slack(config.timeout_grace_secs),
             },
+            sources: SourceTracking::Ignored,
             max_batch: MAX_BATCH,
         };
         Ok(Nftables { info, config })

@@ -293,10 +293,7 @@ mod tests {
         Expiry::At(Timestamp(NOW.0 + secs_from_now))
     }
     fn desired(s: &str, expiry: Expiry) -> Desired {
-        Desired {
-            prefix: p(s),
-            expiry,
-        }
+        Desired::new(p(s), expiry)
     }
     fn held(s: &str) -> Held {
         Held {

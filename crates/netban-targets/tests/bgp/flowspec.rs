@@ -5,11 +5,15 @@
 //! families appear, an unban withdraws its rule, a router restart gets every rule back from
 //! the session itself, a shutdown takes them away; then a second target, `mode = "both"`,
 //! whose rules match protocol tcp and destination ports 22 and 443 does the same for both
-//! families, beside its blackhole routes (which BIRD and FRR put in the kernel). None of these
+//! families, beside its blackhole routes (which BIRD and FRR put in the kernel), and (GoBGP,
+//! BIRD) turns a prefix banned by sshd (tcp/22 rule) and then also by recidive into one
+//! source-only rule, withdrawing the tcp/22 one, and back. None of these
 //! routers installs a rule in the kernel (see docs/targets/bgp.md, "Flowspec"), so what is
 //! checked is what each router parsed and holds.
 
 use super::{apply_ok, established, observed};
+use netban_core::plan::Plan;
+use netban_core::Source;
 use netban_targets::bgp::Bgp;
 use netban_targets::Target;
 use netban_testlab::peers::bgp_routers::{
@@ -87,6 +91,25 @@ fn source(s: &str) -> FlowRule {
     FlowRule::discard(s, None, &[])
 }
 
+/// `plan` with every added entry banned by `sources` (the daemon's engine fills these in for
+/// a target whose rules are shaped per source).
+fn with_sources(mut plan: Plan, sources: &[&str]) -> Plan {
+    for d in &mut plan.add {
+        d.sources = sources.iter().map(|s| Source::new(s).unwrap()).collect();
+    }
+    plan
+}
+
+/// A plan that refreshes `list` (held) because their sources are now `sources`: what the
+/// reconciler sends a shaped target when a prefix's sources change.
+fn refreshes(list: &[&str], sources: &[&str]) -> Plan {
+    let shaped = with_sources(adds(list), sources);
+    Plan {
+        refresh: removes(list).remove.into_iter().zip(shaped.add).collect(),
+        ..Plan::default()
+    }
+}
+
 async fn rules_follow_bans_and_survive_a_restart(kind: Kind, tag: &str) {
     let lab = flow_lab(tag);
     let options = RouterOptions {
@@ -161,11 +184,18 @@ async fn rules_follow_bans_and_survive_a_restart(kind: Kind, tag: &str) {
     drop(t);
 
     // Both a blackhole route and a rule narrowed to tcp destination ports 22 and 443, both
-    // families.
+    // families; bans of sshd narrowed to tcp/22 only, bans of recidive not narrowed.
     let mut t = flowspec_target(
         &lab.speaker,
         "both",
-        Some(serde_json::json!({ "protocol": "tcp", "destination_ports": [443, 22] })),
+        Some(serde_json::json!({
+            "protocol": "tcp",
+            "destination_ports": [443, 22],
+            "sources": {
+                "sshd": { "protocol": "tcp", "destination_ports": [22] },
+                "recidive": {},
+            },
+        })),
     );
     established(&mut t, &router).await;
     let bans = ["203.0.113.7", "2001:db8:a::7"];
@@ -191,6 +221,18 @@ async fn rules_follow_bans_and_survive_a_restart(kind: Kind, tag: &str) {
         "{kind:?}: {:?}",
         blackholes(&lab.router)
     );
+
+    // Per-source shapes: 203.0.113.9 and 2001:db8:a::9 banned by sshd get tcp/22 rules; when
+    // recidive bans them too (the plan refreshes them with both sources) each becomes ONE
+    // source-only rule and the tcp/22 rule is withdrawn (a rule is its whole NLRI). Not on
+    // FRR: its zebra 8.4.4 crashed (SIGSEGV in dplane_ctx_fini; no kernel route is removed
+    // after that) when a source's rule changed shape twice beside its blackhole route: in 4 of
+    // 4 runs announcing the new rule before withdrawing the old, 1 of 3 the other way round
+    // (docs/targets/bgp.md, "Per-source shapes").
+    if kind != Kind::Frr {
+        reshape_per_source(&mut t, &router).await;
+    }
+
     apply_ok(&mut t, &removes(&bans)).await;
     wait_for_rules(&router, &[]);
     assert!(
@@ -218,4 +260,36 @@ async fn frr_holds_the_flowspec_rules_of_the_bans() {
 async fn bird_holds_the_flowspec_rules_of_the_bans() {
     netban_testlab::require_netns!();
     rules_follow_bans_and_survive_a_restart(Kind::Bird, "nfs-bird").await;
+}
+
+/// Bans of sshd (tcp/22) that recidive (unrestricted) then also bans: see the caller.
+async fn reshape_per_source(t: &mut Bgp, router: &Router) {
+    let kind = router.kind;
+    let repeat = ["203.0.113.9", "2001:db8:a::9"];
+    let narrowed = [
+        FlowRule::discard("203.0.113.7/32", Some(6), &[22, 443]),
+        FlowRule::discard("2001:db8:a::7/128", Some(6), &[22, 443]),
+    ];
+    apply_ok(t, &with_sources(adds(&repeat), &["sshd"])).await;
+    let mut want = narrowed.to_vec();
+    want.push(FlowRule::discard("203.0.113.9/32", Some(6), &[22]));
+    want.push(FlowRule::discard("2001:db8:a::9/128", Some(6), &[22]));
+    wait_for_rules(router, &want);
+    let started = Instant::now();
+    apply_ok(t, &refreshes(&repeat, &["recidive", "sshd"])).await;
+    let mut want = narrowed.to_vec();
+    want.push(source("203.0.113.9/32"));
+    want.push(source("2001:db8:a::9/128"));
+    wait_for_rules(router, &want);
+    eprintln!(
+        "{kind:?}: second source → rule reshaped in the router's table in {:?}",
+        started.elapsed()
+    );
+    // recidive's ban ends first: back to tcp/22.
+    apply_ok(t, &refreshes(&repeat, &["sshd"])).await;
+    let mut want = narrowed.to_vec();
+    want.push(FlowRule::discard("203.0.113.9/32", Some(6), &[22]));
+    want.push(FlowRule::discard("2001:db8:a::9/128", Some(6), &[22]));
+    wait_for_rules(router, &want);
+    apply_ok(t, &removes(&repeat)).await;
 }
