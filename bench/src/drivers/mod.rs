@@ -1,17 +1,5 @@
 //! One benchmark per driver, each against its real peer (started by `netban_testlab::peers`)
 //! and beside the way the seed scripts or the usual tool do it, one process per ban.
-// A build without the driver sections (`bench/run.sh --only core`) leaves the helpers unused.
-#![cfg_attr(
-    not(any(
-        feature = "exafs",
-        feature = "bgp",
-        feature = "cisco-ios",
-        feature = "netconf",
-        feature = "aws",
-        feature = "crowdsec"
-    )),
-    allow(dead_code)
-)]
 
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -31,6 +19,16 @@ use netban_core::Expiry;
 use netban_targets::{ItemOutcome, Target};
 
 /// Applies `plan` and insists every item is done.
+#[cfg_attr(
+    not(any(
+        feature = "aws",
+        feature = "bgp",
+        feature = "cisco-ios",
+        feature = "exafs",
+        feature = "netconf"
+    )),
+    allow(dead_code)
+)]
 pub async fn apply_all(target: &mut dyn Target, plan: &Plan) {
     let report = target.apply(plan).await.expect("apply");
     assert_eq!(report.items.len(), plan.len());
@@ -44,6 +42,10 @@ pub async fn apply_all(target: &mut dyn Target, plan: &Plan) {
 }
 
 /// A plan that adds each of `prefixes` with one expiry.
+#[cfg_attr(
+    not(any(feature = "cisco-ios", feature = "exafs", feature = "netconf")),
+    allow(dead_code)
+)]
 pub fn adds(prefixes: &[String], expiry: Expiry) -> Plan {
     Plan {
         add: prefixes
@@ -55,6 +57,15 @@ pub fn adds(prefixes: &[String], expiry: Expiry) -> Plan {
 }
 
 /// A size from the environment (`NETBAN_BENCH_…`), or `default`.
+#[cfg_attr(
+    not(any(
+        feature = "cisco-ios",
+        feature = "exafs",
+        feature = "netconf",
+        feature = "crowdsec"
+    )),
+    allow(dead_code)
+)]
 pub fn size_from_env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
