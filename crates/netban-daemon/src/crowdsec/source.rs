@@ -28,7 +28,7 @@ use netban_core::{BanDuration, Expiry, Prefix, Source, Timestamp};
 use netban_proto::{BanArgs, ItemResult, SourceStatus, UnbanArgs};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 /// Prefixes per ban or unban request sent to the ledger thread.
@@ -174,10 +174,17 @@ impl Poller {
     }
 
     async fn poll(&mut self, startup: bool) -> Result<(), PollError> {
+        let started = Instant::now();
         let stream = self.fetch(startup).await?;
+        let fetched = started.elapsed();
         let now = crate::clock::now();
         if startup {
+            let received = stream.new.len();
             self.reconcile(stream, now).await?;
+            tracing::info!(source = %self.section.name, decisions = received,
+                fetch_ms = fetched.as_millis() as u64,
+                record_ms = (started.elapsed() - fetched).as_millis() as u64,
+                "CrowdSec start-up set reconciled with the ledger");
         } else {
             self.apply_delta(stream, now).await?;
         }
