@@ -439,8 +439,11 @@ impl Poller {
             }
         }
         let unbanned = self.collect(waiting).await?;
+        // Bans one batch at a time: each is committed and reaches the targets while the ledger
+        // records the next (a start-up set of 100,000 is enforced as it is recorded, not after
+        // the last commit; the commits themselves cost about the same either way).
         let policy = self.policy_without_escalation();
-        let mut waiting = Vec::new();
+        let mut banned = Vec::new();
         for ((source, expiry), prefixes) in bans {
             let secs = now.secs_until(expiry).max(1);
             for chunk in prefixes.chunks(BATCH) {
@@ -454,14 +457,14 @@ impl Poller {
                     restored: false,
                 };
                 let policy = policy.clone();
-                waiting.push(self.send(|reply| Job::Ban {
+                let answer = self.send(|reply| Job::Ban {
                     args,
                     policy,
                     reply,
-                }));
+                });
+                banned.extend(self.collect(vec![answer]).await?);
             }
         }
-        let banned = self.collect(waiting).await?;
         let count = |results: &[ItemResult]| {
             results
                 .iter()
@@ -484,8 +487,8 @@ impl Poller {
         Ok(())
     }
 
-    /// Queues a job on the ledger thread now; its answer is awaited by [`Self::collect`], so
-    /// that every batch is queued before the first is answered (one group commit).
+    /// Queues a job on the ledger thread now; its answer is awaited by [`Self::collect`] (so
+    /// that unbans queued together share one group commit).
     fn send(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<Vec<ItemResult>, LedgerRequestError>>) -> Job,
