@@ -18,7 +18,7 @@ use crate::drivers::size_from_env;
 use crate::table::{duration, median, ratio, Row, Table};
 use crate::Context;
 use netban_testlab::netban::Daemon;
-use netban_testlab::peers::crowdsec::{FirewallBouncer, Lapi, BOUNCER_SET_V4, BOUNCER_TABLE_V4};
+use netban_testlab::peers::crowdsec::{FirewallBouncer, Lapi};
 use netban_testlab::{nft, wait_until, Host, Lab};
 use std::net::SocketAddr;
 use std::path::Path;
