@@ -29,12 +29,6 @@ use netban_core::Expiry;
 use netban_targets::{ItemOutcome, Target};
 
 /// Applies `plan` and insists every item is done.
-// Used by the AWS, IOS and NETCONF sections only (`--only crowdsec` or `--only bgp` builds
-// without them).
-#[cfg_attr(
-    not(any(feature = "aws", feature = "cisco-ios", feature = "netconf")),
-    allow(dead_code)
-)]
 pub async fn apply_all(target: &mut dyn Target, plan: &Plan) {
     let report = target.apply(plan).await.expect("apply");
     assert_eq!(report.items.len(), plan.len());
@@ -48,10 +42,6 @@ pub async fn apply_all(target: &mut dyn Target, plan: &Plan) {
 }
 
 /// A plan that adds each of `prefixes` with one expiry.
-#[cfg_attr(
-    not(any(feature = "aws", feature = "cisco-ios", feature = "netconf")),
-    allow(dead_code)
-)]
 pub fn adds(prefixes: &[String], expiry: Expiry) -> Plan {
     Plan {
         add: prefixes
