@@ -2,19 +2,24 @@
 //! test, `cscli` to add and delete decisions) and crowdsec-firewall-bouncer 0.0.25 (nftables
 //! mode, in a lab namespace), against the real daemon.
 //!
-//! - As a source: a `cscli decisions add` is dropped at the router (nftables target); its
-//!   delete lifts only the CrowdSec source; the LAPI stopped lifts nothing and shows in
-//!   `status`; a decision deleted while it was down is lifted when it returns, and nothing is
-//!   recorded twice.
+//! - As a source: a `cscli decisions add` is dropped at the router (nftables target) and
+//!   announced to BIRD 2 (BGP target: a kernel blackhole route on the router); its delete
+//!   withdraws it and lifts only the CrowdSec source; the LAPI stopped lifts nothing and shows
+//!   in `status`; a decision deleted while it was down is lifted when it returns, and nothing
+//!   is recorded twice. Many decisions at start (`cscli decisions import`) are all enforced.
 //! - As a decision server: netban's bans reach the bouncer's nftables set; an unban of the
 //!   last source removes it; a range is served as its addresses; the bouncer restarted
 //!   resyncs; netban restarted keeps each key's cursor (an unban made meanwhile reaches the
 //!   bouncer); bad keys are refused.
 
-use super::{nftables_target, World};
+use super::nftables_target;
 use netban_testlab::netban::{Binaries, Daemon};
+use netban_testlab::peers::bgp_routers::{
+    blackholes, rtbh, Kind, Router, ROUTER_AS, ROUTER_LINK_V4, SPEAKER_AS, SPEAKER_LINK_V4,
+    SPEAKER_LINK_V6,
+};
 use netban_testlab::peers::crowdsec::{FirewallBouncer, Lapi};
-use netban_testlab::{free_port, require_netns, wait_until, Edge, Lab};
+use netban_testlab::{free_port, nft, require_netns, wait_until, Edge, Host, Lab};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -69,12 +74,30 @@ fn delete_in_database(lapi: &Lapi, value: &str) {
     );
 }
 
+/// A BGP target in the lab's speaker namespace, peering with the router (BIRD).
+fn bgp_target(speaker: &Host) -> String {
+    format!(
+        "[[targets]]\nname = \"bird\"\ntype = \"bgp\"\nlocal_as = {SPEAKER_AS}\n\
+         router_id = \"{SPEAKER_LINK_V4}\"\n\
+         peers = [{{ address = \"{ROUTER_LINK_V4}\", remote_as = {ROUTER_AS} }}]\n\
+         next_hop_v6 = \"{SPEAKER_LINK_V6}\"\nnetns = \"{}\"\n\
+         connect_timeout_secs = 3\nconnect_retry_max_secs = 2\n",
+        speaker.name()
+    )
+}
+
+/// Decisions imported at once, before netban starts (100,000 in the benchmark, which is too
+/// slow for a test: `cscli decisions import` alone takes ~13 s for 100k).
+const IMPORTED: u32 = 5_000;
+
 #[test]
 fn crowdsec_decisions_are_enforced_lifted_per_source_and_reconciled_after_an_outage() {
     require_netns!();
-    let world = World::new("ncs-src");
-    let edge = &world.edge;
-    let dir = world.dir.path();
+    let lab = rtbh("ncs-src");
+    let edge = &lab.edge;
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let router = Router::start(Kind::Bird, &edge.router, lab.dir.path());
     let listen: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut lapi = Lapi::start(&dir.join("lapi"), listen).expect("LAPI");
     let key_file = dir.join("crowdsec.key");
@@ -84,21 +107,67 @@ fn crowdsec_decisions_are_enforced_lifted_per_source_and_reconciled_after_an_out
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
+    // Many decisions before netban starts: all reach the nftables set from the start-up set.
+    let csv = dir.join("decisions.csv");
+    let mut rows = String::from("duration,scope,value,reason\n");
+    for i in 0..IMPORTED {
+        rows.push_str(&format!("4h,ip,100.64.{}.{},bulk\n", i >> 8, i & 255));
+    }
+    std::fs::write(&csv, rows).unwrap();
+    lapi.cscli_ok(&["decisions", "import", "-i", &csv.display().to_string()]);
     let config = format!(
-        "{}\n\
+        "{}\n{}\n\
          [[sources]]\ntype = \"crowdsec\"\nname = \"lapi\"\nurl = \"{}\"\napi_key_file = \"{}\"\ninterval_secs = 1\n",
         nftables_target(&edge.router),
+        bgp_target(&lab.speaker),
         lapi.url(),
         key_file.display()
     );
-    let daemon = world.daemon(&config);
+    let started = Instant::now();
+    let daemon = Daemon::start(&Binaries::locate(), &dir.join("netban"), &config).expect("daemon");
+    assert!(
+        wait_until(Duration::from_secs(30), POLL, || nft::count(
+            &edge.router,
+            "ban4"
+        ) >= IMPORTED as usize),
+        "{IMPORTED} imported decisions in the nftables set: {}\n{}",
+        nft::count(&edge.router, "ban4"),
+        daemon.log()
+    );
+    eprintln!(
+        "{IMPORTED} decisions in the LAPI → in the nftables set {:?} after netban's start",
+        started.elapsed()
+    );
+    assert!(
+        wait_until(WAIT, POLL, || router.established()),
+        "BIRD session\n{}{}",
+        daemon.log(),
+        router.logs()
+    );
+    // The imported bans are announced as well (checked on a few: the kernel table is big).
+    assert!(
+        wait_until(WAIT, POLL, || blackholes(&edge.router).len()
+            >= IMPORTED as usize),
+        "{IMPORTED} blackhole routes from BIRD: {}",
+        blackholes(&edge.router).len()
+    );
+    lapi.cscli_ok(&["decisions", "delete", "--all"]);
+    assert!(
+        wait_until(WAIT, POLL, || nft::count(&edge.router, "ban4") == 0
+            && blackholes(&edge.router).is_empty()),
+        "`decisions delete --all` lifts them everywhere: {} in the set, {} routes",
+        nft::count(&edge.router, "ban4"),
+        blackholes(&edge.router).len()
+    );
+
     let (attacker, other) = (Edge::ATTACKER_V4, "203.0.113.9");
     assert!(
         edge.attacker.pings(Edge::SERVER_V4),
         "the lab works before any ban"
     );
 
-    // cscli decisions add → recorded as crowdsec:cscli → dropped at the router.
+    // cscli decisions add → recorded as crowdsec:cscli → dropped at the router (nftables) and
+    // announced to BIRD (a blackhole route in the router's kernel).
     lapi.cscli_ok(&["decisions", "add", "-i", attacker, "-d", "1h", "-R", "test"]);
     lapi.cscli_ok(&["decisions", "add", "-i", other, "-d", "2h"]);
     assert!(
@@ -107,6 +176,12 @@ fn crowdsec_decisions_are_enforced_lifted_per_source_and_reconciled_after_an_out
             .pings_within(Edge::SERVER_V4, Duration::from_millis(300))),
         "the decision is enforced at the router\n{}",
         daemon.log()
+    );
+    assert!(
+        wait_until(WAIT, POLL, || blackholes(&edge.router) == [attacker, other]),
+        "announced to BIRD: {:?}{}",
+        blackholes(&edge.router),
+        router.logs()
     );
     assert_eq!(sources_of(&daemon, attacker), ["crowdsec:cscli"]);
     assert!(
@@ -131,11 +206,27 @@ fn crowdsec_decisions_are_enforced_lifted_per_source_and_reconciled_after_an_out
         !edge.attacker.pings(Edge::SERVER_V4),
         "sshd's ban still drops"
     );
+    assert_eq!(
+        blackholes(&edge.router),
+        [attacker, other],
+        "and is still announced"
+    );
     daemon.client_ok(&["unban", attacker, "--source", "sshd"]);
     assert!(
         wait_until(WAIT, POLL, || edge.attacker.pings(Edge::SERVER_V4)),
         "lifted once no source holds it"
     );
+    // A decision deleted with no other source: withdrawn from BIRD.
+    let third = "203.0.113.10";
+    lapi.cscli_ok(&["decisions", "add", "-i", third, "-d", "1h"]);
+    assert!(wait_until(WAIT, POLL, || blackholes(&edge.router) == [third, other]));
+    lapi.cscli_ok(&["decisions", "delete", "-i", third]);
+    assert!(
+        wait_until(WAIT, POLL, || blackholes(&edge.router) == [other]),
+        "`cscli decisions delete` withdraws it: {:?}",
+        blackholes(&edge.router)
+    );
+    assert!(sources_of(&daemon, third).is_empty());
 
     // The LAPI down: nothing is lifted, status says so (and exits non-zero).
     lapi.cscli_ok(&["decisions", "add", "-i", attacker, "-d", "1h"]);
@@ -324,6 +415,42 @@ fn a_crowdsec_bouncer_enforces_netbans_bans_and_resyncs() {
     );
     assert_eq!(bouncer.elements_v4().len(), 5);
     eprintln!("ban → bouncer's set: {:?}", banned_at.elapsed());
+
+    // A ban that ends by itself: netban sends it as `deleted` at the first poll after its
+    // expiry (seen by a second key), and the bouncer takes it whether its element has timed
+    // out already (it skips a value its set no longer has) or not, and goes on.
+    let probe = token("probe", "bouncer");
+    let deltas = |key: &str, path: &str| -> (Vec<String>, Vec<String>) {
+        let (status, body) = get(&fw, port, path, &[("X-Api-Key", key)]);
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        let values = |list: &Value| -> Vec<String> {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d["value"].as_str().map(String::from))
+                .collect()
+        };
+        (values(&answer["new"]), values(&answer["deleted"]))
+    };
+    let short = "203.0.113.70";
+    daemon.client_ok(&["ban", short, "--source", "sshd", "--bantime", "4"]);
+    let (new, _) = deltas(&probe, "/v1/decisions/stream?startup=true");
+    assert!(new.iter().any(|v| v == short), "{new:?}");
+    assert!(wait_until(WAIT, POLL, || has(&bouncer, short)));
+    assert!(
+        wait_until(WAIT, POLL, || deltas(&probe, "/v1/decisions/stream")
+            .1
+            .iter()
+            .any(|v| v == short)),
+        "an ended ban is sent as deleted"
+    );
+    assert!(
+        wait_until(WAIT, POLL, || bouncer.log().contains("1 decision deleted")),
+        "the bouncer took the delete of an element it no longer had\n{}",
+        bouncer.log()
+    );
+    assert!(!has(&bouncer, short));
 
     // A ban made now reaches it within its interval; a second source keeps the address when
     // the first is lifted; the last source's unban removes it.

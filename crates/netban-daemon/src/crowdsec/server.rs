@@ -25,8 +25,9 @@
 //!   a wider range is not served to it (counted in the log).
 //! - It never asks `startup=true` again, and skips a `new` for an address it holds: a changed
 //!   expiry is sent as `deleted` and `new` in one answer.
-//! - Its elements time out with the duration sent (the time left, rounded down), so an expired
-//!   decision is not sent as `deleted`: the bouncer's set no longer has it.
+//! - Its elements time out with the duration sent (the time left, rounded down); an ended
+//!   decision is still sent as `deleted` (it skips a value its set no longer has, measured),
+//!   so a bouncer whose element outlived netban's ban converges as well.
 //! - It makes a zero or negative duration a permanent ban, and drops a chunk for one bad
 //!   value: durations are whole seconds, at least `1s` (a permanent ban is `315360000s`, ten
 //!   years); ids are integers; all seven fields are always present; only parsed addresses
@@ -283,55 +284,12 @@ async fn stream(
     if wide > 0 {
         tracing::debug!(key = %name, ranges = wide, "ranges wider than {EXPAND_MAX} addresses not served to a key that takes no ranges");
     }
-    let mut answer = Stream::default();
-    let mut added = Vec::new();
-    let mut removed = Vec::new();
-    // A delta: `deleted` for what is gone or changed, `new` for what is new or changed (both
-    // in one answer). A startup set: everything as `new`, `deleted` only for what is gone.
-    // An entry whose expiry has passed is gone from the bouncer too (its element timed out:
-    // it was sent with the time left, rounded down): forgotten without a `deleted`.
-    for (prefix, held) in &state.held {
-        let want = desired.get(prefix);
-        if held.expiry.is_past(now) {
-            removed.push(*prefix);
-        } else if startup || want != Some(&held.expiry) {
-            if want.is_none() || !startup {
-                answer.deleted.push(decision(prefix, held, now));
-            }
-            removed.push(*prefix);
-        }
-    }
-    for (prefix, expiry) in &desired {
-        let same = state
-            .held
-            .get(prefix)
-            .is_some_and(|h| h.expiry == *expiry && !h.expiry.is_past(now));
-        if startup || !same {
-            let served = Served {
-                expiry: *expiry,
-                id: decision_id(prefix, *expiry),
-            };
-            answer.new.push(decision(prefix, &served, now));
-            added.push(Held {
-                prefix: *prefix,
-                expiry: Some(*expiry),
-                handle: Some(served.id.to_string()),
-            });
-        }
-    }
-    for prefix in &removed {
+    let diff = diff(&state.held, &desired, startup, now);
+    for prefix in &diff.removed {
         state.held.remove(prefix);
     }
-    for h in &added {
-        if let Some(expiry) = h.expiry {
-            state.held.insert(
-                h.prefix,
-                Served {
-                    expiry,
-                    id: decision_id(&h.prefix, expiry),
-                },
-            );
-        }
+    for (prefix, served) in &diff.added {
+        state.held.insert(*prefix, *served);
     }
     let valid_until = state
         .held
@@ -342,9 +300,22 @@ async fn stream(
         })
         .min();
     state.computed = Some((fingerprint.0, fingerprint.1, fingerprint.2, valid_until));
+    let Diff {
+        answer,
+        added,
+        removed,
+    } = diff;
     if !added.is_empty() || !removed.is_empty() {
         // Recorded in order with this key's later polls (the ledger thread's queue); a
         // failure is logged, and the next start serves what it then cannot account for.
+        let added = added
+            .into_iter()
+            .map(|(prefix, served)| Held {
+                prefix,
+                expiry: Some(served.expiry),
+                handle: Some(served.id.to_string()),
+            })
+            .collect();
         let (reply, answered) = tokio::sync::oneshot::channel();
         server.api.context.ledger.send(Job::RecordTargetEntries {
             target: record,
@@ -438,6 +409,62 @@ impl DecisionServer {
         *cached = Some(fresh.clone());
         fresh
     }
+}
+
+/// One poll's answer to a key, and the change to what it holds.
+#[derive(Debug, Default)]
+struct Diff {
+    answer: Stream,
+    /// Values it no longer holds after this answer.
+    removed: Vec<Prefix>,
+    /// Values it holds after this answer, new or changed (after `removed` is applied).
+    added: Vec<(Prefix, Served)>,
+}
+
+/// What a key holding `held` is sent at `now` so that it holds `desired`.
+///
+/// - A delta: `deleted` for every value gone, changed or ended (its expiry passed), `new` for
+///   every value new or changed — both in one answer, since the bouncer applies deletes first
+///   and skips a `new` for a value it holds.
+/// - A start-up set (the bouncer starts empty): everything as `new`, `deleted` only for
+///   values not wanted any more.
+///
+/// An ended value is sent as `deleted` although the bouncer's own element has normally timed
+/// out already (it was sent the time left, rounded down): a bouncer whose timeouts differ
+/// (another version, a clock apart, netban's expiry shortened) then converges too.
+/// crowdsec-firewall-bouncer 0.0.25 skips a `deleted` value its set no longer has (measured:
+/// docs/targets/crowdsec-server.md).
+fn diff(
+    held: &BTreeMap<Prefix, Served>,
+    desired: &BTreeMap<Prefix, Expiry>,
+    startup: bool,
+    now: Timestamp,
+) -> Diff {
+    let mut diff = Diff::default();
+    for (prefix, served) in held {
+        let want = desired.get(prefix);
+        let changed = served.expiry.is_past(now) || want != Some(&served.expiry);
+        if startup || changed {
+            if !startup || want.is_none() {
+                diff.answer.deleted.push(decision(prefix, served, now));
+            }
+            diff.removed.push(*prefix);
+        }
+    }
+    for (prefix, expiry) in desired {
+        let same = held
+            .get(prefix)
+            .is_some_and(|h| h.expiry == *expiry && !h.expiry.is_past(now));
+        if startup || !same {
+            let served = Served {
+                expiry: *expiry,
+                id: decision_id(prefix, *expiry),
+            };
+            diff.answer.new.push(decision(prefix, &served, now));
+            diff.added.push((*prefix, served));
+        }
+    }
+    diff
 }
 
 /// What a key asking `scopes` should hold at `now`: value → expiry (the latest where bans
@@ -578,6 +605,86 @@ mod tests {
         assert_eq!(d.len(), 3);
         let (d, _) = desired(&s, Scopes::parse(None), Timestamp(150));
         assert_eq!(d.len(), 1, "expired bans are not served");
+    }
+
+    #[test]
+    fn a_delta_deletes_what_ended_changed_or_went_and_a_startup_set_resends_everything() {
+        let at = |e: i64| Expiry::At(Timestamp(e));
+        let held: BTreeMap<Prefix, Served> = [
+            ("203.0.113.1", 50),  // ended (its element timed out, or outlived the ban)
+            ("203.0.113.2", 200), // unchanged
+            ("203.0.113.3", 200), // extended to 300
+            ("203.0.113.4", 200), // unbanned
+        ]
+        .into_iter()
+        .map(|(v, e)| {
+            (
+                p(v),
+                Served {
+                    expiry: at(e),
+                    id: decision_id(&p(v), at(e)),
+                },
+            )
+        })
+        .collect();
+        let desired: BTreeMap<Prefix, Expiry> = [
+            ("203.0.113.2", 200),
+            ("203.0.113.3", 300),
+            ("203.0.113.5", 200),
+        ]
+        .into_iter()
+        .map(|(v, e)| (p(v), at(e)))
+        .collect();
+        let values = |list: &[Decision]| -> Vec<String> {
+            let mut v: Vec<String> = list.iter().map(|d| d.value.clone()).collect();
+            v.sort();
+            v
+        };
+        let now = Timestamp(100);
+
+        let delta = diff(&held, &desired, false, now);
+        assert_eq!(
+            values(&delta.answer.deleted),
+            ["203.0.113.1", "203.0.113.3", "203.0.113.4"]
+        );
+        assert_eq!(values(&delta.answer.new), ["203.0.113.3", "203.0.113.5"]);
+        assert_eq!(
+            delta.removed,
+            [p("203.0.113.1"), p("203.0.113.3"), p("203.0.113.4")]
+        );
+        let added: Vec<Prefix> = delta.added.iter().map(|(v, _)| *v).collect();
+        assert_eq!(added, [p("203.0.113.3"), p("203.0.113.5")]);
+        let extended = &delta.answer.new[0];
+        assert_eq!(extended.duration, "200s");
+        assert_ne!(
+            extended.id,
+            held[&p("203.0.113.3")].id,
+            "a changed expiry is a new decision"
+        );
+
+        let startup = diff(&held, &desired, true, now);
+        assert_eq!(
+            values(&startup.answer.deleted),
+            ["203.0.113.1", "203.0.113.4"],
+            "only what is not wanted any more"
+        );
+        assert_eq!(
+            values(&startup.answer.new),
+            ["203.0.113.2", "203.0.113.3", "203.0.113.5"]
+        );
+        assert_eq!(startup.removed.len(), 4);
+        assert_eq!(startup.added.len(), 3);
+
+        let settled = diff(
+            &held,
+            &held.iter().map(|(v, s)| (*v, s.expiry)).collect(),
+            false,
+            Timestamp(40),
+        );
+        assert!(
+            settled.answer.new.is_empty() && settled.answer.deleted.is_empty(),
+            "nothing to send before anything ends"
+        );
     }
 
     #[test]

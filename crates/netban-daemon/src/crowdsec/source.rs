@@ -28,7 +28,7 @@ use netban_core::{BanDuration, Expiry, Prefix, Source, Timestamp};
 use netban_proto::{BanArgs, ItemResult, SourceStatus, UnbanArgs};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 /// Prefixes per ban or unban request sent to the ledger thread.
@@ -174,10 +174,17 @@ impl Poller {
     }
 
     async fn poll(&mut self, startup: bool) -> Result<(), PollError> {
+        let started = Instant::now();
         let stream = self.fetch(startup).await?;
+        let fetched = started.elapsed();
         let now = crate::clock::now();
         if startup {
+            let received = stream.new.len();
             self.reconcile(stream, now).await?;
+            tracing::info!(source = %self.section.name, decisions = received,
+                fetch_ms = fetched.as_millis() as u64,
+                record_ms = (started.elapsed() - fetched).as_millis() as u64,
+                "CrowdSec start-up set reconciled with the ledger");
         } else {
             self.apply_delta(stream, now).await?;
         }
@@ -432,8 +439,11 @@ impl Poller {
             }
         }
         let unbanned = self.collect(waiting).await?;
+        // Bans one batch at a time: each is committed and reaches the targets while the ledger
+        // records the next (a start-up set of 100,000 is enforced as it is recorded, not after
+        // the last commit; the commits themselves cost about the same either way).
         let policy = self.policy_without_escalation();
-        let mut waiting = Vec::new();
+        let mut banned = Vec::new();
         for ((source, expiry), prefixes) in bans {
             let secs = now.secs_until(expiry).max(1);
             for chunk in prefixes.chunks(BATCH) {
@@ -447,14 +457,14 @@ impl Poller {
                     restored: false,
                 };
                 let policy = policy.clone();
-                waiting.push(self.send(|reply| Job::Ban {
+                let answer = self.send(|reply| Job::Ban {
                     args,
                     policy,
                     reply,
-                }));
+                });
+                banned.extend(self.collect(vec![answer]).await?);
             }
         }
-        let banned = self.collect(waiting).await?;
         let count = |results: &[ItemResult]| {
             results
                 .iter()
@@ -477,8 +487,8 @@ impl Poller {
         Ok(())
     }
 
-    /// Queues a job on the ledger thread now; its answer is awaited by [`Self::collect`], so
-    /// that every batch is queued before the first is answered (one group commit).
+    /// Queues a job on the ledger thread now; its answer is awaited by [`Self::collect`] (so
+    /// that unbans queued together share one group commit).
     fn send(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<Vec<ItemResult>, LedgerRequestError>>) -> Job,
