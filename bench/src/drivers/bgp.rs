@@ -14,6 +14,7 @@ use netban_testlab::peers::bgp_routers::{
 };
 use netban_testlab::plans::{adds, removes};
 use netban_testlab::{wait_until, Host, Process};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long a route may take to reach (or leave) the router's kernel.
@@ -182,40 +183,7 @@ async fn measure(table: &mut Table) {
     ));
 
     // GoBGP 3.10 in the same namespace with the same AS and address, one CLI call per ban.
-    let conf = lab.dir.path().join("gobgpd.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"[global.config]
-  as = {SPEAKER_AS}
-  router-id = "{SPEAKER_LINK_V4}"
-  port = -1
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{ROUTER_LINK_V4}"
-    peer-as = {ROUTER_AS}
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-"#
-        ),
-    )
-    .unwrap();
-    let mut gobgpd = lab.speaker.command("gobgpd");
-    gobgpd
-        .args([
-            "-f",
-            conf.to_str().unwrap(),
-            "-l",
-            "warn",
-            "--api-hosts",
-            "127.0.0.1:50051",
-            "--pprof-disable",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let _gobgpd = lab.speaker.spawn_command(gobgpd).unwrap();
+    let _gobgpd = reference_speaker(&lab.speaker, lab.dir.path(), "ipv4-unicast", "50051");
     assert!(
         wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
             router.established()
@@ -299,4 +267,49 @@ async fn measure(table: &mut Table) {
         Row::netban("goal: ban → route ≤ 50 ms median", "")
             .note(verdict(nb <= Duration::from_millis(50))),
     );
+}
+
+/// GoBGP 3.10 speaking for netban (its AS and address, in `speaker`'s namespace) to the lab's
+/// router for `afi_safi`, its API on 127.0.0.1:`api_port`: the reference that adds routes one
+/// `gobgp` process each. Its config is written in `dir`.
+pub(super) fn reference_speaker(
+    speaker: &Host,
+    dir: &Path,
+    afi_safi: &str,
+    api_port: &str,
+) -> Process {
+    let conf = dir.join(format!("gobgpd-{afi_safi}.toml"));
+    std::fs::write(
+        &conf,
+        format!(
+            r#"[global.config]
+  as = {SPEAKER_AS}
+  router-id = "{SPEAKER_LINK_V4}"
+  port = -1
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{ROUTER_LINK_V4}"
+    peer-as = {ROUTER_AS}
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "{afi_safi}"
+"#
+        ),
+    )
+    .unwrap();
+    let mut gobgpd = speaker.command("gobgpd");
+    gobgpd
+        .args([
+            "-f",
+            conf.to_str().unwrap(),
+            "-l",
+            "warn",
+            "--api-hosts",
+            &format!("127.0.0.1:{api_port}"),
+            "--pprof-disable",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    speaker.spawn_command(gobgpd).unwrap()
 }

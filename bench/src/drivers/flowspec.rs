@@ -12,7 +12,7 @@ use netban_core::{Expiry, Prefix};
 use netban_targets::bgp::Bgp;
 use netban_targets::Target;
 use netban_testlab::peers::bgp_routers::{
-    speaker_settings, FlowRule, Kind, Router, RouterOptions, ROUTER_AS, ROUTER_LINK_V4, SPEAKER_AS,
+    speaker_settings, FlowRule, Kind, Router, RouterOptions, ROUTER_AS, ROUTER_LINK_V4,
     SPEAKER_LINK_V4,
 };
 use netban_testlab::plans::adds;
@@ -264,40 +264,12 @@ async fn measure(kind: Kind, table: &mut Table) {
 /// GoBGP 3.10 speaking for netban's address: `CLI_SAMPLE` rules added one `gobgp` process
 /// each; returns the time from the first add until the router counts them all.
 fn cli_reference(lab: &FlowLab, router: &Router) -> Duration {
-    let conf = lab.dir.path().join("speaker-gobgpd.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"[global.config]
-  as = {SPEAKER_AS}
-  router-id = "{SPEAKER_LINK_V4}"
-  port = -1
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{ROUTER_LINK_V4}"
-    peer-as = {ROUTER_AS}
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-flowspec"
-"#
-        ),
-    )
-    .unwrap();
-    let mut gobgpd = lab.speaker.command("gobgpd");
-    gobgpd
-        .args([
-            "-f",
-            conf.to_str().unwrap(),
-            "-l",
-            "warn",
-            "--api-hosts",
-            &format!("127.0.0.1:{SPEAKER_API_PORT}"),
-            "--pprof-disable",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let _gobgpd = lab.speaker.spawn_command(gobgpd).unwrap();
+    let _gobgpd = super::bgp::reference_speaker(
+        &lab.speaker,
+        lab.dir.path(),
+        "ipv4-flowspec",
+        SPEAKER_API_PORT,
+    );
     assert!(
         wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
             router.established()
