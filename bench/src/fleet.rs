@@ -42,7 +42,12 @@ pub fn run(o: &Context, table: &mut Table) -> Result<(), String> {
     let work = std::env::temp_dir().join(format!("netban-bench-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let result = benchmarks(o, &work, table);
-    let _ = std::fs::remove_dir_all(&work);
+    // NETBAN_BENCH_KEEP=1 keeps the daemons' directories (configs, logs) for inspection.
+    if std::env::var_os("NETBAN_BENCH_KEEP").is_some() {
+        eprintln!("fleet: kept {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
     result
 }
 
