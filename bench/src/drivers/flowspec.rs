@@ -12,11 +12,11 @@ use netban_core::{Expiry, Prefix};
 use netban_targets::bgp::Bgp;
 use netban_targets::Target;
 use netban_testlab::peers::bgp_routers::{
-    speaker_settings, FlowRule, Kind, Router, RouterOptions, ROUTER_AS, ROUTER_LINK_V4,
-    SPEAKER_LINK_V4,
+    flow_lab, speaker_settings, FlowLab, FlowRule, Kind, Router, RouterOptions, ROUTER_AS,
+    ROUTER_LINK_V4, SPEAKER_LINK_V4,
 };
 use netban_testlab::plans::adds;
-use netban_testlab::{wait_until, Host, Lab};
+use netban_testlab::wait_until;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -46,33 +46,6 @@ pub fn run(_context: &Context, table: &mut Table) -> Result<(), String> {
         rt.block_on(measure(kind, table));
     }
     Ok(())
-}
-
-/// A router namespace and netban's, linked on 198.18.0.0/30 and 2001:db8:ff::/64.
-struct FlowLab {
-    _lab: Lab,
-    router: Host,
-    speaker: Host,
-    dir: tempfile::TempDir,
-}
-
-fn flow_lab(tag: &str) -> FlowLab {
-    let lab = Lab::new(tag).unwrap();
-    let router = lab.host("router").unwrap();
-    let speaker = lab.host("netban").unwrap();
-    lab.link(
-        &router,
-        &["198.18.0.1/30", "2001:db8:ff::1/64"],
-        &speaker,
-        &["198.18.0.2/30", "2001:db8:ff::2/64"],
-    )
-    .unwrap();
-    FlowLab {
-        _lab: lab,
-        router,
-        speaker,
-        dir: tempfile::tempdir().unwrap(),
-    }
 }
 
 /// How many IPv4 flowspec rules the router holds, by its own summary count (`None`: BIRD, not

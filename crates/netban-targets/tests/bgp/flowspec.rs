@@ -17,42 +17,16 @@ use netban_core::Source;
 use netban_targets::bgp::Bgp;
 use netban_targets::Target;
 use netban_testlab::peers::bgp_routers::{
-    blackholes, speaker_settings, FlowRule, Kind, Router, RouterOptions, ROUTER_AS, ROUTER_LINK_V4,
+    blackholes, flow_lab, speaker_settings, FlowRule, Kind, Router, RouterOptions, ROUTER_AS,
+    ROUTER_LINK_V4,
 };
 use netban_testlab::plans::{adds, removes};
-use netban_testlab::{wait_until, Host, Lab};
+use netban_testlab::{wait_until, Host};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// How long a rule may take to reach (or leave) the router's table.
 const RULE_WAIT: Duration = Duration::from_secs(15);
-
-/// A router namespace and netban's, linked on 198.18.0.0/30 and 2001:db8:ff::/64.
-struct FlowLab {
-    _lab: Lab,
-    router: Host,
-    speaker: Host,
-    dir: tempfile::TempDir,
-}
-
-fn flow_lab(tag: &str) -> FlowLab {
-    let lab = Lab::new(tag).unwrap();
-    let router = lab.host("router").unwrap();
-    let speaker = lab.host("netban").unwrap();
-    lab.link(
-        &router,
-        &["198.18.0.1/30", "2001:db8:ff::1/64"],
-        &speaker,
-        &["198.18.0.2/30", "2001:db8:ff::2/64"],
-    )
-    .unwrap();
-    FlowLab {
-        _lab: lab,
-        router,
-        speaker,
-        dir: tempfile::tempdir().unwrap(),
-    }
-}
 
 /// A target of `mode` in `speaker`'s namespace; `flowspec` is its `[targets.flowspec]`.
 fn flowspec_target(speaker: &Host, mode: &str, flowspec: Option<serde_json::Value>) -> Bgp {

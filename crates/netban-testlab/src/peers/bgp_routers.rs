@@ -76,6 +76,36 @@ pub fn rtbh(tag: &str) -> Rtbh {
     }
 }
 
+/// The lab flowspec tests and benchmarks run in: a router namespace and netban's (the
+/// speaker), linked on 198.18.0.0/30 and 2001:db8:ff::/64 (no edge topology: no kernel
+/// installs flowspec rules, so there is no traffic to prove), and a scratch directory.
+pub struct FlowLab {
+    _lab: Lab,
+    pub router: Host,
+    pub speaker: Host,
+    pub dir: tempfile::TempDir,
+}
+
+/// Builds the [`FlowLab`] tagged `tag`.
+pub fn flow_lab(tag: &str) -> FlowLab {
+    let lab = Lab::new(tag).unwrap();
+    let router = lab.host("router").unwrap();
+    let speaker = lab.host("netban").unwrap();
+    lab.link(
+        &router,
+        &["198.18.0.1/30", "2001:db8:ff::1/64"],
+        &speaker,
+        &["198.18.0.2/30", "2001:db8:ff::2/64"],
+    )
+    .unwrap();
+    FlowLab {
+        _lab: lab,
+        router,
+        speaker,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
 /// The BGP driver's settings (the keys of its `[[targets]]` table) for a speaker in the
 /// namespace `speaker` (netban's side of the link) peering with `peer_address` as `remote_as`,
 /// with short connect timeouts for tests.
