@@ -190,10 +190,15 @@ impl Remote {
         prefix: &netban_core::Prefix,
         source: Option<&netban_core::Source>,
     ) -> Result<Vec<ItemResult>, RemoteError> {
-        let query = source.map_or(String::new(), |s| format!("?source={}", encode(s.as_str())));
+        let query = source.map_or(String::new(), |s| {
+            format!("?source={}", netban_proto::percent_encode(s.as_str()))
+        });
         self.call_as(
             "DELETE",
-            &format!("/v1/bans/{}{query}", encode(&prefix.to_string())),
+            &format!(
+                "/v1/bans/{}{query}",
+                netban_proto::percent_encode(&prefix.to_string())
+            ),
             None,
             Some("results"),
         )
@@ -201,7 +206,7 @@ impl Remote {
 
     pub fn list(&self, filter: Option<netban_core::Prefix>) -> Result<Vec<ListedBan>, RemoteError> {
         let query = filter.map_or(String::new(), |p| {
-            format!("?prefix={}", encode(&p.to_string()))
+            format!("?prefix={}", netban_proto::percent_encode(&p.to_string()))
         });
         self.call_as("GET", &format!("/v1/bans{query}"), None, Some("bans"))
     }
@@ -211,7 +216,10 @@ impl Remote {
         prefix: netban_core::Prefix,
         limit: usize,
     ) -> Result<Vec<HistoryEvent>, RemoteError> {
-        let path = format!("/v1/bans/{}?history={limit}", encode(&prefix.to_string()));
+        let path = format!(
+            "/v1/bans/{}?history={limit}",
+            netban_proto::percent_encode(&prefix.to_string())
+        );
         self.call_as("GET", &path, None, Some("history"))
     }
 
@@ -220,7 +228,9 @@ impl Remote {
     }
 
     pub fn plan(&self, target: Option<&str>) -> Result<Vec<TargetPlan>, RemoteError> {
-        let query = target.map_or(String::new(), |t| format!("?target={}", encode(t)));
+        let query = target.map_or(String::new(), |t| {
+            format!("?target={}", netban_proto::percent_encode(t))
+        });
         self.call_as("GET", &format!("/v1/plan{query}"), None, Some("targets"))
     }
 
@@ -232,7 +242,7 @@ impl Remote {
         };
         let mut synced = Vec::new();
         for name in names {
-            let path = format!("/v1/targets/{}/sync", encode(&name));
+            let path = format!("/v1/targets/{}/sync", netban_proto::percent_encode(&name));
             let done: Vec<String> = self.call_as("POST", &path, None, Some("synced"))?;
             synced.extend(done);
         }
@@ -298,17 +308,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// A path segment or query value percent-encoded (everything but unreserved characters).
-fn encode(value: &str) -> String {
-    /// RFC 3986's unreserved characters stay as they are.
-    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
 /// Runs one command against the server: what `main` does over the socket, printed the same.
@@ -426,6 +425,9 @@ mod tests {
         ] {
             assert!(checked_base(bad).is_err(), "{bad}");
         }
-        assert_eq!(encode("2001:db8::/64"), "2001%3Adb8%3A%3A%2F64");
+        assert_eq!(
+            netban_proto::percent_encode("2001:db8::/64"),
+            "2001%3Adb8%3A%3A%2F64"
+        );
     }
 }

@@ -416,3 +416,14 @@ mod tests {
         assert!(decode::<Request>(line).is_err());
     }
 }
+
+/// `value` percent-encoded for a URL's path segment or query value: everything but RFC 3986's
+/// unreserved characters (what the HTTP API's clients put in `/v1/bans/{prefix}` or `?q=`).
+pub fn percent_encode(value: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
+}

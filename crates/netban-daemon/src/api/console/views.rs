@@ -65,17 +65,6 @@ fn span(secs: u64) -> String {
     parts.join(" ")
 }
 
-/// A value percent-encoded for a URL's query (everything but unreserved characters).
-fn query(value: &str) -> String {
-    /// RFC 3986's unreserved characters stay as they are.
-    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
-}
-
 /// A message in place of a view.
 fn problem(status: StatusCode, message: &str) -> Response {
     (status, fragment(html! { p.error { (message) } })).into_response()
@@ -212,7 +201,7 @@ fn ban_table(bans: &[ListedBan], filter: Option<Prefix>, admin: bool, now: Times
                         @for ban in bans.iter().take(MAX_ROWS) {
                             tr data-prefix=(ban.prefix) {
                                 td data-label="Address" {
-                                    a href={ "/ui/history?address=" (query(&ban.prefix.to_string())) } {
+                                    a href={ "/ui/history?address=" (netban_proto::percent_encode(&ban.prefix.to_string())) } {
                                         (ban.prefix)
                                     }
                                 }
@@ -374,8 +363,11 @@ mod tests {
         assert!(!markup.contains("<script>"), "{markup}");
         assert!(!markup.contains("\"'"), "{markup}");
         assert!(markup.contains("&lt;script&gt;"), "{markup}");
-        assert_eq!(query("2001:db8::/64"), "2001%3Adb8%3A%3A%2F64");
-        assert_eq!(query("a&b=<c>"), "a%26b%3D%3Cc%3E");
+        assert_eq!(
+            netban_proto::percent_encode("2001:db8::/64"),
+            "2001%3Adb8%3A%3A%2F64"
+        );
+        assert_eq!(netban_proto::percent_encode("a&b=<c>"), "a%26b%3D%3Cc%3E");
     }
 
     #[test]
