@@ -8,7 +8,7 @@ use netban_core::plan::Held;
 use netban_core::{Ban, Expiry, OriginHost, Prefix, Reason, Source, Timestamp};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, Row, Statement, Transaction};
+use postgres::{Client, GenericClient, Row, Statement};
 use std::collections::HashSet;
 
 /// The columns of an event row, as [`event_from_row`] reads them. (Output columns get names
@@ -191,20 +191,8 @@ fn bucket_keys<'a>(prefix_texts: impl IntoIterator<Item = &'a str>) -> Vec<i32> 
     keys
 }
 
-/// Takes the advisory locks of `keys` (sorted): before the transaction's first write.
-fn lock_buckets(
-    tx: &mut Transaction<'_>,
-    st: &Statements,
-    keys: &[i32],
-) -> Result<(), LedgerError> {
-    if !keys.is_empty() {
-        tx.execute(&st.lock_buckets, &[&LOCK_SPACE, &keys])?;
-    }
-    Ok(())
-}
-
-/// The transaction of [`Ledger::record`], in as few round trips as PostgreSQL allows: it is
-/// opened together with its bucket locks in one simple query (`BEGIN; SELECT
+/// A writing transaction ([`Ledger::record`], [`Ledger::expire`]), in as few round trips as
+/// PostgreSQL allows: it is opened together with its bucket locks in one simple query (`BEGIN; SELECT
 /// pg_advisory_xact_lock…`: one round trip where `Client::transaction` and the lock statement
 /// took two), and committed together with its NOTIFY (`NOTIFY …; COMMIT`: one, not two). A
 /// ban is then three round trips: this, its statement, the commit. Dropped uncommitted (an
@@ -236,8 +224,21 @@ impl<'a> WriteTransaction<'a> {
         self.client
     }
 
-    /// Commits, notifying the change feed's listeners first when `notify` (see
-    /// [`notify_feed`]).
+    /// Takes the advisory locks of `keys` (sorted) later in the transaction, before its first
+    /// write (expiry reads its candidates first).
+    fn lock(&mut self, st: &Statements, keys: &[i32]) -> Result<(), LedgerError> {
+        if !keys.is_empty() {
+            self.client
+                .execute(&st.lock_buckets, &[&LOCK_SPACE, &keys])?;
+        }
+        Ok(())
+    }
+
+    /// Commits, notifying the change feed's listeners first when `notify`. Only transactions
+    /// that wrote events notify: a listener's own reaction (an expiry pass that finds nothing)
+    /// must not wake the fleet again. NOTIFY takes a cluster-wide lock at commit, so notifying
+    /// commits are serialised (measured in the field notes and in this crate's
+    /// `record_latency` bench).
     fn commit(mut self, notify: bool) -> Result<(), LedgerError> {
         let sql = if notify {
             format!("{}; COMMIT", super::notify::NOTIFY_SQL)
@@ -410,16 +411,6 @@ fn record_unban(
     })
 }
 
-/// Wakes every [`super::notify::FeedListener`] when `tx` commits (nothing if it rolls back).
-/// Only transactions that wrote events notify: a listener's own reaction (an expiry pass that
-/// finds nothing) must not wake the fleet again. NOTIFY takes a cluster-wide lock at commit,
-/// so notifying commits are serialised (measured in the field notes and in this crate's
-/// `record_latency` bench). ([`Ledger::record`] sends it with its COMMIT instead.)
-fn notify_feed(tx: &mut Transaction<'_>) -> Result<(), LedgerError> {
-    tx.batch_execute(super::notify::NOTIFY_SQL)?;
-    Ok(())
-}
-
 fn write_prefix(write: &Write) -> &Prefix {
     match write {
         Write::Ban { ban, .. } => &ban.prefix,
@@ -495,25 +486,24 @@ impl Ledger for PostgresLedger {
     /// event written, by exactly one of them.
     fn expire(&mut self, now: Timestamp) -> Result<Vec<(Prefix, Source)>, LedgerError> {
         self.with_session(|Session { client, st }| {
-            let mut tx = client.transaction()?;
+            let mut tx = WriteTransaction::begin(client, &[])?;
             let mut candidates_prefix = Vec::new();
             let mut candidates_source = Vec::new();
-            for r in tx.query(&st.expired, &[&now.0])? {
+            for r in tx.client().query(&st.expired, &[&now.0])? {
                 // Canonical text, as writers hash it for the lock.
                 candidates_prefix.push(prefix_from_sql(r.try_get(0)?)?.to_string());
                 candidates_source.push(r.try_get::<_, String>(1)?);
             }
             if candidates_prefix.is_empty() {
-                tx.commit()?;
+                tx.commit(false)?;
                 return Ok(Vec::new());
             }
-            lock_buckets(
-                &mut tx,
+            tx.lock(
                 st,
                 &bucket_keys(candidates_prefix.iter().map(String::as_str)),
             )?;
             let mut removed = Vec::new();
-            for r in tx.query(
+            for r in tx.client().query(
                 &st.expire_delete,
                 &[&now.0, &candidates_prefix, &candidates_source],
             )? {
@@ -528,7 +518,7 @@ impl Ledger for PostgresLedger {
             let mut pairs = Vec::with_capacity(removed.len());
             for (_, prefix_text, prefix, source) in removed {
                 append_event(
-                    &mut tx,
+                    tx.client(),
                     st,
                     &NewEvent {
                         at: now,
@@ -544,10 +534,7 @@ impl Ledger for PostgresLedger {
                 )?;
                 pairs.push((prefix, source));
             }
-            if !pairs.is_empty() {
-                notify_feed(&mut tx)?;
-            }
-            tx.commit()?;
+            tx.commit(!pairs.is_empty())?;
             Ok(pairs)
         })
     }
