@@ -415,7 +415,9 @@ impl Worker {
         };
         let mut plan = plan::plan(desired, held, &ownership, info.expiry);
         plan.add.retain(|d| !self.rejected.contains_key(&d.prefix));
-        self.engine.fill_sources(&mut plan);
+        if info.sources == SourceTracking::Shaped {
+            self.engine.fill_sources(&mut plan);
+        }
         plan
     }
 
