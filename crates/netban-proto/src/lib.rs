@@ -372,6 +372,17 @@ pub fn decode<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, serde_json::E
     serde_json::from_slice(line.strip_suffix(b"\n").unwrap_or(line))
 }
 
+/// `value` percent-encoded for a URL's path segment or query value: everything but RFC 3986's
+/// unreserved characters (what the HTTP API's clients put in `/v1/bans/{prefix}` or `?q=`).
+pub fn percent_encode(value: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,15 +426,4 @@ mod tests {
         let line = br#"{"op":"ban","prefixes":["203.0.113.7"],"source":"ss hd","duration":{"seconds":1},"reason":null,"failures":null,"origin_host":null}"#;
         assert!(decode::<Request>(line).is_err());
     }
-}
-
-/// `value` percent-encoded for a URL's path segment or query value: everything but RFC 3986's
-/// unreserved characters (what the HTTP API's clients put in `/v1/bans/{prefix}` or `?q=`).
-pub fn percent_encode(value: &str) -> String {
-    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
 }
