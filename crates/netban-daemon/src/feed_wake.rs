@@ -2,9 +2,9 @@
 //! as they commit, not at its next poll.
 //!
 //! A thread of its own waits on a [`FeedListener`] (its own database connection, `LISTEN
-//! netban_feed`) and, on each wake-up, queues [`Job::Expire`] for the ledger thread, which
-//! reads the change feed after every job. A burst of notifications that arrived together is
-//! one job. The feed stays the truth: a notification lost while the listener was disconnected
+//! netban_feed`) and, on each wake-up, queues [`Job::ReadFeed`] for the ledger thread. A
+//! burst of notifications that arrived together is one job, and jobs queued while the ledger
+//! thread is busy are one group with one feed read. The feed stays the truth: a notification lost while the listener was disconnected
 //! costs nothing, since a (re)connection is a wake-up too and the housekeeping poll
 //! (`poll_millis`) goes on regardless.
 
@@ -36,7 +36,7 @@ pub fn start(
                             tracing::info!(ledger = %listener.target(), "listening to the ledger's change feed again");
                         }
                         if woken {
-                            ledger.send(Job::Expire);
+                            ledger.send(Job::ReadFeed);
                         }
                         Duration::ZERO
                     }

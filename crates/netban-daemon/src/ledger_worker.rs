@@ -9,7 +9,8 @@
 //! After each commit the thread reads the new events from the ledger (its change feed) and hands
 //! them to the [`Engine`] *before* replying, so `netban list` right after `netban ban` shows the
 //! ban. Writes made by other processes (the client's fallback when the daemon was down, other
-//! hosts) arrive the same way, with the periodic [`Job::Expire`]. (With PostgreSQL a write of
+//! hosts) arrive the same way, with the periodic [`Job::Expire`] and, with PostgreSQL, at once
+//! through [`Job::ReadFeed`] when another host commits. (With PostgreSQL a write of
 //! ours may reach the feed a moment later, while an older transaction elsewhere is still
 //! open; it is durable either way.)
 //!
@@ -75,6 +76,10 @@ pub enum Job {
     /// End bans whose expiry has passed (sent every `poll_millis`; like every job, it is
     /// followed by reading the change feed, which picks up other processes' writes).
     Expire,
+    /// Read the change feed now: another host committed (the PostgreSQL wake-up). Every group
+    /// ends with a feed read; this job asks for nothing else (not an expiry pass, which
+    /// would cost each host a transaction for every commit anywhere in the fleet).
+    ReadFeed,
     /// The history of a prefix and those around it, newest first.
     History {
         prefix: Prefix,
@@ -428,6 +433,7 @@ impl LedgerThread<'_> {
                     }
                 }
                 Job::Expire => expire = true,
+                Job::ReadFeed => {}
                 other => after_commit.push(other),
             }
         }
@@ -760,8 +766,12 @@ impl LedgerThread<'_> {
                 let result = self.ledger.update_target_entries(&target, &added, &removed);
                 let _ = reply.send(result.map_err(Into::into));
             }
-            Job::Ban { .. } | Job::Unban { .. } | Job::Lift { .. } | Job::Expire => {
-                unreachable!("writes are part of the group's transaction")
+            Job::Ban { .. }
+            | Job::Unban { .. }
+            | Job::Lift { .. }
+            | Job::Expire
+            | Job::ReadFeed => {
+                unreachable!("part of the group: its transaction, or its feed read")
             }
         }
     }
