@@ -143,6 +143,11 @@ impl Fleet {
 
 /// The router target's entry in `netban status` (null while the daemon does not answer).
 fn router_status(daemon: &Daemon) -> serde_json::Value {
+    target_status(daemon, "router")
+}
+
+/// The entry of target `name` in `netban status` (null while the daemon does not answer).
+fn target_status(daemon: &Daemon, name: &str) -> serde_json::Value {
     let Some(status) = netban::request(&daemon.socket, &json!({"op": "status"})) else {
         return serde_json::Value::Null;
     };
@@ -150,9 +155,46 @@ fn router_status(daemon: &Daemon) -> serde_json::Value {
         .as_array()
         .into_iter()
         .flatten()
-        .find(|t| t["name"] == "router")
+        .find(|t| t["name"] == name)
         .cloned()
         .unwrap_or_default()
+}
+
+/// Waits until every host's own nftables target holds `want` entries (polling `netban status`),
+/// then counts each host's set with nft: a ban seen anywhere is enforced everywhere, not only
+/// at the router. Answers when they were all there (after `start`), or an error naming the
+/// hosts behind after 55 s (under the 60 s resync period, after which a worker that missed
+/// bans would be repaired by its resync and the miss hidden).
+fn all_local_sets(fleet: &Fleet, want: u64, start: Instant) -> Result<Duration, String> {
+    let behind = || -> Vec<String> {
+        fleet
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let held = target_status(&h.daemon, "local")["held"].as_u64();
+                (held.is_none_or(|n| n < want)).then(|| format!("{} holds {held:?}", h.label))
+            })
+            .collect()
+    };
+    if !wait_until(Duration::from_secs(55), Duration::from_millis(5), || {
+        behind().is_empty()
+    }) {
+        return Err(format!(
+            "hosts' own sets behind after 55 s: {}",
+            behind().join(", ")
+        ));
+    }
+    let at = start.elapsed();
+    for host in &fleet.hosts {
+        let in_set = nft::count(&host.local, "ban4");
+        if (in_set as u64) < want {
+            return Err(format!(
+                "{}'s worker reports {want} held, its set has {in_set}",
+                host.label
+            ));
+        }
+    }
+    Ok(at)
 }
 
 fn nft_program() -> Result<PathBuf, String> {
@@ -416,6 +458,11 @@ fn benchmarks(o: &Context, work: &Path, table: &mut Table) -> Result<(), String>
         )
         .note("reference: fleet 1.'s p50 × bans, one ssh after another, one peer"),
     );
+    let everywhere = all_local_sets(&fleet, (n + 1 + burst) as u64, start)?;
+    table.row(Row::netban(
+        format!("… and in every host's own set ({HOSTS} hosts, per `netban status`)"),
+        ms(everywhere),
+    ));
     // The same burst as one bulk request per host (`netban ban --stdin`: a host replaying
     // its fail2ban jails' bans, or a block list).
     let bulk = addresses(80, burst);
@@ -463,6 +510,11 @@ fn benchmarks(o: &Context, work: &Path, table: &mut Table) -> Result<(), String>
         )
         .note("reference: as above"),
     );
+    let everywhere = all_local_sets(&fleet, want, start)?;
+    table.row(Row::netban(
+        format!("… and in every host's own set ({HOSTS} hosts, per `netban status`)"),
+        ms(everywhere),
+    ));
     table.row(
         Row::netban(
             format!("target: {burst} bans from {HOSTS} hosts enforced ≤ 2 s (requests / bulk)"),
