@@ -9,6 +9,7 @@
 
 use crate::ban::{Expiry, Source};
 use crate::prefix::Prefix;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -283,6 +284,59 @@ pub fn reshape(
     plan.refresh.sort_by_key(|(held, _)| held.prefix);
 }
 
+/// What changed on a device outside netban between two observations ([`drift`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drift {
+    /// Entries netban had applied (or seen) that the device no longer holds.
+    pub missing: Vec<Prefix>,
+    /// Entries the device holds that netban neither applied nor saw there.
+    pub unexpected: Vec<Prefix>,
+}
+
+impl Drift {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+/// Compares `cached` (what a worker believes the device holds: its last observation,
+/// changed since only by its own successful applies) with `observed` (what the device holds
+/// now), by prefix. Only entries netban owns count: a shared area's other entries are not
+/// netban's to watch. A cached entry whose expiry has passed at `now` is not missing: the
+/// device may time it out itself before netban removes it. Each list is in prefix order.
+pub fn drift(
+    cached: &BTreeMap<Prefix, Vec<Held>>,
+    observed: &[Held],
+    ownership: &Ownership<'_>,
+    now: Timestamp,
+) -> Drift {
+    let seen: BTreeSet<Prefix> = observed
+        .iter()
+        .filter(|h| ownership.owns(h))
+        .map(|h| h.prefix)
+        .collect();
+    let owned_in_cache = |entries: &Vec<Held>| entries.iter().any(|h| ownership.owns(h));
+    let missing = cached
+        .iter()
+        .filter(|(prefix, entries)| {
+            !seen.contains(prefix)
+                && entries
+                    .iter()
+                    .any(|h| ownership.owns(h) && !h.expiry.is_some_and(|e| e.is_past(now)))
+        })
+        .map(|(prefix, _)| *prefix)
+        .collect();
+    let unexpected = seen
+        .iter()
+        .filter(|prefix| !cached.get(prefix).is_some_and(owned_in_cache))
+        .copied()
+        .collect();
+    Drift {
+        missing,
+        unexpected,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +368,73 @@ mod tests {
             .collect()
     }
     const TRACKED: ExpiryTracking = ExpiryTracking::Tracked { slack_secs: 60 };
+
+    fn cache(list: &[Held]) -> BTreeMap<Prefix, Vec<Held>> {
+        let mut out: BTreeMap<Prefix, Vec<Held>> = BTreeMap::new();
+        for h in list {
+            out.entry(h.prefix).or_default().push(h.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn drift_is_what_the_device_lost_or_gained_outside_netban() {
+        let cached = cache(&[
+            held("10.0.0.1", Some(at(1_000)), None),
+            held("10.0.0.2", Some(at(1_000)), None),
+            held("10.0.0.3", None, None),
+        ]);
+        // Unchanged: no drift.
+        let same: Vec<Held> = cached.values().flatten().cloned().collect();
+        assert!(drift(&cached, &same, &Ownership::Exclusive, Timestamp(10)).is_empty());
+        // 10.0.0.2 deleted by hand, 10.0.0.9 added by hand.
+        let now = vec![
+            held("10.0.0.1", Some(at(1_000)), None),
+            held("10.0.0.3", None, None),
+            held("10.0.0.9", None, None),
+        ];
+        assert_eq!(
+            drift(&cached, &now, &Ownership::Exclusive, Timestamp(10)),
+            Drift {
+                missing: vec![p("10.0.0.2")],
+                unexpected: vec![p("10.0.0.9")],
+            }
+        );
+    }
+
+    #[test]
+    fn an_entry_the_device_timed_out_itself_is_not_drift() {
+        let cached = cache(&[held("10.0.0.1", Some(at(100)), None)]);
+        assert!(drift(&cached, &[], &Ownership::Exclusive, Timestamp(100)).is_empty());
+        assert_eq!(
+            drift(&cached, &[], &Ownership::Exclusive, Timestamp(99)).missing,
+            vec![p("10.0.0.1")]
+        );
+    }
+
+    #[test]
+    fn on_a_shared_area_only_netbans_own_entries_count() {
+        let owned = records(&[("10.0.0.1", Some("10")), ("10.0.0.2", Some("20"))]);
+        let ownership = Ownership::Recorded(&owned);
+        let cached = cache(&[
+            held("10.0.0.1", None, Some("10")),
+            held("10.0.0.2", None, Some("20")),
+            held("192.168.1.0/24", None, Some("5")),
+        ]);
+        // The operator removed their own line and added another: not netban's drift. Netban's
+        // 10.0.0.2 is gone: drift.
+        let now = vec![
+            held("10.0.0.1", None, Some("10")),
+            held("172.16.0.0/12", None, Some("6")),
+        ];
+        assert_eq!(
+            drift(&cached, &now, &ownership, Timestamp(1)),
+            Drift {
+                missing: vec![p("10.0.0.2")],
+                unexpected: vec![],
+            }
+        );
+    }
 
     #[test]
     fn adds_what_nobody_holds_and_removes_what_is_no_longer_wanted() {

@@ -143,6 +143,10 @@ pub struct TargetInstruments {
     /// Each `apply` of one batch, successful or not.
     pub apply: Histogram,
     errors: [AtomicU64; 5],
+    /// Entries a resync found missing from the device, or there unexpectedly, against what
+    /// the worker had applied since the sync before ([`netban_core::plan::drift`]).
+    drift_missing: AtomicU64,
+    drift_unexpected: AtomicU64,
 }
 
 impl Default for TargetInstruments {
@@ -151,6 +155,8 @@ impl Default for TargetInstruments {
             observe: Histogram::new(SECONDS),
             apply: Histogram::new(SECONDS),
             errors: Default::default(),
+            drift_missing: AtomicU64::new(0),
+            drift_unexpected: AtomicU64::new(0),
         }
     }
 }
@@ -158,6 +164,21 @@ impl Default for TargetInstruments {
 impl TargetInstruments {
     pub fn error(&self, kind: TargetErrorKind) {
         self.errors[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn drift(&self, drift: &netban_core::plan::Drift) {
+        self.drift_missing
+            .fetch_add(drift.missing.len() as u64, Ordering::Relaxed);
+        self.drift_unexpected
+            .fetch_add(drift.unexpected.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Drifted entries so far: (missing, unexpected).
+    pub fn drifted(&self) -> (u64, u64) {
+        (
+            self.drift_missing.load(Ordering::Relaxed),
+            self.drift_unexpected.load(Ordering::Relaxed),
+        )
     }
 
     /// Errors so far, by kind (in [`TargetErrorKind::ALL`] order).

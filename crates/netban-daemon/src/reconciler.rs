@@ -136,6 +136,10 @@ pub struct Worker {
     host: String,
     /// What the device holds, as last observed and since changed by our own applies.
     held: BTreeMap<Prefix, Vec<Held>>,
+    /// Whether `held` can be trusted to be the device's content: set by a successful full
+    /// sync, cleared by any error and by a change of driver. Only then does a resync that
+    /// finds the device different report drift (something changed it outside netban).
+    held_trusted: bool,
     /// On shared areas: the (prefix, handle) entries netban created.
     owned: BTreeSet<(Prefix, Option<String>)>,
     /// Items the device refused for good, with its reason; skipped until their ban changes.
@@ -200,6 +204,7 @@ impl Worker {
             entries_key: place.entries_key,
             host: place.host,
             held: BTreeMap::new(),
+            held_trusted: false,
             owned: BTreeSet::new(),
             rejected: BTreeMap::new(),
             failed: BTreeSet::new(),
@@ -263,12 +268,14 @@ impl Worker {
                 // changed under another driver; observe everything before any change.
                 self.load_owned().await;
                 self.prepared = false;
+                self.held_trusted = false;
                 need_full = true;
                 retry_at = None;
             }
             if !driving && was_driving {
                 tracing::info!(target = self.name(), "no longer driving this shared target");
                 self.held.clear();
+                self.held_trusted = false;
             }
             was_driving = driving;
             if !driving {
@@ -297,6 +304,7 @@ impl Worker {
                     }
                     Err(error) => {
                         self.failures = self.failures.saturating_add(1);
+                        self.held_trusted = false;
                         need_full = true;
                         retry_at = Some(Instant::now() + self.backoff());
                         self.report_down(&error);
@@ -349,7 +357,10 @@ impl Worker {
                                 self.failures = 0;
                                 next_resync = Instant::now() + resync;
                             }
-                            Err(e) => self.report_down(e),
+                            Err(e) => {
+                                self.held_trusted = false;
+                                self.report_down(e);
+                            }
                         }
                         let leadership = self.leadership.borrow().clone();
                         self.publish_status(&leadership);
@@ -428,6 +439,9 @@ impl Worker {
         }
         let held = self.observe().await?;
         self.reached = true;
+        if self.held_trusted {
+            self.report_drift(&held);
+        }
         self.engine.refresh_placement();
         let desired = self.engine.take_all_desired();
         self.held.clear();
@@ -445,11 +459,34 @@ impl Worker {
             );
         }
         self.apply(plan).await?;
+        self.held_trusted = true;
         self.status.send_modify(|s| {
             s.last_sync = Some(clock::now());
             s.desired = desired.len();
         });
         Ok(())
+    }
+
+    /// Compares what the device holds now with what this worker left there: a difference is
+    /// drift (an operator, another tool, a device reset, or a bug of ours), repaired by the
+    /// sync that found it and counted for `/metrics`.
+    fn report_drift(&self, observed: &[Held]) {
+        let ownership = match self.ownership_kind() {
+            OwnershipKind::Exclusive => Ownership::Exclusive,
+            OwnershipKind::Recorded => Ownership::Recorded(&self.owned),
+        };
+        let drift = plan::drift(&self.held, observed, &ownership, clock::now());
+        if drift.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            target = self.name(),
+            missing = drift.missing.len(),
+            unexpected = drift.unexpected.len(),
+            first = %drift.missing.first().or(drift.unexpected.first()).expect("not empty"),
+            "the device changed outside netban since the last sync; repairing"
+        );
+        self.instruments.drift(&drift);
     }
 
     async fn incremental(&mut self) -> Result<(), TargetError> {

@@ -334,6 +334,42 @@ fn the_api_bans_through_the_same_admission_path_and_refuses_what_it_must() {
         }
     }
 
+    // Someone deletes netban's element on the router and adds one of their own to its set:
+    // the next sync repairs both, and /metrics counts them as drift.
+    edge.router
+        .run_ok(
+            "nft",
+            [
+                "delete",
+                "element",
+                "inet",
+                "netban",
+                "ban4",
+                &format!("{{ {attacker} }}"),
+            ],
+        )
+        .unwrap();
+    edge.router
+        .run_ok(
+            "nft",
+            [
+                "add",
+                "element",
+                "inet",
+                "netban",
+                "ban4",
+                "{ 203.0.113.99 }",
+            ],
+        )
+        .unwrap();
+    let (status, body) = api.send("POST", "/v1/targets/edge/sync", Some(&admin), None);
+    assert_eq!(status, 200, "{body}");
+    let elements = nft_elements(&edge.router);
+    assert!(
+        elements.contains(&attacker) && !elements.contains("203.0.113.99"),
+        "{elements:?}"
+    );
+
     // /metrics (loopback: on the API listener, no token), parsed as Prometheus text.
     let (status, text) = api.send("GET", "/metrics", None, None);
     assert_eq!(status, 200);
@@ -371,6 +407,17 @@ fn the_api_bans_through_the_same_admission_path_and_refuses_what_it_must() {
         value("netban_ledger_events_total", &[("kind", "ban")]).unwrap() >= 2.0,
         "{text}"
     );
+    // Exactly the two changes made by hand above: no sync before found drift.
+    for kind in ["missing", "unexpected"] {
+        assert_eq!(
+            value(
+                "netban_target_drift_total",
+                &[("target", "edge"), ("kind", kind)]
+            ),
+            Some(1.0),
+            "{text}"
+        );
+    }
     assert!(
         value("netban_refusals_total", &[("reason", "forbidden")]).unwrap() >= 6.0,
         "{text}"

@@ -229,6 +229,7 @@ pub fn render(context: &Context) -> String {
     }
 
     let errors = Family::<TargetKind, Counter>::default();
+    let drift = Family::<TargetKind, Counter>::default();
     let (mut apply, mut observe) = (Vec::new(), Vec::new());
     for worker in &context.workers {
         let instruments = worker.instruments();
@@ -237,6 +238,15 @@ pub fn render(context: &Context) -> String {
                 .get_or_create(&TargetKind {
                     target: worker.name.clone(),
                     kind: kind.as_str().into(),
+                })
+                .inc_by(n);
+        }
+        let (missing, unexpected) = instruments.drifted();
+        for (kind, n) in [("missing", missing), ("unexpected", unexpected)] {
+            drift
+                .get_or_create(&TargetKind {
+                    target: worker.name.clone(),
+                    kind: kind.into(),
                 })
                 .inc_by(n);
         }
@@ -280,6 +290,13 @@ pub fn render(context: &Context) -> String {
         "Failed device operations since start, by kind: a whole observe or apply \
          (unreachable, device, configuration) or one item (item_failed, item_rejected)",
         errors,
+    );
+    registry.register(
+        "target_drift",
+        "Entries a resync found changed on the device outside netban since the sync before, \
+         by kind: missing (netban had them there) or unexpected (netban had not); each is \
+         repaired by that resync",
+        drift,
     );
     registry.register(
         "target_apply_duration_seconds",
