@@ -166,6 +166,7 @@ impl TargetInstruments {
         self.errors[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts the entries of a drift a resync found (and repairs).
     pub fn drift(&self, drift: &netban_core::plan::Drift) {
         self.drift_missing
             .fetch_add(drift.missing.len() as u64, Ordering::Relaxed);

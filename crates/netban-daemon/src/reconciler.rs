@@ -137,7 +137,7 @@ pub struct Worker {
     /// What the device holds, as last observed and since changed by our own applies.
     held: BTreeMap<Prefix, Vec<Held>>,
     /// Whether `held` can be trusted to be the device's content: set by a successful full
-    /// sync, cleared by any error and by a change of driver. Only then does a resync that
+    /// sync, cleared by any error (a failed or rejected item too) and by a change of driver. Only then does a resync that
     /// finds the device different report drift (something changed it outside netban).
     held_trusted: bool,
     /// On shared areas: the (prefix, handle) entries netban created.
@@ -579,12 +579,15 @@ impl Worker {
                         self.set_error(format!("{} rejected: {reason}", item.prefix));
                         self.instruments.error(TargetErrorKind::ItemRejected);
                         self.rejected.insert(item.prefix, reason);
+                        // The device may have kept part of it: no drift until a full sync.
+                        self.held_trusted = false;
                     }
                     ItemOutcome::Failed { reason } => {
                         tracing::warn!(target = self.name(), prefix = %item.prefix, %reason, "item failed; will retry");
                         self.set_error(format!("{} failed: {reason}", item.prefix));
                         self.instruments.error(TargetErrorKind::ItemFailed);
                         self.failed.insert(item.prefix);
+                        self.held_trusted = false;
                     }
                 }
             }
