@@ -4,7 +4,7 @@
 //! parsed with a Prometheus text parser.
 
 use super::{nftables_target, World, BAD_INPUT};
-use netban_testlab::nft::elements as nft_elements;
+use netban_testlab::nft::{self, elements as nft_elements};
 use netban_testlab::{free_port, require_netns, wait_until};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -336,32 +336,8 @@ fn the_api_bans_through_the_same_admission_path_and_refuses_what_it_must() {
 
     // Someone deletes netban's element on the router and adds one of their own to its set:
     // the next sync repairs both, and /metrics counts them as drift.
-    edge.router
-        .run_ok(
-            "nft",
-            [
-                "delete",
-                "element",
-                "inet",
-                "netban",
-                "ban4",
-                &format!("{{ {attacker} }}"),
-            ],
-        )
-        .unwrap();
-    edge.router
-        .run_ok(
-            "nft",
-            [
-                "add",
-                "element",
-                "inet",
-                "netban",
-                "ban4",
-                "{ 203.0.113.99 }",
-            ],
-        )
-        .unwrap();
+    nft::by_hand(&edge.router, nft::ByHand::Delete, "ban4", &attacker).unwrap();
+    nft::by_hand(&edge.router, nft::ByHand::Add, "ban4", "203.0.113.99").unwrap();
     let (status, body) = api.send("POST", "/v1/targets/edge/sync", Some(&admin), None);
     assert_eq!(status, 200, "{body}");
     let elements = nft_elements(&edge.router);

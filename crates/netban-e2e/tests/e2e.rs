@@ -7,7 +7,7 @@
 
 use netban_testlab::fail2ban::{Fail2ban, NetbanAction};
 use netban_testlab::netban::{self, Binaries, Daemon};
-use netban_testlab::nft::elements as nft_elements;
+use netban_testlab::nft::{self, elements as nft_elements};
 use netban_testlab::{require_netns, wait_until, Edge, Host, Lab};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -603,19 +603,7 @@ fn drift_on_the_device_is_repaired_and_an_unreachable_target_is_reported() {
         || { nft_elements(&edge.router).contains(Edge::ATTACKER_V4) }
     ));
     // Someone deletes the element by hand; `plan` shows the repair, `sync` makes it.
-    edge.router
-        .run_ok(
-            "nft",
-            [
-                "delete",
-                "element",
-                "inet",
-                "netban",
-                "ban4",
-                "{ 203.0.113.7 }",
-            ],
-        )
-        .unwrap();
+    nft::by_hand(&edge.router, nft::ByHand::Delete, "ban4", "203.0.113.7").unwrap();
     let plan = daemon.client(&["plan", "--target", "edge"]);
     assert!(
         String::from_utf8_lossy(&plan.stdout).contains("+ 203.0.113.7/32"),
@@ -634,19 +622,7 @@ fn drift_on_the_device_is_repaired_and_an_unreachable_target_is_reported() {
         "sync restored it"
     );
     // A stray element in netban's table is removed by the same sync.
-    edge.router
-        .run_ok(
-            "nft",
-            [
-                "add",
-                "element",
-                "inet",
-                "netban",
-                "ban4",
-                "{ 203.0.113.99 }",
-            ],
-        )
-        .unwrap();
+    nft::by_hand(&edge.router, nft::ByHand::Add, "ban4", "203.0.113.99").unwrap();
     assert!(daemon
         .client(&["sync", "--target", "edge"])
         .status

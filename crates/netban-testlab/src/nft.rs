@@ -13,6 +13,34 @@ use std::time::{Duration, Instant};
 /// netban's sets: single addresses (hash sets) and prefixes (interval sets), per family.
 const SETS: [&str; 4] = ["ban4", "ban6", "net4", "net6"];
 
+/// A change made to netban's set `set` on `host` by hand (a person or another tool, not
+/// netban): `nft add|delete element inet netban SET { ELEMENTS }`.
+#[derive(Clone, Copy, Debug)]
+pub enum ByHand {
+    Add,
+    Delete,
+}
+
+/// Makes `change` of `elements` (nft's element list syntax, e.g. `203.0.113.7`) in `set`.
+pub fn by_hand(host: &Host, change: ByHand, set: &str, elements: &str) -> io::Result<()> {
+    let verb = match change {
+        ByHand::Add => "add",
+        ByHand::Delete => "delete",
+    };
+    host.run_ok(
+        "nft",
+        [
+            verb,
+            "element",
+            "inet",
+            "netban",
+            set,
+            &format!("{{ {elements} }}"),
+        ],
+    )
+    .map(drop)
+}
+
 /// Every address or prefix in netban's sets on `host` (prefixes as `ADDR/LEN`); empty where
 /// the table does not exist.
 pub fn elements(host: &Host) -> BTreeSet<String> {
