@@ -140,6 +140,24 @@ pub fn available() -> bool {
     Path::new(PG_BIN).join("initdb").exists()
 }
 
+/// Whether PostgreSQL tests must run rather than skip: under `CI=true` or
+/// `NETBAN_REQUIRE_POSTGRES=1`.
+pub fn required() -> bool {
+    let set = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v == value);
+    set("CI", "true") || set("NETBAN_REQUIRE_POSTGRES", "1")
+}
+
+/// A fresh database on the process's shared server ([`PgServer::shared`]), or `None` (after
+/// printing why) where PostgreSQL 15 is not installed and not [`required`].
+pub fn shared_database() -> Option<PgDatabase> {
+    if !available() && !required() {
+        eprintln!("skipping: PostgreSQL 15 not installed (scripts/setup.d/postgres.sh)");
+        return None;
+    }
+    let server = PgServer::shared().expect("starting the test PostgreSQL server");
+    Some(server.create_database().expect("creating a test database"))
+}
+
 impl PgServer {
     /// Starts a new server (see the module documentation).
     pub fn start(options: PgOptions) -> io::Result<PgServer> {

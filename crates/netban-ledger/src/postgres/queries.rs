@@ -192,10 +192,10 @@ fn bucket_keys<'a>(prefix_texts: impl IntoIterator<Item = &'a str>) -> Vec<i32> 
 }
 
 /// A writing transaction ([`Ledger::record`], [`Ledger::expire`]), in as few round trips as
-/// PostgreSQL allows: it is opened together with its bucket locks in one simple query (`BEGIN; SELECT
-/// pg_advisory_xact_lock…`: one round trip where `Client::transaction` and the lock statement
-/// took two), and committed together with its NOTIFY (`NOTIFY …; COMMIT`: one, not two). A
-/// ban is then three round trips: this, its statement, the commit. Dropped uncommitted (an
+/// PostgreSQL allows: it is opened together with its bucket locks in one simple query
+/// (`BEGIN; SELECT pg_advisory_xact_lock…`: one round trip where `Client::transaction` and the
+/// lock statement took two), and committed together with its NOTIFY (`NOTIFY …; COMMIT`:
+/// one, not two). A ban is then three round trips: this, its statement, the commit. Dropped uncommitted (an
 /// error on the way), it is rolled back.
 struct WriteTransaction<'a> {
     client: &'a mut Client,
@@ -699,7 +699,7 @@ mod tests {
     //! Against the throwaway PostgreSQL 15 of `netban_testlab` (skipped with a printed line
     //! where it is not installed, except under `CI=true` or `NETBAN_REQUIRE_POSTGRES=1`).
     use super::*;
-    use netban_testlab::postgres::{available, PgServer};
+    use netban_testlab::postgres::shared_database;
 
     fn ban_of(i: u32) -> Write {
         let addr = std::net::Ipv4Addr::from(0x0a00_0000 + i);
@@ -744,15 +744,9 @@ mod tests {
     /// 2,500 took seconds. Each execution is planned for the tables as they are now.
     #[test]
     fn statements_prepared_on_empty_tables_use_their_indexes_once_the_tables_grow() {
-        if !available() {
-            let required = std::env::var("CI").is_ok_and(|v| v == "true")
-                || std::env::var("NETBAN_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-            assert!(!required, "PostgreSQL 15 is required here");
-            eprintln!("skipping: PostgreSQL 15 not installed (scripts/setup.d/postgres.sh)");
+        let Some(db) = shared_database() else {
             return;
-        }
-        let server = PgServer::shared().unwrap();
-        let db = server.create_database().unwrap();
+        };
         let mut ledger = PostgresLedger::connect(&db.url(), None).unwrap();
         let first: Prefix = "10.0.0.0/32".parse().unwrap();
         // One ban at a time on the empty tables, each with its feed read and its count of

@@ -13,7 +13,6 @@ mod pg;
 use netban_ledger::postgres::PostgresLedger;
 use netban_ledger::sqlite::SqliteLedger;
 use netban_ledger::Ledger;
-use netban_testlab::postgres::{PgDatabase, PgServer};
 
 /// A new, empty SQLite store: a file in a temp dir that lives as long as the returned opener.
 fn sqlite_store() -> impl FnMut() -> Box<dyn Ledger> {
@@ -21,22 +20,11 @@ fn sqlite_store() -> impl FnMut() -> Box<dyn Ledger> {
     move || Box::new(SqliteLedger::open(&dir.path().join("ledger.db")).unwrap()) as Box<dyn Ledger>
 }
 
-/// Whether PostgreSQL tests must run rather than skip.
-fn postgres_required() -> bool {
-    let set = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v == value);
-    set("CI", "true") || set("NETBAN_REQUIRE_POSTGRES", "1")
-}
-
-/// A fresh database on the process's shared server, or `None` (after printing why) where
-/// PostgreSQL is not installed and not required.
-fn postgres_database() -> Option<PgDatabase> {
-    if !netban_testlab::postgres::available() && !postgres_required() {
-        eprintln!("skipping: PostgreSQL 15 not installed (scripts/setup.d/postgres.sh)");
-        return None;
-    }
-    let server = PgServer::shared().expect("starting the test PostgreSQL server");
-    Some(server.create_database().expect("creating a test database"))
-}
+// Whether PostgreSQL tests must run rather than skip, and a fresh database on the process's
+// shared server (`None` where PostgreSQL is not installed and not required).
+use netban_testlab::postgres::{
+    required as postgres_required, shared_database as postgres_database,
+};
 
 /// A new, empty PostgreSQL store (a fresh database), or `None` as [`postgres_database`].
 fn postgres_store() -> Option<impl FnMut() -> Box<dyn Ledger>> {
