@@ -1005,35 +1005,3 @@ fn group_commit_throughput_postgres() {
         10_000.0 / elapsed.as_secs_f64()
     );
 }
-
-/// A batch of 2,500 bans recorded after 10,000 others, before and after the planner has
-/// statistics of the grown tables (`ANALYZE`), and the feed and prior-ban reads beside it.
-/// Prints the figures. `cargo test --workspace --test ledger -- --ignored --nocapture grown`.
-#[test]
-#[ignore = "a measurement: run on purpose, with --nocapture"]
-fn grown_tables_before_and_after_analyze() {
-    let server = PgServer::start(PgOptions { fsync: true }).unwrap();
-    let db = server.create_database().unwrap();
-    let mut l = PostgresLedger::connect(&db.url(), None).unwrap();
-    let mut client = raw_client(&db.url());
-    let batch = |from: u32, n: u32| -> Vec<Write> {
-        (from..from + n)
-            .map(|i| {
-                let addr = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-                w_ban(ban(&addr.to_string(), "sshd", 1, at(100_000)))
-            })
-            .collect()
-    };
-    for chunk in 0..100 {
-        l.record(&batch(chunk * 100, 100), Timestamp(1)).unwrap();
-    }
-    let timed = |l: &mut PostgresLedger, from: u32| {
-        let t = Instant::now();
-        l.record(&batch(from, 2500), Timestamp(1)).unwrap();
-        t.elapsed()
-    };
-    let before = timed(&mut l, 20_000);
-    client.batch_execute("ANALYZE").unwrap();
-    let after = timed(&mut l, 30_000);
-    eprintln!("2,500 bans after 10,000: {before:?} before ANALYZE, {after:?} after");
-}
