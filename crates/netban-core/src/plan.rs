@@ -299,6 +299,16 @@ impl Drift {
     }
 }
 
+/// `held` grouped by prefix (the entries of one prefix in the order of `held`): how a worker
+/// keeps what its device holds.
+pub fn by_prefix(held: &[Held]) -> BTreeMap<Prefix, Vec<Held>> {
+    let mut out: BTreeMap<Prefix, Vec<Held>> = BTreeMap::new();
+    for entry in held {
+        out.entry(entry.prefix).or_default().push(entry.clone());
+    }
+    out
+}
+
 /// Compares `cached` (what a worker believes the device holds: its last observation,
 /// changed since only by its own successful applies) with `observed` (what the device holds
 /// now), by prefix. Only entries netban owns count: a shared area's other entries are not
@@ -306,30 +316,27 @@ impl Drift {
 /// device may time it out itself before netban removes it. Each list is in prefix order.
 pub fn drift(
     cached: &BTreeMap<Prefix, Vec<Held>>,
-    observed: &[Held],
+    observed: &BTreeMap<Prefix, Vec<Held>>,
     ownership: &Ownership<'_>,
     now: Timestamp,
 ) -> Drift {
-    let seen: BTreeSet<Prefix> = observed
-        .iter()
-        .filter(|h| ownership.owns(h))
-        .map(|h| h.prefix)
-        .collect();
-    let owned_in_cache = |entries: &Vec<Held>| entries.iter().any(|h| ownership.owns(h));
+    let owned = |entries: Option<&Vec<Held>>| {
+        entries.is_some_and(|entries| entries.iter().any(|h| ownership.owns(h)))
+    };
     let missing = cached
         .iter()
         .filter(|(prefix, entries)| {
-            !seen.contains(prefix)
+            !owned(observed.get(prefix))
                 && entries
                     .iter()
                     .any(|h| ownership.owns(h) && !h.expiry.is_some_and(|e| e.is_past(now)))
         })
         .map(|(prefix, _)| *prefix)
         .collect();
-    let unexpected = seen
+    let unexpected = observed
         .iter()
-        .filter(|prefix| !cached.get(prefix).is_some_and(owned_in_cache))
-        .copied()
+        .filter(|(prefix, entries)| owned(Some(entries)) && !owned(cached.get(prefix)))
+        .map(|(prefix, _)| *prefix)
         .collect();
     Drift {
         missing,
@@ -369,30 +376,21 @@ mod tests {
     }
     const TRACKED: ExpiryTracking = ExpiryTracking::Tracked { slack_secs: 60 };
 
-    fn cache(list: &[Held]) -> BTreeMap<Prefix, Vec<Held>> {
-        let mut out: BTreeMap<Prefix, Vec<Held>> = BTreeMap::new();
-        for h in list {
-            out.entry(h.prefix).or_default().push(h.clone());
-        }
-        out
-    }
-
     #[test]
     fn drift_is_what_the_device_lost_or_gained_outside_netban() {
-        let cached = cache(&[
+        let cached = by_prefix(&[
             held("10.0.0.1", Some(at(1_000)), None),
             held("10.0.0.2", Some(at(1_000)), None),
             held("10.0.0.3", None, None),
         ]);
         // Unchanged: no drift.
-        let same: Vec<Held> = cached.values().flatten().cloned().collect();
-        assert!(drift(&cached, &same, &Ownership::Exclusive, Timestamp(10)).is_empty());
+        assert!(drift(&cached, &cached, &Ownership::Exclusive, Timestamp(10)).is_empty());
         // 10.0.0.2 deleted by hand, 10.0.0.9 added by hand.
-        let now = vec![
+        let now = by_prefix(&[
             held("10.0.0.1", Some(at(1_000)), None),
             held("10.0.0.3", None, None),
             held("10.0.0.9", None, None),
-        ];
+        ]);
         assert_eq!(
             drift(&cached, &now, &Ownership::Exclusive, Timestamp(10)),
             Drift {
@@ -404,10 +402,11 @@ mod tests {
 
     #[test]
     fn an_entry_the_device_timed_out_itself_is_not_drift() {
-        let cached = cache(&[held("10.0.0.1", Some(at(100)), None)]);
-        assert!(drift(&cached, &[], &Ownership::Exclusive, Timestamp(100)).is_empty());
+        let cached = by_prefix(&[held("10.0.0.1", Some(at(100)), None)]);
+        let gone = BTreeMap::new();
+        assert!(drift(&cached, &gone, &Ownership::Exclusive, Timestamp(100)).is_empty());
         assert_eq!(
-            drift(&cached, &[], &Ownership::Exclusive, Timestamp(99)).missing,
+            drift(&cached, &gone, &Ownership::Exclusive, Timestamp(99)).missing,
             vec![p("10.0.0.1")]
         );
     }
@@ -416,17 +415,17 @@ mod tests {
     fn on_a_shared_area_only_netbans_own_entries_count() {
         let owned = records(&[("10.0.0.1", Some("10")), ("10.0.0.2", Some("20"))]);
         let ownership = Ownership::Recorded(&owned);
-        let cached = cache(&[
+        let cached = by_prefix(&[
             held("10.0.0.1", None, Some("10")),
             held("10.0.0.2", None, Some("20")),
             held("192.168.1.0/24", None, Some("5")),
         ]);
         // The operator removed their own line and added another: not netban's drift. Netban's
         // 10.0.0.2 is gone: drift.
-        let now = vec![
+        let now = by_prefix(&[
             held("10.0.0.1", None, Some("10")),
             held("172.16.0.0/12", None, Some("6")),
-        ];
+        ]);
         assert_eq!(
             drift(&cached, &now, &ownership, Timestamp(1)),
             Drift {

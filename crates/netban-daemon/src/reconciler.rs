@@ -137,8 +137,9 @@ pub struct Worker {
     /// What the device holds, as last observed and since changed by our own applies.
     held: BTreeMap<Prefix, Vec<Held>>,
     /// Whether `held` can be trusted to be the device's content: set by a successful full
-    /// sync, cleared by any error (a failed or rejected item too) and by a change of driver. Only then does a resync that
-    /// finds the device different report drift (something changed it outside netban).
+    /// sync, cleared by any error (a failed or rejected item too) and by a change of driver.
+    /// Only then does a resync that finds the device different report drift (something
+    /// changed it outside netban).
     held_trusted: bool,
     /// On shared areas: the (prefix, handle) entries netban created.
     owned: BTreeSet<(Prefix, Option<String>)>,
@@ -378,6 +379,14 @@ impl Worker {
         tracing::info!(target = self.name(), "worker stopped");
     }
 
+    /// Which held entries netban may touch on this target (and watches for drift).
+    fn ownership(&self) -> Ownership<'_> {
+        match self.ownership_kind() {
+            OwnershipKind::Exclusive => Ownership::Exclusive,
+            OwnershipKind::Recorded => Ownership::Recorded(&self.owned),
+        }
+    }
+
     fn ownership_kind(&self) -> OwnershipKind {
         self.target.info().ownership
     }
@@ -420,10 +429,7 @@ impl Worker {
 
     fn plan_full(&self, desired: &BTreeMap<Prefix, Expiry>, held: &[Held]) -> Plan {
         let info = self.target.info();
-        let ownership = match self.ownership_kind() {
-            OwnershipKind::Exclusive => Ownership::Exclusive,
-            OwnershipKind::Recorded => Ownership::Recorded(&self.owned),
-        };
+        let ownership = self.ownership();
         let mut plan = plan::plan(desired, held, &ownership, info.expiry);
         plan.add.retain(|d| !self.rejected.contains_key(&d.prefix));
         if info.sources == SourceTracking::Shaped {
@@ -439,15 +445,13 @@ impl Worker {
         }
         let held = self.observe().await?;
         self.reached = true;
+        let observed = plan::by_prefix(&held);
         if self.held_trusted {
-            self.report_drift(&held);
+            self.report_drift(&observed);
         }
+        self.held = observed;
         self.engine.refresh_placement();
         let desired = self.engine.take_all_desired();
-        self.held.clear();
-        for h in &held {
-            self.held.entry(h.prefix).or_default().push(h.clone());
-        }
         let plan = self.plan_full(&desired, &held);
         if !plan.is_empty() {
             tracing::info!(
@@ -470,12 +474,8 @@ impl Worker {
     /// Compares what the device holds now with what this worker left there: a difference is
     /// drift (an operator, another tool, a device reset, or a bug of ours), repaired by the
     /// sync that found it and counted for `/metrics`.
-    fn report_drift(&self, observed: &[Held]) {
-        let ownership = match self.ownership_kind() {
-            OwnershipKind::Exclusive => Ownership::Exclusive,
-            OwnershipKind::Recorded => Ownership::Recorded(&self.owned),
-        };
-        let drift = plan::drift(&self.held, observed, &ownership, clock::now());
+    fn report_drift(&self, observed: &BTreeMap<Prefix, Vec<Held>>) {
+        let drift = plan::drift(&self.held, observed, &self.ownership(), clock::now());
         if drift.is_empty() {
             return;
         }
@@ -505,10 +505,7 @@ impl Worker {
         for prefix in dirty.keys() {
             self.rejected.remove(prefix);
         }
-        let ownership = match self.ownership_kind() {
-            OwnershipKind::Exclusive => Ownership::Exclusive,
-            OwnershipKind::Recorded => Ownership::Recorded(&self.owned),
-        };
+        let ownership = self.ownership();
         let prefixes: BTreeSet<Prefix> = dirty.keys().copied().collect();
         let desired = |p: &Prefix| dirty.get(p).copied().flatten();
         let info = self.target.info();
