@@ -84,11 +84,10 @@ impl Fleet {
             std::os::unix::fs::symlink(&nft, &writer_path).map_err(|e| e.to_string())?;
             let config = format!(
                 "[[targets]]\nname = \"router\"\ntype = \"nftables\"\nnetns = \"{}\"\n\
-                 scope = \"fleet\"\nnft_path = \"{}\"\n\n\
-                 [[targets]]\nname = \"local\"\ntype = \"nftables\"\nnetns = \"{}\"\n",
+                 scope = \"fleet\"\nnft_path = \"{}\"\n\n{}",
                 router.name(),
                 writer_path.display(),
-                local.name()
+                local_target(&local)
             );
             let daemon = Daemon::start_as(&o.bins, &work.join(&label), &db.url(), &label, &config)
                 .map_err(|e| e.to_string())?;
@@ -139,6 +138,14 @@ impl Fleet {
         });
         driver
     }
+}
+
+/// A host's own nftables target, `local`, in the namespace `host`.
+fn local_target(host: &Host) -> String {
+    format!(
+        "[[targets]]\nname = \"local\"\ntype = \"nftables\"\nnetns = \"{}\"\n",
+        host.name()
+    )
 }
 
 /// The router target's entry in `netban status` (null while the daemon does not answer).
@@ -551,23 +558,20 @@ fn benchmarks(o: &Context, work: &Path, table: &mut Table) -> Result<(), String>
          the same server, vs the same daemon on SQLite (synchronous=FULL)"
     ));
     // Each host enforces on its own nftables, as the fleet's hosts do.
-    let local_target = |name: &str| -> Result<String, String> {
-        let ns = fleet.lab.host(name).map_err(|e| e.to_string())?;
-        let target = format!(
-            "[[targets]]\nname = \"local\"\ntype = \"nftables\"\nnetns = \"{}\"\n",
-            ns.name()
-        );
-        Ok(target)
-    };
-    let solo = Daemon::start(&o.bins, &work.join("solo"), &local_target("solo")?)
-        .map_err(|e| e.to_string())?;
+    let own_namespace = |name: &str| fleet.lab.host(name).map_err(|e| e.to_string());
+    let solo = Daemon::start(
+        &o.bins,
+        &work.join("solo"),
+        &local_target(&own_namespace("solo")?),
+    )
+    .map_err(|e| e.to_string())?;
     let lone_db = fleet.pg.create_database().map_err(|e| e.to_string())?;
     let lone = Daemon::start_as(
         &o.bins,
         &work.join("lone"),
         &lone_db.url(),
         "lone",
-        &local_target("lone")?,
+        &local_target(&own_namespace("lone")?),
     )
     .map_err(|e| e.to_string())?;
     let (mut fleet_acks, mut lone_acks, mut sqlite_acks) = (Vec::new(), Vec::new(), Vec::new());

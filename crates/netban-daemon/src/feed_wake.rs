@@ -4,9 +4,9 @@
 //! A thread of its own waits on a [`FeedListener`] (its own database connection, `LISTEN
 //! netban_feed`) and, on each wake-up, queues [`Job::ReadFeed`] for the ledger thread. A
 //! burst of notifications that arrived together is one job, and jobs queued while the ledger
-//! thread is busy are one group with one feed read. The feed stays the truth: a notification lost while the listener was disconnected
-//! costs nothing, since a (re)connection is a wake-up too and the housekeeping poll
-//! (`poll_millis`) goes on regardless.
+//! thread is busy are one group with one feed read. The feed stays the truth: a notification
+//! lost while the listener was disconnected costs nothing, since a (re)connection is a
+//! wake-up too and the housekeeping poll (`poll_millis`) goes on regardless.
 
 use crate::ledger_worker::{Job, LedgerHandle};
 use netban_ledger::postgres::notify::FeedListener;
