@@ -9,9 +9,10 @@
 
 use netban_testlab::netban::{Binaries, Daemon};
 use netban_testlab::peers::bgp_routers::{
-    FlowRule, Kind, Router, RouterOptions, ROUTER_AS, ROUTER_LINK_V4, SPEAKER_AS, SPEAKER_LINK_V4,
+    flow_lab, FlowRule, Kind, Router, RouterOptions, ROUTER_AS, ROUTER_LINK_V4, SPEAKER_AS,
+    SPEAKER_LINK_V4,
 };
-use netban_testlab::{require_netns, wait_until, Lab};
+use netban_testlab::{require_netns, wait_until};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -48,26 +49,16 @@ fn wait_for_rules(router: &Router, want: &[FlowRule], daemon: &Daemon) {
 #[test]
 fn a_rule_takes_the_shape_of_every_source_banning_its_prefix() {
     require_netns!();
-    let lab = Lab::new("nfyfse").unwrap();
-    let router_host = lab.host("router").unwrap();
-    let speaker = lab.host("netban").unwrap();
-    lab.link(
-        &router_host,
-        &["198.18.0.1/30", "2001:db8:ff::1/64"],
-        &speaker,
-        &["198.18.0.2/30", "2001:db8:ff::2/64"],
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let lab = flow_lab("nfyfse");
     let options = RouterOptions {
         flowspec: true,
         ..RouterOptions::default()
     };
-    let router = Router::start_with(Kind::Gobgp, &router_host, dir.path(), options);
+    let router = Router::start_with(Kind::Gobgp, &lab.router, lab.dir.path(), options);
     let daemon = Daemon::start(
         &Binaries::locate(),
-        &dir.path().join("netban"),
-        &daemon_config(speaker.name()),
+        &lab.dir.path().join("netban"),
+        &daemon_config(lab.speaker.name()),
     )
     .expect("daemon");
     let up = wait_until(WAIT, Duration::from_millis(20), || router.established());
